@@ -1,0 +1,205 @@
+//! Every way a request can fail, mapped in one place to its HTTP status, its stable `code` and
+//! a message a person can act on. Clients switch on `code`; the set is documented in the README
+//! and only grows.
+
+use std::time::Duration;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::pipeline::{FailureKind, RecordFailure};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidJson(String),
+    #[error("{0}")]
+    InvalidBody(String),
+    #[error("{0}")]
+    NestingTooDeep(String),
+    #[error("{0}")]
+    MissingEvent(String),
+    #[error("{0}")]
+    InvalidPartitionKey(String),
+    #[error("{0}")]
+    InvalidExplicitHashKey(String),
+    #[error("{0}")]
+    InvalidStreamName(String),
+    #[error("{0}")]
+    InvalidRegion(String),
+    #[error("{0}")]
+    RegionNotAllowed(String),
+    #[error("the request body is empty; send a JSON object such as {{\"event\": {{...}}}}")]
+    EmptyBody,
+    #[error("{0}")]
+    NoRecords(String),
+    #[error("{0}")]
+    TooManyRecords(String),
+    #[error("{0}")]
+    BodyTooLarge(String),
+    #[error("{0}")]
+    RecordTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    UnsupportedContentEncoding(String),
+    #[error("missing x-api-key header")]
+    MissingApiKey,
+    #[error("the x-api-key header does not match any configured key")]
+    InvalidApiKey,
+    #[error("stream {0:?} is not in the proxy's allow-list (streams.allow)")]
+    StreamNotAllowed(String),
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after: Duration,
+    },
+    #[error("the queue for this stream is full; retry after the Retry-After delay")]
+    QueueFull,
+    #[error("{0}")]
+    TooManyStreams(String),
+    #[error("the proxy is shutting down; retry against another instance")]
+    ShuttingDown,
+    #[error("{0}")]
+    KinesisUnavailable(String),
+    #[error("{0}")]
+    KinesisRetriesExhausted(String),
+    #[error("{0}")]
+    KinesisRejected(String),
+    #[error("no route for this method and path; see the README for the API")]
+    NotFound,
+    #[error("method not allowed for this route")]
+    MethodNotAllowed,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The JSON body of every error response.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody<'a> {
+    pub error: String,
+    pub code: &'a str,
+}
+
+impl ApiError {
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidJson(_) => "invalid_json",
+            Self::InvalidBody(_) => "invalid_body",
+            Self::NestingTooDeep(_) => "nesting_too_deep",
+            Self::MissingEvent(_) => "missing_event",
+            Self::InvalidPartitionKey(_) => "invalid_partition_key",
+            Self::InvalidExplicitHashKey(_) => "invalid_explicit_hash_key",
+            Self::InvalidStreamName(_) => "invalid_stream_name",
+            Self::InvalidRegion(_) => "invalid_region",
+            Self::RegionNotAllowed(_) => "region_not_allowed",
+            Self::EmptyBody => "empty_body",
+            Self::NoRecords(_) => "no_records",
+            Self::TooManyRecords(_) => "too_many_records",
+            Self::BodyTooLarge(_) => "body_too_large",
+            Self::RecordTooLarge(_) => "record_too_large",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::UnsupportedContentEncoding(_) => "unsupported_content_encoding",
+            Self::MissingApiKey => "missing_api_key",
+            Self::InvalidApiKey => "invalid_api_key",
+            Self::StreamNotAllowed(_) => "stream_not_allowed",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::QueueFull => "queue_full",
+            Self::TooManyStreams(_) => "too_many_streams",
+            Self::ShuttingDown => "shutting_down",
+            Self::KinesisUnavailable(_) => "kinesis_unavailable",
+            Self::KinesisRetriesExhausted(_) => "kinesis_retries_exhausted",
+            Self::KinesisRejected(_) => "kinesis_rejected",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    /// How long a client should wait before retrying, for the statuses where retrying helps.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after, .. } => Some(*retry_after),
+            Self::QueueFull | Self::TooManyStreams(_) | Self::KinesisUnavailable(_) => {
+                Some(Duration::from_secs(1))
+            }
+            Self::ShuttingDown => Some(Duration::from_secs(5)),
+            _ => None,
+        }
+    }
+
+    /// Maps a record's final failure to the error its client sees.
+    pub fn from_record_failure(failure: &RecordFailure) -> Self {
+        match failure.kind {
+            FailureKind::Unavailable => Self::KinesisUnavailable(format!(
+                "Kinesis could not be reached before the record's deadline (last error: {}: {})",
+                failure.kinesis_code, failure.message
+            )),
+            FailureKind::RetriesExhausted => Self::KinesisRetriesExhausted(format!(
+                "Kinesis kept rejecting the record until its deadline (last error: {}: {})",
+                failure.kinesis_code, failure.message
+            )),
+            FailureKind::Rejected => Self::KinesisRejected(format!(
+                "Kinesis refused the record ({}: {})",
+                failure.kinesis_code, failure.message
+            )),
+            FailureKind::ShuttingDown => Self::ShuttingDown,
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::InvalidJson(_)
+            | Self::InvalidBody(_)
+            | Self::NestingTooDeep(_)
+            | Self::MissingEvent(_)
+            | Self::InvalidPartitionKey(_)
+            | Self::InvalidExplicitHashKey(_)
+            | Self::InvalidStreamName(_)
+            | Self::InvalidRegion(_)
+            | Self::RegionNotAllowed(_)
+            | Self::EmptyBody
+            | Self::NoRecords(_)
+            | Self::TooManyRecords(_) => StatusCode::BAD_REQUEST,
+            Self::MissingApiKey | Self::InvalidApiKey => StatusCode::UNAUTHORIZED,
+            Self::StreamNotAllowed(_) => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::BodyTooLarge(_) | Self::RecordTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) | Self::UnsupportedContentEncoding(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::QueueFull
+            | Self::TooManyStreams(_)
+            | Self::ShuttingDown
+            | Self::KinesisUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::KinesisRetriesExhausted(_) | Self::KinesisRejected(_) | Self::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        if let Some(after) = self.retry_after() {
+            let seconds = after.as_secs_f64().ceil().max(1.0) as u64;
+            response.insert_header((header::RETRY_AFTER, HeaderValue::from(seconds)));
+        }
+        if matches!(self, Self::MissingApiKey | Self::InvalidApiKey) {
+            response.insert_header((
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("ApiKey header=\"x-api-key\""),
+            ));
+        }
+        response.json(ErrorBody {
+            error: self.to_string(),
+            code: self.code(),
+        })
+    }
+}

@@ -1,0 +1,456 @@
+//! Request bodies to records: parses the three body shapes (single event, `{"records": [...]}`
+//! and NDJSON) and validates every field into the domain types, so a request is either wholly
+//! valid or refused with a message that says what is wrong and where.
+//!
+//! Events are not re-encoded through a generic JSON value: the event's own bytes are kept
+//! (borrowed, zero-copy when already compact) and only insignificant whitespace is removed. So
+//! numbers keep their exact digits and keys their order: what a consumer parses back is
+//! exactly what the client sent.
+//!
+//! Validation is all-or-nothing per request: one bad record refuses the whole request with 400
+//! and its index (or NDJSON line), and nothing is queued. A validation failure is deterministic,
+//! so accepting the rest would only force clients to reconcile partial writes of a request
+//! they must fix anyway. Per-record errors in 200 responses are kept for Kinesis' verdicts.
+//! Unknown fields are ignored, as the original API did, so newer clients keep working.
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::domain::{ExplicitHashKey, PartitionKey, Record};
+use crate::error::ApiError;
+
+/// The fields of one event, as sent.
+#[derive(Deserialize)]
+struct EventFields<'a> {
+    #[serde(borrow)]
+    event: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    partition_key: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    explicit_hash_key: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    region: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct RecordsEnvelope<'a> {
+    #[serde(borrow)]
+    records: Option<Vec<EventFields<'a>>>,
+    #[serde(borrow, default)]
+    region: Option<Cow<'a, str>>,
+}
+
+/// Records of a request and the region it named, if any.
+#[derive(Debug)]
+pub struct ParsedRequest {
+    pub records: Vec<Record>,
+    pub region: Option<String>,
+}
+
+/// `{"event": ..., "partition_key"?, "explicit_hash_key"?, "region"?}`
+pub fn parse_single(body: &Bytes) -> Result<ParsedRequest, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::EmptyBody);
+    }
+    let fields: EventFields = serde_json::from_slice(body).map_err(json_error)?;
+    let region = fields.region.as_deref().map(str::to_owned);
+    let record = to_record(body, fields, &|| String::new())?;
+    Ok(ParsedRequest {
+        records: vec![record],
+        region,
+    })
+}
+
+/// `{"records": [{"event", "partition_key"?, "explicit_hash_key"?}, ...], "region"?}`
+pub fn parse_records_json(body: &Bytes, max_records: usize) -> Result<ParsedRequest, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::EmptyBody);
+    }
+    let envelope: RecordsEnvelope = serde_json::from_slice(body).map_err(json_error)?;
+    let entries = envelope.records.ok_or_else(|| {
+        ApiError::InvalidBody(
+            "missing field `records`: expected {\"records\": [{\"event\": ...}, ...]}".into(),
+        )
+    })?;
+    check_count(entries.len(), max_records)?;
+    let mut records = Vec::with_capacity(entries.len());
+    for (index, fields) in entries.into_iter().enumerate() {
+        if fields.region.is_some() {
+            return Err(ApiError::InvalidBody(format!(
+                "records[{index}].region: set region once, at the top level of the body"
+            )));
+        }
+        records.push(to_record(body, fields, &|| format!("records[{index}]."))?);
+    }
+    Ok(ParsedRequest {
+        records,
+        region: envelope.region.as_deref().map(str::to_owned),
+    })
+}
+
+/// One single-event object per line; blank lines are skipped. A line may name a region, but all
+/// lines must agree with each other (a request goes to one region).
+pub fn parse_ndjson(body: &Bytes, max_records: usize) -> Result<ParsedRequest, ApiError> {
+    let mut records = Vec::new();
+    let mut region: Option<String> = None;
+    for (line_index, line) in body.split(|b| *b == b'\n').enumerate() {
+        let line_number = line_index + 1;
+        let line = trim_ascii_whitespace(line);
+        if line.is_empty() {
+            continue;
+        }
+        if records.len() == max_records {
+            return Err(too_many(max_records));
+        }
+        let fields: EventFields = serde_json::from_slice(line)
+            .map_err(|e| prefix(json_error(e), &format!("line {line_number}: ")))?;
+        if let Some(line_region) = fields.region.as_deref() {
+            match &region {
+                Some(existing) if existing != line_region => {
+                    return Err(ApiError::InvalidBody(format!(
+                        "line {line_number}: region {line_region:?} differs from an earlier line's {existing:?}; one request goes to one region"
+                    )));
+                }
+                _ => region = Some(line_region.to_owned()),
+            }
+        }
+        let line_bytes = body.slice_ref(line);
+        records.push(to_record(&line_bytes, fields, &|| {
+            format!("line {line_number}: ")
+        })?);
+    }
+    if records.is_empty() {
+        return Err(ApiError::NoRecords(
+            "the NDJSON body holds no events: send one {\"event\": ...} object per line".into(),
+        ));
+    }
+    Ok(ParsedRequest { records, region })
+}
+
+fn check_count(count: usize, max_records: usize) -> Result<(), ApiError> {
+    if count == 0 {
+        return Err(ApiError::NoRecords(
+            "`records` is empty: send at least one {\"event\": ...}".into(),
+        ));
+    }
+    if count > max_records {
+        return Err(too_many(max_records));
+    }
+    Ok(())
+}
+
+fn too_many(max_records: usize) -> ApiError {
+    ApiError::TooManyRecords(format!(
+        "a request may carry at most {max_records} records (limits.max_records_per_request); split it"
+    ))
+}
+
+/// Validates one event's fields into a record. `source` is the buffer the fields borrow from.
+fn to_record(
+    source: &Bytes,
+    fields: EventFields,
+    location: &dyn Fn() -> String,
+) -> Result<Record, ApiError> {
+    let Some(event) = fields.event else {
+        return Err(ApiError::MissingEvent(format!(
+            "{}`event` is missing or null: send {{\"event\": <any JSON value>}}",
+            location()
+        )));
+    };
+    let partition_key = match fields.partition_key {
+        Some(key) => PartitionKey::parse(key.into_owned())
+            .map_err(|e| ApiError::InvalidPartitionKey(format!("{}{e}", location())))?,
+        None => PartitionKey::random(),
+    };
+    let explicit_hash_key = match fields.explicit_hash_key.as_deref() {
+        Some(raw) => Some(
+            ExplicitHashKey::parse(raw)
+                .map_err(|e| ApiError::InvalidExplicitHashKey(format!("{}{e}", location())))?,
+        ),
+        None => None,
+    };
+    Ok(Record {
+        data: compact_json(source, event.get()).map_err(|e| match e {
+            ApiError::NestingTooDeep(m) => ApiError::NestingTooDeep(format!("{}{m}", location())),
+            other => other,
+        })?,
+        partition_key,
+        explicit_hash_key,
+    })
+}
+
+/// Deepest nesting of arrays and objects accepted in an event. Consumers must parse events
+/// back: serde_json stops at 128 levels by default, and recursive parsers elsewhere can crash
+/// on deeper input, so such an event is refused here rather than written to the stream.
+pub const MAX_NESTING_DEPTH: usize = 128;
+
+/// The event's JSON without insignificant whitespace. `raw` borrows from `source`; when it is
+/// already compact the result shares `source`'s buffer instead of copying.
+pub fn compact_json(source: &Bytes, raw: &str) -> Result<Bytes, ApiError> {
+    let bytes = raw.as_bytes();
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut has_whitespace = false;
+    let mut depth = 0usize;
+    for &b in bytes {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_NESTING_DEPTH {
+                    return Err(ApiError::NestingTooDeep(format!(
+                        "the event nests arrays/objects deeper than {MAX_NESTING_DEPTH} levels"
+                    )));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b' ' | b'\t' | b'\n' | b'\r' => has_whitespace = true,
+            _ => {}
+        }
+    }
+    if !has_whitespace {
+        return Ok(if source.as_ptr_range().contains(&bytes.as_ptr()) {
+            source.slice_ref(bytes)
+        } else {
+            Bytes::copy_from_slice(bytes)
+        });
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    in_string = false;
+    escaped = false;
+    for &b in bytes {
+        if in_string {
+            out.push(b);
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if b == b'"' {
+            in_string = true;
+            out.push(b);
+        } else if !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            out.push(b);
+        }
+    }
+    Ok(Bytes::from(out))
+}
+
+fn trim_ascii_whitespace(mut line: &[u8]) -> &[u8] {
+    while let [first, rest @ ..] = line {
+        if first.is_ascii_whitespace() {
+            line = rest;
+        } else {
+            break;
+        }
+    }
+    while let [rest @ .., last] = line {
+        if last.is_ascii_whitespace() {
+            line = rest;
+        } else {
+            break;
+        }
+    }
+    line
+}
+
+/// serde_json's message already names line and column; syntax errors and wrong shapes get
+/// different codes because they call for different fixes.
+fn json_error(err: serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    match err.classify() {
+        Category::Syntax | Category::Eof | Category::Io => {
+            ApiError::InvalidJson(format!("invalid JSON: {err}"))
+        }
+        Category::Data => ApiError::InvalidBody(format!("unexpected body shape: {err}")),
+    }
+}
+
+fn prefix(err: ApiError, text: &str) -> ApiError {
+    match err {
+        ApiError::InvalidJson(m) => ApiError::InvalidJson(format!("{text}{m}")),
+        ApiError::InvalidBody(m) => ApiError::InvalidBody(format!("{text}{m}")),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    #[test]
+    fn single_event_keeps_exact_json_without_whitespace() {
+        let b = body(
+            r#"{ "event" : { "a" : [1, 2.50, "x y"], "big": 123456789012345678901234567890 }, "partition_key": "k" }"#,
+        );
+        let parsed = parse_single(&b).expect("valid");
+        let record = &parsed.records[0];
+        assert_eq!(
+            &record.data[..],
+            br#"{"a":[1,2.50,"x y"],"big":123456789012345678901234567890}"#
+        );
+        assert_eq!(record.partition_key.as_str(), "k");
+    }
+
+    #[test]
+    fn compact_event_is_not_copied() {
+        let b = body(r#"{"event":{"id":1}}"#);
+        let parsed = parse_single(&b).expect("valid");
+        let data = &parsed.records[0].data;
+        assert_eq!(&data[..], br#"{"id":1}"#);
+        assert!(
+            b.as_ptr_range().contains(&data.as_ptr()),
+            "shares the body buffer"
+        );
+    }
+
+    #[test]
+    fn strings_with_escapes_and_whitespace_survive_compaction() {
+        let b = body("{\"event\": {\"s\": \"a \\\" b\\\\\", \"t\": \"\\n \"}}");
+        let parsed = parse_single(&b).expect("valid");
+        assert_eq!(
+            &parsed.records[0].data[..],
+            b"{\"s\":\"a \\\" b\\\\\",\"t\":\"\\n \"}"
+        );
+    }
+
+    #[test]
+    fn errors_have_codes_and_positions() {
+        let cases = [
+            ("", "empty_body"),
+            ("   ", "empty_body"),
+            ("{\"event\": 1", "invalid_json"),
+            ("{\"event\":\n  1,,}", "invalid_json"),
+            ("[1,2]", "invalid_body"),
+            ("\"str\"", "invalid_body"),
+            ("{}", "missing_event"),
+            ("{\"event\": null}", "missing_event"),
+            (
+                "{\"event\": 1, \"partition_key\": \"\"}",
+                "invalid_partition_key",
+            ),
+            ("{\"event\": 1, \"partition_key\": 5}", "invalid_body"),
+            (
+                "{\"event\": 1, \"explicit_hash_key\": \"-1\"}",
+                "invalid_explicit_hash_key",
+            ),
+        ];
+        for (input, code) in cases {
+            let err = parse_single(&body(input)).expect_err(input);
+            assert_eq!(err.code(), code, "{input:?}: {err}");
+        }
+        let err = parse_single(&body("{\"event\":\n  1,,}")).expect_err("syntax");
+        assert!(err.to_string().contains("line 2 column"), "{err}");
+    }
+
+    #[test]
+    fn invalid_utf8_is_invalid_json() {
+        let b = Bytes::from_static(b"{\"event\": \"\xff\xfe\"}");
+        assert_eq!(parse_single(&b).expect_err("utf8").code(), "invalid_json");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_a_stack_overflow() {
+        let depth = 100_000;
+        let text = format!("{{\"event\": {}{}}}", "[".repeat(depth), "]".repeat(depth));
+        match parse_single(&body(&text)) {
+            Err(err) => assert_eq!(err.code(), "nesting_too_deep", "{err}"),
+            Ok(_) => panic!("100,000 nested arrays were accepted"),
+        }
+        let ok_depth = format!(
+            "{{\"event\": {}{}}}",
+            "[".repeat(MAX_NESTING_DEPTH),
+            "]".repeat(MAX_NESTING_DEPTH)
+        );
+        assert!(
+            parse_single(&body(&ok_depth)).is_ok(),
+            "exactly the limit is accepted"
+        );
+    }
+
+    #[test]
+    fn records_body() {
+        let b = body(
+            r#"{"records": [{"event": {"n": 1}, "partition_key": "a"}, {"event": [2]}], "region": "eu-west-1"}"#,
+        );
+        let parsed = parse_records_json(&b, 10).expect("valid");
+        assert_eq!(parsed.records.len(), 2);
+        assert_eq!(&parsed.records[1].data[..], b"[2]");
+        assert_eq!(parsed.region.as_deref(), Some("eu-west-1"));
+
+        let err = parse_records_json(
+            &body(r#"{"records": [{"event": 1}, {"event": 2, "partition_key": ""}]}"#),
+            10,
+        )
+        .expect_err("bad key");
+        assert_eq!(err.code(), "invalid_partition_key");
+        assert!(err.to_string().contains("records[1]"), "{err}");
+        assert_eq!(
+            parse_records_json(&body(r#"{"records": []}"#), 10)
+                .expect_err("empty")
+                .code(),
+            "no_records"
+        );
+        assert_eq!(
+            parse_records_json(&body(r#"{"records": [{"event":1},{"event":2}]}"#), 1)
+                .expect_err("many")
+                .code(),
+            "too_many_records"
+        );
+        assert_eq!(
+            parse_records_json(&body(r#"{"event": 1}"#), 1)
+                .expect_err("no records")
+                .code(),
+            "invalid_body"
+        );
+    }
+
+    #[test]
+    fn ndjson_body() {
+        let b = body("{\"event\": {\"n\": 1}}\r\n\n{\"event\": 2, \"partition_key\": \"p\"}\n");
+        let parsed = parse_ndjson(&b, 10).expect("valid");
+        assert_eq!(parsed.records.len(), 2);
+        assert_eq!(&parsed.records[0].data[..], br#"{"n":1}"#);
+        assert_eq!(parsed.records[1].partition_key.as_str(), "p");
+
+        let err = parse_ndjson(&body("{\"event\": 1}\n{\"event\": \n{\"event\": 3}\n"), 10)
+            .expect_err("bad line");
+        assert_eq!(err.code(), "invalid_json");
+        assert!(err.to_string().starts_with("line 2: "), "{err}");
+        assert_eq!(
+            parse_ndjson(&body("\n\n"), 10).expect_err("empty").code(),
+            "no_records"
+        );
+        assert_eq!(
+            parse_ndjson(&body("{\"event\":1}\n{\"event\":2}\n"), 1)
+                .expect_err("many")
+                .code(),
+            "too_many_records"
+        );
+        let err = parse_ndjson(
+            &body("{\"event\":1,\"region\":\"us-east-1\"}\n{\"event\":2,\"region\":\"eu-west-1\"}"),
+            5,
+        )
+        .expect_err("mixed regions");
+        assert_eq!(err.code(), "invalid_body");
+    }
+}

@@ -1,0 +1,74 @@
+//! The `kinesis-proxy` binary: reads the configuration (`--config PATH`, default `config.toml`
+//! when present, then `KINESIS_PROXY__*` environment variables), then serves until SIGTERM/SIGINT.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use kinesis_proxy::config::Settings;
+use kinesis_proxy::startup::Application;
+
+const USAGE: &str = "usage: kinesis-proxy [--config PATH]\n\
+  --config PATH  settings file (default: ./config.toml if it exists, else built-in defaults)\n\
+  Environment variables KINESIS_PROXY__<SECTION>__<KEY> override any setting.";
+
+fn main() -> ExitCode {
+    let config_path = match parse_args(std::env::args().skip(1)) {
+        Ok(path) => path,
+        Err(message) => {
+            eprintln!("{message}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let settings = match Settings::load(config_path.as_deref()) {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("kinesis-proxy: configuration error: {err}");
+            return ExitCode::from(78); // EX_CONFIG
+        }
+    };
+    kinesis_proxy::init_logging(&settings.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("kinesis-proxy: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let app = Application::build(settings).await?;
+        app.run_until_stopped().await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %err, "kinesis-proxy failed");
+            eprintln!("kinesis-proxy: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<PathBuf>, String> {
+    let mut path = None;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--config" | "-c" => {
+                let value = args.next().ok_or("--config needs a path")?;
+                path = Some(PathBuf::from(value));
+            }
+            "--help" | "-h" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    if path.is_none() {
+        let default = PathBuf::from("config.toml");
+        if default.exists() {
+            path = Some(default);
+        }
+    }
+    Ok(path)
+}

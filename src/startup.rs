@@ -1,0 +1,222 @@
+//! Builds and runs the application: binds the listener first (port 0 works, and the bound port
+//! is exposed, so tests start the real app on a random port), starts the Kinesis runtime, and
+//! owns the shutdown sequence.
+//!
+//! Shutdown (SIGTERM, SIGINT, or `ShutdownHandle::trigger`): readiness turns 503 and new
+//! requests are refused; the listener stops and in-flight HTTP requests finish (they are waiting
+//! for their acknowledgements, which keep flowing); then every queue drains and every in-flight
+//! call finishes, all within `server.shutdown_grace_ms`. Nothing acknowledged is lost, because an
+//! acknowledgement is only sent after Kinesis accepted the record.
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{web, App, HttpServer};
+use aws_config::SdkConfig;
+use tokio::sync::Notify;
+
+use crate::auth::ApiKeys;
+use crate::config::Settings;
+use crate::kinesis::{load_sdk_config, KinesisClients};
+use crate::registry::{KinesisHealth, Pipelines};
+use crate::routes::{self, AppState};
+use crate::telemetry;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    server_handle: ServerHandle,
+    state: web::Data<AppState>,
+    /// Runs the `PutRecords` calls and the readiness probe; its own runtime, so the app behaves
+    /// the same whoever calls it (tests or `main`).
+    kinesis_runtime: tokio::runtime::Runtime,
+    shutdown: Arc<Notify>,
+}
+
+/// Starts a graceful shutdown from code (tests, embedding).
+#[derive(Clone)]
+pub struct ShutdownHandle(Arc<Notify>);
+
+impl ShutdownHandle {
+    pub fn trigger(&self) {
+        self.0.notify_one();
+    }
+}
+
+impl Application {
+    /// Builds with the standard AWS credential chain.
+    pub async fn build(settings: Settings) -> std::io::Result<Self> {
+        let sdk_config = load_sdk_config(&settings.kinesis).await;
+        Self::build_with_sdk_config(settings, sdk_config)
+    }
+
+    /// Builds with a given AWS configuration (tests pass static credentials).
+    pub fn build_with_sdk_config(
+        settings: Settings,
+        sdk_config: SdkConfig,
+    ) -> std::io::Result<Self> {
+        let settings = Arc::new(settings);
+        let addr = settings
+            .listen_addr()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        let listener = TcpListener::bind(addr)?;
+        let port = listener.local_addr()?.port();
+        let api_keys = ApiKeys::parse(&settings.auth.keys).map_err(|e| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("auth.keys: {e}"))
+        })?;
+        if !settings.auth.required {
+            tracing::warn!("auth.required = false: anyone who can reach this port can write to the allowed streams");
+        }
+
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let kinesis_threads = match settings.server.kinesis_threads {
+            0 => cores,
+            n => n,
+        };
+        let kinesis_runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(kinesis_threads)
+            .thread_name("kinesis")
+            .enable_all()
+            .build()?;
+        let draining = Arc::new(AtomicBool::new(false));
+        let clients = KinesisClients::new(sdk_config, settings.kinesis.clone());
+        let pipelines = Arc::new(Pipelines::new(
+            clients.clone(),
+            settings.clone(),
+            kinesis_runtime.handle().clone(),
+            draining.clone(),
+        ));
+        let health = Arc::new(KinesisHealth::default());
+        health.spawn_probe(
+            kinesis_runtime.handle(),
+            clients,
+            settings.default_region(),
+            settings.kinesis.readiness_probe_interval(),
+        );
+        let state = web::Data::new(AppState {
+            default_region: settings.default_region(),
+            settings: settings.clone(),
+            pipelines,
+            api_keys,
+            draining,
+            health,
+            prometheus: telemetry::prometheus(),
+        });
+
+        let app_state = state.clone();
+        let workers = match settings.server.workers {
+            0 => cores,
+            n => n,
+        };
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .configure(routes::configure)
+                .default_service(web::to(routes::not_found))
+        })
+        .workers(workers)
+        .keep_alive(settings.server.keep_alive())
+        .max_connections(settings.server.max_connections_per_worker)
+        // Our own signal handling runs the drain sequence; actix would stop on its own.
+        .disable_signals()
+        .shutdown_timeout(settings.server.shutdown_grace().as_secs().max(1))
+        .listen(listener)?
+        .run();
+        let server_handle = server.handle();
+        tracing::info!(%addr, port, workers, kinesis_threads, "listening");
+        Ok(Self {
+            port,
+            server,
+            server_handle,
+            state,
+            kinesis_runtime,
+            shutdown: Arc::new(Notify::new()),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.shutdown.clone())
+    }
+
+    /// Serves until a shutdown signal, then drains. Must be awaited on a tokio runtime.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let Self {
+            server,
+            server_handle,
+            state,
+            kinesis_runtime,
+            shutdown,
+            ..
+        } = self;
+        let mut server = tokio::spawn(server);
+        tokio::select! {
+            // The server ended on its own (it should not): report how.
+            result = &mut server => {
+                return result.map_err(std::io::Error::other)?;
+            }
+            () = wait_for_signal(&shutdown) => {}
+        }
+        let grace = state.settings.server.shutdown_grace();
+        tracing::info!(
+            grace_ms = grace.as_millis() as u64,
+            "shutting down: readiness off, draining"
+        );
+        state.draining.store(true, Ordering::Relaxed);
+        // Stop accepting; requests in flight finish (their records are still being written).
+        server_handle.stop(true).await;
+        let _ = server.await;
+        // No handler is left: dropping the pipelines lets each aggregator drain and end.
+        let threads = state.pipelines.close();
+        let joined = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        });
+        if tokio::time::timeout(grace + Duration::from_secs(2), joined)
+            .await
+            .is_err()
+        {
+            tracing::error!("aggregators did not stop within the grace period");
+        }
+        // Dropping a runtime blocks; do it off the async workers.
+        let _ = tokio::task::spawn_blocking(move || {
+            kinesis_runtime.shutdown_timeout(Duration::from_secs(2))
+        })
+        .await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+async fn wait_for_signal(trigger: &Notify) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                return trigger.notified().await;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+            () = trigger.notified() => tracing::info!("shutdown requested"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+            () = trigger.notified() => tracing::info!("shutdown requested"),
+        }
+    }
+}
