@@ -143,7 +143,11 @@ struct PendingRecord {
 impl PendingRecord {
     fn finish(mut self, metrics: &StreamMetrics, outcome: RecordOutcome) {
         metrics.record_finished(&outcome, self.attempts, self.received_at.elapsed());
-        if let Some(reply) = self.reply.take() {
+        let reply = self.reply.take();
+        // Give the budget back before answering, so a client that sends again at once finds
+        // room for its next record.
+        drop(self);
+        if let Some(reply) = reply {
             // The client may have gone away; its record is written all the same.
             let _ = reply.send(outcome);
         }

@@ -1,1 +1,328 @@
+//! Aggregator and retry behaviour against a fake Kinesis: batching caps, resending only the
+//! failed entries, deadlines, fatal errors, backpressure and draining. End-to-end behaviour
+//! against the emulator lives in `tests/api`.
 
+use std::sync::atomic::AtomicBool;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+
+use super::*;
+use crate::domain::PartitionKey;
+use crate::retry::CallFailure;
+
+type Behaviour = dyn Fn(usize, &Record) -> Result<EntryResult, CallFailure> + Send + Sync;
+
+/// Records every call; answers each entry with `behaviour(call_index, record)`. A whole-call
+/// failure is returned if any entry's behaviour returns `Err`.
+struct FakeKinesis {
+    calls: Mutex<Vec<Vec<Bytes>>>,
+    behaviour: Box<Behaviour>,
+    delay: Duration,
+}
+
+impl FakeKinesis {
+    fn new(delay: Duration, behaviour: impl Fn(usize, &Record) -> Result<EntryResult, CallFailure> + Send + Sync + 'static) -> Arc<Self> {
+        Arc::new(Self {
+            calls: Mutex::new(Vec::new()),
+            behaviour: Box::new(behaviour),
+            delay,
+        })
+    }
+
+    fn calls(&self) -> Vec<Vec<Bytes>> {
+        self.calls.lock().expect("lock").clone()
+    }
+}
+
+fn accept(record: &Record) -> EntryResult {
+    EntryResult::Accepted {
+        shard_id: "shardId-000000000000".into(),
+        sequence_number: format!("seq-{}", String::from_utf8_lossy(&record.data)),
+    }
+}
+
+fn throttled() -> EntryResult {
+    EntryResult::Failed {
+        code: "ProvisionedThroughputExceededException".into(),
+        message: "Rate exceeded".into(),
+    }
+}
+
+impl PutRecordsApi for FakeKinesis {
+    async fn put_records<'a>(&'a self, _stream: &'a StreamName, records: Vec<&'a Record>) -> Result<Vec<EntryResult>, CallFailure> {
+        let index = {
+            let mut calls = self.calls.lock().expect("lock");
+            calls.push(records.iter().map(|r| r.data.clone()).collect());
+            calls.len() - 1
+        };
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        records.iter().map(|r| (self.behaviour)(index, r)).collect()
+    }
+}
+
+fn settings() -> PipelineSettings {
+    PipelineSettings {
+        batch: BatchLimits {
+            max_records: 500,
+            max_bytes: 5 * 1024 * 1024,
+        },
+        linger: Duration::from_millis(5),
+        max_in_flight_calls: 2,
+        queue_max_records: 100_000,
+        queue_max_bytes: 64 * 1024 * 1024,
+        record_deadline: Duration::from_secs(10),
+        backoff: Backoff {
+            base: Duration::from_millis(5),
+            max: Duration::from_millis(20),
+        },
+        shutdown_grace: Duration::from_secs(5),
+    }
+}
+
+fn record(n: usize) -> Record {
+    Record {
+        data: Bytes::from(format!("{n}")),
+        partition_key: PartitionKey::parse(format!("k{n}")).expect("key"),
+        explicit_hash_key: None,
+    }
+}
+
+struct Harness {
+    runtime: tokio::runtime::Runtime,
+    pipeline: Option<Arc<Pipeline>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Harness {
+    fn start(api: Arc<FakeKinesis>, settings: PipelineSettings) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (pipeline, thread) = Pipeline::start(
+            Region::us_west_2(),
+            StreamName::parse("test").expect("name"),
+            api,
+            settings,
+            1024 * 1024,
+            false,
+            runtime.handle().clone(),
+            Arc::new(AtomicBool::new(false)),
+        )
+        .expect("start");
+        Self {
+            runtime,
+            pipeline: Some(pipeline),
+            thread: Some(thread),
+        }
+    }
+
+    fn pipeline(&self) -> &Pipeline {
+        self.pipeline.as_ref().expect("running")
+    }
+
+    /// Submits `count` single records and waits for every outcome, in order.
+    fn send_all(&self, count: usize) -> Vec<RecordOutcome> {
+        let receivers: Vec<_> = (0..count)
+            .map(|n| {
+                self.pipeline()
+                    .submit_one(record(n), Instant::now())
+                    .expect("admitted")
+                    .expect("waits for Kinesis")
+            })
+            .collect();
+        self.runtime.block_on(async {
+            let mut outcomes = Vec::new();
+            for r in receivers {
+                outcomes.push(r.await.expect("answered"));
+            }
+            outcomes
+        })
+    }
+
+    /// Drops the handle and waits for the aggregator to drain and stop.
+    fn close(&mut self) {
+        self.pipeline = None;
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("aggregator thread");
+        }
+    }
+}
+
+#[test]
+fn batches_respect_the_record_cap_and_every_record_is_answered_once() {
+    let api = FakeKinesis::new(Duration::from_millis(20), |_, r| Ok(accept(r)));
+    let mut h = Harness::start(api.clone(), settings());
+    let outcomes = h.send_all(1_700);
+    assert!(outcomes.iter().all(Result::is_ok));
+    for (n, outcome) in outcomes.iter().enumerate() {
+        let accepted = outcome.as_ref().expect("ok");
+        assert_eq!(accepted.sequence_number, format!("seq-{n}"), "each client gets its own record's answer");
+    }
+    h.close();
+    let calls = api.calls();
+    assert!(calls.iter().all(|c| c.len() <= 500), "{:?}", calls.iter().map(Vec::len).collect::<Vec<_>>());
+    let sent: usize = calls.iter().map(Vec::len).sum();
+    assert_eq!(sent, 1_700, "no record sent twice or lost");
+    assert!(calls.len() <= 10, "batching: {} calls for 1,700 records", calls.len());
+}
+
+#[test]
+fn byte_cap_splits_batches() {
+    let api = FakeKinesis::new(Duration::ZERO, |_, r| Ok(accept(r)));
+    let mut s = settings();
+    s.batch.max_bytes = 100;
+    let mut h = Harness::start(api.clone(), s);
+    // Each record is "nn" + "knn": 5 bytes (single digit 3 bytes): at most 100 bytes per call.
+    let outcomes = h.send_all(300);
+    assert!(outcomes.iter().all(Result::is_ok));
+    h.close();
+    for call in api.calls() {
+        let bytes: usize = call.iter().map(|d| d.len() * 2 + 1).sum();
+        assert!(bytes <= 100, "call of {bytes} bytes");
+    }
+}
+
+#[test]
+fn only_failed_entries_are_resent_until_accepted() {
+    // Odd records are throttled on their first two attempts.
+    let attempts = Arc::new(Mutex::new(std::collections::HashMap::<Bytes, u32>::new()));
+    let seen = attempts.clone();
+    let api = FakeKinesis::new(Duration::ZERO, move |_, r| {
+        let n: usize = std::str::from_utf8(&r.data).expect("utf8").parse().expect("number");
+        let mut seen = seen.lock().expect("lock");
+        let count = seen.entry(r.data.clone()).or_insert(0);
+        *count += 1;
+        Ok(if n % 2 == 1 && *count <= 2 { throttled() } else { accept(r) })
+    });
+    let mut h = Harness::start(api.clone(), settings());
+    let outcomes = h.send_all(100);
+    assert!(outcomes.iter().all(Result::is_ok), "all accepted after retries");
+    h.close();
+    let attempts = attempts.lock().expect("lock");
+    for (data, count) in attempts.iter() {
+        let n: usize = std::str::from_utf8(data).expect("utf8").parse().expect("number");
+        assert_eq!(*count, if n % 2 == 1 { 3 } else { 1 }, "record {n}");
+    }
+    let total: u32 = attempts.values().sum();
+    assert_eq!(total, 100 + 50 * 2);
+}
+
+#[test]
+fn entries_failing_past_their_deadline_are_answered_with_the_last_error() {
+    let api = FakeKinesis::new(Duration::ZERO, |_, r| Ok(if r.data.as_ref() == b"1" { throttled() } else { accept(r) }));
+    let mut s = settings();
+    s.record_deadline = Duration::from_millis(300);
+    let mut h = Harness::start(api.clone(), s);
+    let started = Instant::now();
+    let outcomes = h.send_all(3);
+    assert!(outcomes[0].is_ok() && outcomes[2].is_ok());
+    let failure = outcomes[1].as_ref().expect_err("throttled until deadline");
+    assert_eq!(failure.kind, FailureKind::RetriesExhausted);
+    assert_eq!(failure.kinesis_code, "ProvisionedThroughputExceededException");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    h.close();
+    assert!(api.calls().len() >= 3, "it was retried: {} calls", api.calls().len());
+}
+
+#[test]
+fn fatal_call_errors_fail_at_once_without_retry() {
+    let api = FakeKinesis::new(Duration::ZERO, |_, _| {
+        Err(CallFailure {
+            code: "ResourceNotFoundException".into(),
+            status: Some(400),
+            message: "Stream test not found".into(),
+        })
+    });
+    let mut h = Harness::start(api.clone(), settings());
+    let outcomes = h.send_all(5);
+    h.close();
+    for outcome in outcomes {
+        let failure = outcome.expect_err("rejected");
+        assert_eq!(failure.kind, FailureKind::Rejected);
+        assert_eq!(failure.kinesis_code, "ResourceNotFoundException");
+    }
+    let sent: usize = api.calls().iter().map(Vec::len).sum();
+    assert_eq!(sent, 5, "never retried");
+}
+
+#[test]
+fn unreachable_kinesis_fails_records_as_unavailable_at_their_deadline() {
+    let api = FakeKinesis::new(Duration::ZERO, |_, _| {
+        Err(CallFailure {
+            code: CallFailure::CONNECTION.into(),
+            status: None,
+            message: "connection refused".into(),
+        })
+    });
+    let mut s = settings();
+    s.record_deadline = Duration::from_millis(200);
+    let mut h = Harness::start(api.clone(), s);
+    let outcomes = h.send_all(2);
+    h.close();
+    for outcome in outcomes {
+        assert_eq!(outcome.expect_err("unavailable").kind, FailureKind::Unavailable);
+    }
+    assert!(api.calls().len() >= 2, "retried while the deadline allowed");
+}
+
+#[test]
+fn a_full_budget_refuses_at_once_and_frees_on_answer() {
+    let api = FakeKinesis::new(Duration::from_millis(200), |_, r| Ok(accept(r)));
+    let mut s = settings();
+    s.queue_max_records = 3;
+    let mut h = Harness::start(api, s);
+    let p = h.pipeline();
+    let receivers: Vec<_> = (0..3).map(|n| p.submit_one(record(n), Instant::now()).expect("admitted")).collect();
+    let refused_at = Instant::now();
+    assert_eq!(p.submit_one(record(9), Instant::now()).err(), Some(SubmitError::QueueFull));
+    assert_eq!(p.submit_many(vec![record(10)], Instant::now()).err(), Some(SubmitError::QueueFull));
+    assert!(refused_at.elapsed() < Duration::from_millis(50), "refusal does not wait");
+    assert_eq!(p.depth().0, 3);
+    h.runtime.block_on(async {
+        for r in receivers.into_iter().flatten() {
+            r.await.expect("answered").expect("accepted");
+        }
+    });
+    assert_eq!(h.pipeline().depth(), (0, 0), "tickets returned");
+    assert!(h.pipeline().submit_one(record(11), Instant::now()).is_ok());
+    h.close();
+}
+
+#[test]
+fn closing_drains_everything_queued() {
+    let api = FakeKinesis::new(Duration::from_millis(30), |_, r| Ok(accept(r)));
+    let mut h = Harness::start(api.clone(), settings());
+    let receivers: Vec<_> = (0..1_000)
+        .map(|n| h.pipeline().submit_one(record(n), Instant::now()).expect("admitted").expect("receiver"))
+        .collect();
+    h.close();
+    let accepted = h.runtime.block_on(async {
+        let mut ok = 0;
+        for r in receivers {
+            if let Ok(Ok(_)) = r.await {
+                ok += 1;
+            }
+        }
+        ok
+    });
+    assert_eq!(accepted, 1_000);
+    assert_eq!(api.calls().iter().map(Vec::len).sum::<usize>(), 1_000);
+}
+
+#[test]
+fn a_lone_record_is_sent_at_once_when_nothing_is_in_flight() {
+    let api = FakeKinesis::new(Duration::ZERO, |_, r| Ok(accept(r)));
+    let mut s = settings();
+    s.linger = Duration::from_secs(5);
+    let mut h = Harness::start(api, s);
+    let started = Instant::now();
+    let outcomes = h.send_all(1);
+    assert!(outcomes[0].is_ok());
+    assert!(started.elapsed() < Duration::from_secs(1), "did not wait for the 5 s linger");
+    h.close();
+}
