@@ -325,8 +325,9 @@ impl Settings {
             ));
         }
         let endpoint = &self.kinesis.endpoint_url;
-        if !endpoint.is_empty()
-            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        if !(endpoint.is_empty()
+            || endpoint.starts_with("http://")
+            || endpoint.starts_with("https://"))
         {
             return Err(invalid(
                 "kinesis.endpoint_url",

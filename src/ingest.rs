@@ -52,9 +52,7 @@ pub struct ParsedRequest {
 
 /// `{"event": ..., "partition_key"?, "explicit_hash_key"?, "region"?}`
 pub fn parse_single(body: &Bytes) -> Result<ParsedRequest, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::EmptyBody);
-    }
+    expect_object(body)?;
     let fields: EventFields = serde_json::from_slice(body).map_err(json_error)?;
     let region = fields.region.as_deref().map(str::to_owned);
     let record = to_record(body, fields, &|| String::new())?;
@@ -66,9 +64,7 @@ pub fn parse_single(body: &Bytes) -> Result<ParsedRequest, ApiError> {
 
 /// `{"records": [{"event", "partition_key"?, "explicit_hash_key"?}, ...], "region"?}`
 pub fn parse_records_json(body: &Bytes, max_records: usize) -> Result<ParsedRequest, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::EmptyBody);
-    }
+    expect_object(body)?;
     let envelope: RecordsEnvelope = serde_json::from_slice(body).map_err(json_error)?;
     let entries = envelope.records.ok_or_else(|| {
         ApiError::InvalidBody(
@@ -105,6 +101,7 @@ pub fn parse_ndjson(body: &Bytes, max_records: usize) -> Result<ParsedRequest, A
         if records.len() == max_records {
             return Err(too_many(max_records));
         }
+        expect_object(line).map_err(|e| prefix(e, &format!("line {line_number}: ")))?;
         let fields: EventFields = serde_json::from_slice(line)
             .map_err(|e| prefix(json_error(e), &format!("line {line_number}: ")))?;
         if let Some(line_region) = fields.region.as_deref() {
@@ -128,6 +125,18 @@ pub fn parse_ndjson(body: &Bytes, max_records: usize) -> Result<ParsedRequest, A
         ));
     }
     Ok(ParsedRequest { records, region })
+}
+
+/// serde would read a struct from a JSON array too (`[{"event": 1}]` as a one-field tuple);
+/// the API takes objects only, so an array is refused before serde sees it.
+fn expect_object(body: &[u8]) -> Result<(), ApiError> {
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => Err(ApiError::EmptyBody),
+        Some(b'[') => Err(ApiError::InvalidBody(
+            "expected a JSON object such as {\"event\": ...}, found an array".into(),
+        )),
+        Some(_) => Ok(()),
+    }
 }
 
 fn check_count(count: usize, max_records: usize) -> Result<(), ApiError> {

@@ -164,8 +164,9 @@ impl PendingRecord {
 }
 
 /// What goes through the queue: one request's records, so a many-records request is one message.
+/// Boxed, because the bounded channel preallocates a slot per record of capacity.
 enum Submission {
-    One(PendingRecord),
+    One(Box<PendingRecord>),
     Many(Vec<PendingRecord>),
 }
 
@@ -290,7 +291,7 @@ impl Pipeline {
             return Err(SubmitError::QueueFull);
         }
         let (pending, receiver) = self.pending(record, size, received_at);
-        self.send(Submission::One(pending))?;
+        self.send(Submission::One(Box::new(pending)))?;
         Ok(receiver)
     }
 
@@ -445,7 +446,7 @@ impl<K: PutRecordsApi> Aggregator<K> {
 
     fn accept(&mut self, submission: Submission) {
         match submission {
-            Submission::One(record) => self.push_ready_back(record),
+            Submission::One(record) => self.push_ready_back(*record),
             Submission::Many(records) => records.into_iter().for_each(|r| self.push_ready_back(r)),
         }
     }

@@ -22,7 +22,10 @@ struct FakeKinesis {
 }
 
 impl FakeKinesis {
-    fn new(delay: Duration, behaviour: impl Fn(usize, &Record) -> Result<EntryResult, CallFailure> + Send + Sync + 'static) -> Arc<Self> {
+    fn new(
+        delay: Duration,
+        behaviour: impl Fn(usize, &Record) -> Result<EntryResult, CallFailure> + Send + Sync + 'static,
+    ) -> Arc<Self> {
         Arc::new(Self {
             calls: Mutex::new(Vec::new()),
             behaviour: Box::new(behaviour),
@@ -50,7 +53,11 @@ fn throttled() -> EntryResult {
 }
 
 impl PutRecordsApi for FakeKinesis {
-    async fn put_records<'a>(&'a self, _stream: &'a StreamName, records: Vec<&'a Record>) -> Result<Vec<EntryResult>, CallFailure> {
+    async fn put_records<'a>(
+        &'a self,
+        _stream: &'a StreamName,
+        records: Vec<&'a Record>,
+    ) -> Result<Vec<EntryResult>, CallFailure> {
         let index = {
             let mut calls = self.calls.lock().expect("lock");
             calls.push(records.iter().map(|r| r.data.clone()).collect());
@@ -161,14 +168,26 @@ fn batches_respect_the_record_cap_and_every_record_is_answered_once() {
     assert!(outcomes.iter().all(Result::is_ok));
     for (n, outcome) in outcomes.iter().enumerate() {
         let accepted = outcome.as_ref().expect("ok");
-        assert_eq!(accepted.sequence_number, format!("seq-{n}"), "each client gets its own record's answer");
+        assert_eq!(
+            accepted.sequence_number,
+            format!("seq-{n}"),
+            "each client gets its own record's answer"
+        );
     }
     h.close();
     let calls = api.calls();
-    assert!(calls.iter().all(|c| c.len() <= 500), "{:?}", calls.iter().map(Vec::len).collect::<Vec<_>>());
+    assert!(
+        calls.iter().all(|c| c.len() <= 500),
+        "{:?}",
+        calls.iter().map(Vec::len).collect::<Vec<_>>()
+    );
     let sent: usize = calls.iter().map(Vec::len).sum();
     assert_eq!(sent, 1_700, "no record sent twice or lost");
-    assert!(calls.len() <= 10, "batching: {} calls for 1,700 records", calls.len());
+    assert!(
+        calls.len() <= 10,
+        "batching: {} calls for 1,700 records",
+        calls.len()
+    );
 }
 
 #[test]
@@ -193,19 +212,32 @@ fn only_failed_entries_are_resent_until_accepted() {
     let attempts = Arc::new(Mutex::new(std::collections::HashMap::<Bytes, u32>::new()));
     let seen = attempts.clone();
     let api = FakeKinesis::new(Duration::ZERO, move |_, r| {
-        let n: usize = std::str::from_utf8(&r.data).expect("utf8").parse().expect("number");
+        let n: usize = std::str::from_utf8(&r.data)
+            .expect("utf8")
+            .parse()
+            .expect("number");
         let mut seen = seen.lock().expect("lock");
         let count = seen.entry(r.data.clone()).or_insert(0);
         *count += 1;
-        Ok(if n % 2 == 1 && *count <= 2 { throttled() } else { accept(r) })
+        Ok(if n % 2 == 1 && *count <= 2 {
+            throttled()
+        } else {
+            accept(r)
+        })
     });
     let mut h = Harness::start(api.clone(), settings());
     let outcomes = h.send_all(100);
-    assert!(outcomes.iter().all(Result::is_ok), "all accepted after retries");
+    assert!(
+        outcomes.iter().all(Result::is_ok),
+        "all accepted after retries"
+    );
     h.close();
     let attempts = attempts.lock().expect("lock");
     for (data, count) in attempts.iter() {
-        let n: usize = std::str::from_utf8(data).expect("utf8").parse().expect("number");
+        let n: usize = std::str::from_utf8(data)
+            .expect("utf8")
+            .parse()
+            .expect("number");
         assert_eq!(*count, if n % 2 == 1 { 3 } else { 1 }, "record {n}");
     }
     let total: u32 = attempts.values().sum();
@@ -214,7 +246,13 @@ fn only_failed_entries_are_resent_until_accepted() {
 
 #[test]
 fn entries_failing_past_their_deadline_are_answered_with_the_last_error() {
-    let api = FakeKinesis::new(Duration::ZERO, |_, r| Ok(if r.data.as_ref() == b"1" { throttled() } else { accept(r) }));
+    let api = FakeKinesis::new(Duration::ZERO, |_, r| {
+        Ok(if r.data.as_ref() == b"1" {
+            throttled()
+        } else {
+            accept(r)
+        })
+    });
     let mut s = settings();
     s.record_deadline = Duration::from_millis(300);
     let mut h = Harness::start(api.clone(), s);
@@ -223,10 +261,17 @@ fn entries_failing_past_their_deadline_are_answered_with_the_last_error() {
     assert!(outcomes[0].is_ok() && outcomes[2].is_ok());
     let failure = outcomes[1].as_ref().expect_err("throttled until deadline");
     assert_eq!(failure.kind, FailureKind::RetriesExhausted);
-    assert_eq!(failure.kinesis_code, "ProvisionedThroughputExceededException");
+    assert_eq!(
+        failure.kinesis_code,
+        "ProvisionedThroughputExceededException"
+    );
     assert!(started.elapsed() < Duration::from_secs(3));
     h.close();
-    assert!(api.calls().len() >= 3, "it was retried: {} calls", api.calls().len());
+    assert!(
+        api.calls().len() >= 3,
+        "it was retried: {} calls",
+        api.calls().len()
+    );
 }
 
 #[test]
@@ -265,7 +310,10 @@ fn unreachable_kinesis_fails_records_as_unavailable_at_their_deadline() {
     let outcomes = h.send_all(2);
     h.close();
     for outcome in outcomes {
-        assert_eq!(outcome.expect_err("unavailable").kind, FailureKind::Unavailable);
+        assert_eq!(
+            outcome.expect_err("unavailable").kind,
+            FailureKind::Unavailable
+        );
     }
     assert!(api.calls().len() >= 2, "retried while the deadline allowed");
 }
@@ -277,11 +325,22 @@ fn a_full_budget_refuses_at_once_and_frees_on_answer() {
     s.queue_max_records = 3;
     let mut h = Harness::start(api, s);
     let p = h.pipeline();
-    let receivers: Vec<_> = (0..3).map(|n| p.submit_one(record(n), Instant::now()).expect("admitted")).collect();
+    let receivers: Vec<_> = (0..3)
+        .map(|n| p.submit_one(record(n), Instant::now()).expect("admitted"))
+        .collect();
     let refused_at = Instant::now();
-    assert_eq!(p.submit_one(record(9), Instant::now()).err(), Some(SubmitError::QueueFull));
-    assert_eq!(p.submit_many(vec![record(10)], Instant::now()).err(), Some(SubmitError::QueueFull));
-    assert!(refused_at.elapsed() < Duration::from_millis(50), "refusal does not wait");
+    assert_eq!(
+        p.submit_one(record(9), Instant::now()).err(),
+        Some(SubmitError::QueueFull)
+    );
+    assert_eq!(
+        p.submit_many(vec![record(10)], Instant::now()).err(),
+        Some(SubmitError::QueueFull)
+    );
+    assert!(
+        refused_at.elapsed() < Duration::from_millis(50),
+        "refusal does not wait"
+    );
     assert_eq!(p.depth().0, 3);
     h.runtime.block_on(async {
         for r in receivers.into_iter().flatten() {
@@ -298,7 +357,12 @@ fn closing_drains_everything_queued() {
     let api = FakeKinesis::new(Duration::from_millis(30), |_, r| Ok(accept(r)));
     let mut h = Harness::start(api.clone(), settings());
     let receivers: Vec<_> = (0..1_000)
-        .map(|n| h.pipeline().submit_one(record(n), Instant::now()).expect("admitted").expect("receiver"))
+        .map(|n| {
+            h.pipeline()
+                .submit_one(record(n), Instant::now())
+                .expect("admitted")
+                .expect("receiver")
+        })
         .collect();
     h.close();
     let accepted = h.runtime.block_on(async {
@@ -323,6 +387,9 @@ fn a_lone_record_is_sent_at_once_when_nothing_is_in_flight() {
     let started = Instant::now();
     let outcomes = h.send_all(1);
     assert!(outcomes[0].is_ok());
-    assert!(started.elapsed() < Duration::from_secs(1), "did not wait for the 5 s linger");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "did not wait for the 5 s linger"
+    );
     h.close();
 }

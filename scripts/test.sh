@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: unit tests, the `api` integration tests (which start their own
+# kinesalite from scripts/kinesalite) and a compile of the benches. Every test binary runs even
+# when an earlier one fails (--no-fail-fast); the exit code is cargo's.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+bash scripts/setup-emulator.sh
+
+# The tests talk to a local emulator with static credentials: never let the AWS SDK wander off
+# to the EC2 instance metadata service looking for a region or credentials.
+export AWS_EC2_METADATA_DISABLED=true
+
+echo "==> cargo test --all-targets --no-fail-fast" >&2
+cargo test --all-targets --no-fail-fast "$@"

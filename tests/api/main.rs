@@ -1,0 +1,10 @@
+//! Integration tests: one binary (one build, one emulator) for the whole HTTP API, the real proxy
+//! on random ports and kinesalite behind it; see `helpers`.
+
+mod helpers;
+
+mod batching;
+mod retries;
+mod round_trip;
+mod shutdown;
+mod validation;

@@ -1,0 +1,421 @@
+//! Every validation rule at the edge, one row each, against the real proxy: the status, the
+//! stable `code` and a JSON error body; and afterwards, that nothing refused reached the stream.
+
+use serde_json::Value;
+
+use crate::helpers::app::{spawn_app_with, AppOptions, API_KEY};
+use crate::helpers::emulator::read_all;
+
+const MAX_BODY: usize = 256 * 1024;
+const MAX_RECORD: usize = 16 * 1024;
+const MAX_RECORDS: usize = 10;
+
+enum Route {
+    Single,
+    Records,
+    Path(String),
+}
+
+struct Case {
+    name: &'static str,
+    method: &'static str,
+    route: Route,
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+    status: u16,
+    /// `None` for rows that must succeed.
+    code: Option<&'static str>,
+    /// Text the error message must contain (position, limit, ...).
+    message_contains: Option<&'static str>,
+}
+
+fn case(name: &'static str, body: impl Into<Vec<u8>>, status: u16, code: &'static str) -> Case {
+    Case {
+        name,
+        method: "POST",
+        route: Route::Single,
+        headers: vec![("content-type", "application/json".into())],
+        body: body.into(),
+        status,
+        code: Some(code),
+        message_contains: None,
+    }
+}
+
+fn ok(name: &'static str, body: impl Into<Vec<u8>>) -> Case {
+    Case {
+        code: None,
+        ..case(name, body, 200, "")
+    }
+}
+
+fn event_with(field: &str, value: &str) -> String {
+    format!("{{\"event\": {{\"n\": 1}}, \"{field}\": {value}}}")
+}
+
+fn cases() -> Vec<Case> {
+    let deep = format!(
+        "{{\"event\": {}{}}}",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let big_event = format!("{{\"event\": \"{}\"}}", "x".repeat(MAX_RECORD + 1));
+    let many: Vec<String> = (0..=MAX_RECORDS)
+        .map(|i| format!("{{\"event\": {i}}}"))
+        .collect();
+    vec![
+        case("empty body", "", 400, "empty_body"),
+        Case {
+            message_contains: Some("line 2 column"),
+            ..case(
+                "truncated JSON",
+                "{\"event\":\n {\"a\": 1",
+                400,
+                "invalid_json",
+            )
+        },
+        case(
+            "invalid UTF-8",
+            b"{\"event\": \"\xff\xfe\"}".to_vec(),
+            400,
+            "invalid_json",
+        ),
+        case("top-level array", "[{\"event\": 1}]", 400, "invalid_body"),
+        case("top-level string", "\"event\"", 400, "invalid_body"),
+        case(
+            "missing event",
+            "{\"partition_key\": \"k\"}",
+            400,
+            "missing_event",
+        ),
+        case("null event", "{\"event\": null}", 400, "missing_event"),
+        case("100,000 nested arrays", deep, 400, "nesting_too_deep"),
+        ok(
+            "unknown fields are ignored",
+            "{\"event\": 1, \"colour\": \"blue\"}",
+        ),
+        case(
+            "empty partition key",
+            event_with("partition_key", "\"\""),
+            400,
+            "invalid_partition_key",
+        ),
+        case(
+            "257-char partition key",
+            event_with("partition_key", &format!("\"{}\"", "k".repeat(257))),
+            400,
+            "invalid_partition_key",
+        ),
+        ok(
+            "256 multi-byte chars is a valid key",
+            event_with("partition_key", &format!("\"{}\"", "é".repeat(256))),
+        ),
+        case(
+            "257 multi-byte chars",
+            event_with("partition_key", &format!("\"{}\"", "é".repeat(257))),
+            400,
+            "invalid_partition_key",
+        ),
+        case(
+            "partition key not a string",
+            event_with("partition_key", "42"),
+            400,
+            "invalid_body",
+        ),
+        case(
+            "negative hash key",
+            event_with("explicit_hash_key", "\"-1\""),
+            400,
+            "invalid_explicit_hash_key",
+        ),
+        case(
+            "hash key 2^128",
+            event_with(
+                "explicit_hash_key",
+                "\"340282366920938463463374607431768211456\"",
+            ),
+            400,
+            "invalid_explicit_hash_key",
+        ),
+        case(
+            "hash key not digits",
+            event_with("explicit_hash_key", "\"12a\""),
+            400,
+            "invalid_explicit_hash_key",
+        ),
+        ok(
+            "hash key 2^128-1",
+            event_with(
+                "explicit_hash_key",
+                "\"340282366920938463463374607431768211455\"",
+            ),
+        ),
+        case(
+            "malformed region",
+            event_with("region", "\"Mars\""),
+            400,
+            "invalid_region",
+        ),
+        Case {
+            message_contains: Some("16384"),
+            ..case(
+                "record over the stream's record size",
+                big_event,
+                413,
+                "record_too_large",
+            )
+        },
+        case(
+            "body over the limit",
+            vec![b' '; MAX_BODY + 1],
+            413,
+            "body_too_large",
+        ),
+        Case {
+            headers: vec![("content-type", "text/plain".into())],
+            ..case(
+                "wrong content type",
+                "{\"event\": 1}",
+                415,
+                "unsupported_media_type",
+            )
+        },
+        Case {
+            headers: vec![],
+            ..ok("missing content type is taken as JSON", "{\"event\": 1}")
+        },
+        Case {
+            headers: vec![
+                ("content-type", "application/json".into()),
+                ("content-encoding", "gzip".into()),
+            ],
+            ..case(
+                "compressed body",
+                "{\"event\": 1}",
+                415,
+                "unsupported_content_encoding",
+            )
+        },
+        Case {
+            headers: vec![("content-type", "application/x-ndjson".into())],
+            ..case(
+                "NDJSON on the single route",
+                "{\"event\": 1}\n",
+                415,
+                "unsupported_media_type",
+            )
+        },
+        Case {
+            route: Route::Records,
+            ..case("zero records", "{\"records\": []}", 400, "no_records")
+        },
+        Case {
+            route: Route::Records,
+            ..case(
+                "too many records",
+                format!("{{\"records\": [{}]}}", many.join(",")),
+                400,
+                "too_many_records",
+            )
+        },
+        Case {
+            route: Route::Records,
+            message_contains: Some("records[1]"),
+            ..case(
+                "one bad record refuses the request",
+                "{\"records\": [{\"event\": 1}, {\"event\": 2, \"partition_key\": \"\"}]}",
+                400,
+                "invalid_partition_key",
+            )
+        },
+        Case {
+            route: Route::Records,
+            headers: vec![("content-type", "application/x-ndjson".into())],
+            message_contains: Some("line 2"),
+            ..case(
+                "NDJSON with a bad line in the middle",
+                "{\"event\": 1}\n{\"event\": \n{\"event\": 3}\n",
+                400,
+                "invalid_json",
+            )
+        },
+        Case {
+            route: Route::Path("/kinesis/stream/has%20space".into()),
+            ..case(
+                "stream name with a space",
+                "{\"event\": 1}",
+                400,
+                "invalid_stream_name",
+            )
+        },
+        Case {
+            route: Route::Path(format!("/kinesis/stream/it-{}", "x".repeat(126))),
+            ..case(
+                "129-char stream name",
+                "{\"event\": 1}",
+                400,
+                "invalid_stream_name",
+            )
+        },
+        Case {
+            route: Route::Path("/kinesis/stream/it-a%2Fb".into()),
+            ..case(
+                "encoded slash in stream name",
+                "{\"event\": 1}",
+                400,
+                "invalid_stream_name",
+            )
+        },
+        Case {
+            route: Route::Path("/kinesis/stream/not-allowed".into()),
+            ..case(
+                "stream outside the allow-list",
+                "{\"event\": 1}",
+                403,
+                "stream_not_allowed",
+            )
+        },
+        Case {
+            headers: vec![
+                ("content-type", "application/json".into()),
+                ("x-api-key", String::new()),
+            ],
+            ..case("empty API key", "{\"event\": 1}", 401, "invalid_api_key")
+        },
+        Case {
+            headers: vec![
+                ("content-type", "application/json".into()),
+                ("x-api-key", "wrong-key-0123456789".into()),
+            ],
+            ..case("wrong API key", "{\"event\": 1}", 401, "invalid_api_key")
+        },
+        Case {
+            method: "GET",
+            ..case("GET on the event route", "", 405, "method_not_allowed")
+        },
+        Case {
+            route: Route::Path("/nowhere".into()),
+            ..case("unknown path", "{\"event\": 1}", 404, "not_found")
+        },
+    ]
+}
+
+#[tokio::test]
+async fn every_validation_rule_has_its_status_and_code() {
+    let app = spawn_app_with(AppOptions {
+        customize: Box::new(|s| {
+            s.limits.max_body_bytes = MAX_BODY;
+            s.limits.max_records_per_request = MAX_RECORDS;
+            s.kinesis.default_max_record_bytes = MAX_RECORD;
+        }),
+        ..AppOptions::default()
+    })
+    .await;
+    let mut accepted = 0;
+    let mut failures = Vec::new();
+    for case in cases() {
+        let path = match &case.route {
+            Route::Single => format!("/kinesis/stream/{}", app.stream),
+            Route::Records => format!("/kinesis/stream/{}/records", app.stream),
+            Route::Path(p) => p.clone(),
+        };
+        let mut request = match case.method {
+            "GET" => app.client.get(app.url(&path)),
+            _ => app.client.post(app.url(&path)),
+        };
+        let sets_key = case.headers.iter().any(|(h, _)| *h == "x-api-key");
+        if !sets_key {
+            request = request.header("x-api-key", API_KEY);
+        }
+        for (name, value) in &case.headers {
+            request = request.header(*name, value);
+        }
+        let response = request.body(case.body.clone()).send().await.expect("sent");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        if status != case.status {
+            failures.push(format!(
+                "{}: status {status}, expected {}: {text}",
+                case.name, case.status
+            ));
+            continue;
+        }
+        match case.code {
+            None => accepted += 1,
+            Some(code) => {
+                let body: Value = match serde_json::from_str(&text) {
+                    Ok(v) => v,
+                    Err(_) => {
+                        failures.push(format!("{}: body is not JSON: {text}", case.name));
+                        continue;
+                    }
+                };
+                if body["code"] != code {
+                    failures.push(format!(
+                        "{}: code {}, expected {code}",
+                        case.name, body["code"]
+                    ));
+                }
+                let message = body["error"].as_str().unwrap_or_default();
+                if message.is_empty() {
+                    failures.push(format!("{}: no error message", case.name));
+                }
+                if let Some(needle) = case.message_contains {
+                    if !message.contains(needle) {
+                        failures.push(format!(
+                            "{}: message {message:?} lacks {needle:?}",
+                            case.name
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let stored = read_all(&app.emulator, &app.stream).await;
+    assert_eq!(
+        stored.len(),
+        accepted,
+        "only the accepted rows reached the stream"
+    );
+}
+
+#[tokio::test]
+async fn chunked_body_over_the_limit_is_refused() {
+    let app = spawn_app_with(AppOptions {
+        customize: Box::new(|s| s.limits.max_body_bytes = MAX_BODY),
+        ..AppOptions::default()
+    })
+    .await;
+    // No Content-Length: the proxy must count while reading and stop at the limit.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..40).map(|_| Ok(vec![b' '; 8 * 1024])).collect();
+    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let response = app
+        .client
+        .post(app.url(&format!("/kinesis/stream/{}", app.stream)))
+        .header("x-api-key", API_KEY)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 413);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["code"], "body_too_large");
+}
+
+#[tokio::test]
+async fn missing_api_key_is_401() {
+    let app = spawn_app_with(AppOptions::default()).await;
+    let response = app
+        .client
+        .post(app.url(&format!("/kinesis/stream/{}", app.stream)))
+        .json(&serde_json::json!({"event": 1}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 401);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["code"], "missing_api_key");
+}
