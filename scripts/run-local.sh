@@ -109,5 +109,18 @@ export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-local}"
 export AWS_REGION="${AWS_REGION:-us-west-2}"
 export AWS_EC2_METADATA_DISABLED="${AWS_EC2_METADATA_DISABLED:-true}"
 
+# config.toml requires API keys and ships none (keys are secrets). Unless keys are configured,
+# this local run gets a well-known development key, printed here so the README's curl works.
+if [[ -z "${KINESIS_PROXY__AUTH__KEYS:-}" ]] && python3 - "$config_file" <<'PY'
+import sys, tomllib
+with open(sys.argv[1], "rb") as f:
+    auth = tomllib.load(f).get("auth", {})
+sys.exit(0 if auth.get("required", True) and not auth.get("keys") else 1)
+PY
+then
+  export KINESIS_PROXY__AUTH__KEYS="local:local-dev-key-0123456789"
+  echo "run-local: development API key for this run: x-api-key: local-dev-key-0123456789" >&2
+fi
+
 # cargo replaces itself with the proxy (exec on Unix), so the proxy keeps fd 3 open until it exits.
 exec cargo run --release --bin kinesis-proxy -- "${proxy_args[@]}"

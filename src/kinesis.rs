@@ -178,10 +178,10 @@ where
         SdkError::DispatchFailure(_) => CallFailure::CONNECTION.to_owned(),
         SdkError::ServiceError(e) => match e.err().code() {
             Some(code) => code.to_owned(),
-            None if status == Some(413) => "request_too_large".to_owned(),
+            None if status == Some(413) => CallFailure::REQUEST_TOO_LARGE.to_owned(),
             None => "unknown".to_owned(),
         },
-        _ if status == Some(413) => "request_too_large".to_owned(),
+        _ if status == Some(413) => CallFailure::REQUEST_TOO_LARGE.to_owned(),
         _ => "unknown".to_owned(),
     };
     let message = match &err {

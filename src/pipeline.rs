@@ -27,7 +27,7 @@ use tokio::sync::oneshot;
 use crate::batch::{Batch, BatchLimits, FlushReason, PushError};
 use crate::domain::{Record, Region, StreamName};
 use crate::kinesis::{EntryResult, PutRecordsApi};
-use crate::retry::{classify_call_failure, classify_entry_error, Backoff, Retryability};
+use crate::retry::{classify_call_failure, classify_entry_error, Backoff, CallFailure, Retryability};
 use crate::telemetry::{kinesis_code_label, StreamMetrics};
 
 /// Where Kinesis put a record.
@@ -173,6 +173,8 @@ enum Submission {
 /// A finished `PutRecords` call: frees an in-flight slot and returns the entries to retry.
 struct Completion {
     retries: Vec<PendingRecord>,
+    /// The endpoint refused the request body as too large (HTTP 413): send smaller batches.
+    shrink_batches: bool,
 }
 
 /// The handlers' side of one pipeline.
@@ -459,6 +461,23 @@ impl<K: PutRecordsApi> Aggregator<K> {
     fn complete(&mut self, completion: Completion) {
         self.in_flight -= 1;
         self.backing_off.extend(completion.retries);
+        if completion.shrink_batches {
+            self.shrink_batches();
+        }
+    }
+
+    /// Some endpoints (emulators, proxies in front of Kinesis) cap the HTTP body below what
+    /// Kinesis' own limit allows, and base64 makes the body a third larger than the data. When
+    /// one answers 413, halve the batch byte cap (never below one record of the largest size
+    /// Kinesis takes by default) instead of failing the records.
+    fn shrink_batches(&mut self) {
+        const FLOOR: usize = 1024 * 1024;
+        let before = self.settings.batch.max_bytes;
+        let after = (before / 2).max(FLOOR).min(before);
+        if after < before {
+            self.settings.batch.max_bytes = after;
+            tracing::warn!(stream = %self.metrics.stream, before, after, "Kinesis endpoint refused a request as too large; batches are now capped lower");
+        }
     }
 
     /// Retries whose backoff is over go to the front: they are the oldest records.
@@ -598,6 +617,7 @@ impl<K: PutRecordsApi> Aggregator<K> {
             backoff: self.settings.backoff,
             completions: self.completions_tx.clone(),
             retries: Vec::new(),
+            shrink_batches: false,
         };
         self.runtime.spawn(call.run(records));
     }
@@ -631,13 +651,17 @@ struct Call<K> {
     /// Filled while handling results; handed back on drop, so the aggregator always gets its
     /// in-flight slot back, even if this task is cancelled by the runtime shutting down.
     retries: Vec<PendingRecord>,
+    shrink_batches: bool,
 }
 
 impl<K> Drop for Call<K> {
     fn drop(&mut self) {
         let retries = std::mem::take(&mut self.retries);
         // The aggregator outlives its calls; if it is gone there is nobody left to tell.
-        let _ = self.completions.send(Completion { retries });
+        let _ = self.completions.send(Completion {
+            retries,
+            shrink_batches: self.shrink_batches,
+        });
     }
 }
 
@@ -688,6 +712,14 @@ impl<K: PutRecordsApi> Call<K> {
                             self.retry_or_fail(record, retryable, kind, code, message);
                         }
                     }
+                }
+            }
+            Err(failure) if failure.code == CallFailure::REQUEST_TOO_LARGE && records.len() > 1 => {
+                // Not the records' fault: resend them at once in smaller batches.
+                self.shrink_batches = true;
+                for mut record in records {
+                    record.ready_at = Instant::now();
+                    self.retries.push(record);
                 }
             }
             Err(failure) => {

@@ -38,6 +38,8 @@ pub struct CallFailure {
 impl CallFailure {
     pub const TIMEOUT: &'static str = "timeout";
     pub const CONNECTION: &'static str = "connection";
+    /// The endpoint answered HTTP 413 to the request as a whole.
+    pub const REQUEST_TOO_LARGE: &'static str = "request_too_large";
 
     /// True when no answer came from Kinesis at all, which is what "unavailable" means to a client.
     pub fn is_unreachable(&self) -> bool {

@@ -393,3 +393,63 @@ fn a_lone_record_is_sent_at_once_when_nothing_is_in_flight() {
     );
     h.close();
 }
+
+#[test]
+fn an_endpoint_refusing_large_bodies_gets_smaller_batches_and_loses_nothing() {
+    // The fake refuses any call above 1.5 MB, as an emulator with a body cap would.
+    let refusing = Arc::new(FakeKinesis {
+        calls: Mutex::new(Vec::new()),
+        behaviour: Box::new(|_, r| Ok(accept(r))),
+        delay: Duration::ZERO,
+    });
+    struct Capped(Arc<FakeKinesis>);
+    impl PutRecordsApi for Capped {
+        async fn put_records<'a>(&'a self, stream: &'a StreamName, records: Vec<&'a Record>) -> Result<Vec<EntryResult>, CallFailure> {
+            let bytes: usize = records.iter().map(|r| r.kinesis_size()).sum();
+            if bytes > 1_500_000 {
+                self.0.calls.lock().expect("lock").push(Vec::new());
+                return Err(CallFailure {
+                    code: CallFailure::REQUEST_TOO_LARGE.into(),
+                    status: Some(413),
+                    message: String::new(),
+                });
+            }
+            self.0.put_records(stream, records).await
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("rt");
+    let mut s = settings();
+    s.batch.max_bytes = 4 * 1024 * 1024;
+    s.max_in_flight_calls = 1;
+    let (pipeline, thread) = Pipeline::start(
+        Region::us_west_2(),
+        StreamName::parse("test").expect("name"),
+        Arc::new(Capped(refusing.clone())),
+        s,
+        1024 * 1024,
+        false,
+        runtime.handle().clone(),
+        Arc::new(AtomicBool::new(false)),
+    )
+    .expect("start");
+    let records: Vec<Record> = (0..40)
+        .map(|n| Record {
+            data: Bytes::from(vec![b'x'; 100_000 + n]),
+            partition_key: PartitionKey::parse("k").expect("key"),
+            explicit_hash_key: None,
+        })
+        .collect();
+    let receivers = pipeline.submit_many(records, Instant::now()).expect("admitted");
+    let outcomes: Vec<RecordOutcome> = runtime.block_on(async {
+        let mut out = Vec::new();
+        for r in receivers.into_iter().flatten() {
+            out.push(r.await.expect("answered"));
+        }
+        out
+    });
+    assert!(outcomes.iter().all(Result::is_ok), "all written after shrinking");
+    drop(pipeline);
+    thread.join().expect("thread");
+    let delivered: usize = refusing.calls().iter().map(Vec::len).sum();
+    assert_eq!(delivered, 40, "each record delivered once");
+}
