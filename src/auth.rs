@@ -61,6 +61,11 @@ impl ApiKeys {
         self.keys.is_empty()
     }
 
+    /// The configured key names (for per-key state such as rate limiters).
+    pub fn names(&self) -> Vec<&str> {
+        self.keys.iter().map(|(name, _)| name.as_str()).collect()
+    }
+
     /// The name of the key presented in `header`, or why it was refused.
     pub fn authenticate(&self, header: Option<&[u8]>) -> Result<&str, ApiError> {
         let presented = header.ok_or(ApiError::MissingApiKey)?;

@@ -55,6 +55,7 @@ pub struct Settings {
     pub batching: BatchingSettings,
     pub retry: RetrySettings,
     pub limits: LimitSettings,
+    pub rate_limits: RateLimitSettings,
     pub auth: AuthSettings,
     pub log: LogSettings,
 }
@@ -212,13 +213,31 @@ impl Default for LimitSettings {
     }
 }
 
+/// Limits in events/s and bytes/s; 0 turns a limit off. A burst of 0 means "the rate, or the
+/// largest request the proxy accepts if that is more", so no valid request is refused forever.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitSettings {
+    pub key_events_per_second: u32,
+    pub key_events_burst: u32,
+    pub key_bytes_per_second: u32,
+    pub key_bytes_burst: u32,
+    pub stream_events_per_second: u32,
+    pub stream_events_burst: u32,
+    pub stream_bytes_per_second: u32,
+    pub stream_bytes_burst: u32,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthSettings {
-    /// When true, every write needs an `x-api-key` header matching one of `keys`.
+    /// When true, every write needs an `x-api-key` header matching one of the keys.
     pub required: bool,
     /// API keys as `name:key` entries; the name appears in logs, never the key.
     pub keys: Vec<String>,
+    /// A file with more `name:key` entries, one per line (`#` comments), so keys can stay out
+    /// of the configuration; empty for none.
+    pub keys_file: String,
 }
 
 impl Default for AuthSettings {
@@ -226,7 +245,30 @@ impl Default for AuthSettings {
         Self {
             required: true,
             keys: Vec::new(),
+            keys_file: String::new(),
         }
+    }
+}
+
+impl AuthSettings {
+    /// `keys` plus the entries of `keys_file`.
+    pub fn all_keys(&self) -> Result<Vec<String>, ConfigError> {
+        let mut keys = self.keys.clone();
+        if !self.keys_file.is_empty() {
+            let text = std::fs::read_to_string(&self.keys_file).map_err(|e| {
+                invalid(
+                    "auth.keys_file",
+                    format!("cannot read {:?}: {e}", self.keys_file),
+                )
+            })?;
+            keys.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(str::to_owned),
+            );
+        }
+        Ok(keys)
     }
 }
 
@@ -422,12 +464,13 @@ impl Settings {
             1_000_000,
         )?;
         in_range("limits.max_pipelines", self.limits.max_pipelines, 1, 10_000)?;
-        crate::auth::ApiKeys::parse(&self.auth.keys)
-            .map_err(|message| invalid("auth.keys", message))?;
-        if self.auth.required && self.auth.keys.is_empty() {
+        let keys = self.auth.all_keys()?;
+        crate::auth::ApiKeys::parse(&keys)
+            .map_err(|message| invalid("auth.keys / auth.keys_file", message))?;
+        if self.auth.required && keys.is_empty() {
             return Err(invalid(
                 "auth.keys",
-                "auth.required is true but no keys are configured: add `name:key` entries (or KINESIS_PROXY__AUTH__KEYS=\"name:key,...\"), or set auth.required = false deliberately",
+                "auth.required is true but no keys are configured: add `name:key` entries to auth.keys or auth.keys_file (or KINESIS_PROXY__AUTH__KEYS=\"name:key,...\"), or set auth.required = false deliberately",
             ));
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {

@@ -3,7 +3,7 @@
 //! Kinesis rejects and answers each client once its event is in the stream.
 //!
 //! Modules by concern: `config` (settings), `domain` (validated types), `ingest` (request
-//! bodies), `auth` (API keys), `routes` (HTTP API), `error` (HTTP error mapping), `registry`
+//! bodies), `auth` (API keys), `ratelimit` (rate limits), `routes` (HTTP API), `error` (HTTP error mapping), `registry`
 //! (pipelines per region and stream), `pipeline` (queue + aggregator), `batch` (batch assembly),
 //! `retry` (retry policy), `kinesis` (AWS SDK), `telemetry` (metrics and logs), `startup`
 //! (building, running and shutting down).
@@ -16,6 +16,7 @@ pub mod error;
 pub mod ingest;
 pub mod kinesis;
 pub mod pipeline;
+pub mod ratelimit;
 pub mod registry;
 pub mod retry;
 pub mod routes;

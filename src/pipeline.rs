@@ -27,7 +27,9 @@ use tokio::sync::oneshot;
 use crate::batch::{Batch, BatchLimits, FlushReason, PushError};
 use crate::domain::{Record, Region, StreamName};
 use crate::kinesis::{EntryResult, PutRecordsApi};
-use crate::retry::{classify_call_failure, classify_entry_error, Backoff, CallFailure, Retryability};
+use crate::retry::{
+    classify_call_failure, classify_entry_error, Backoff, CallFailure, Retryability,
+};
 use crate::telemetry::{kinesis_code_label, StreamMetrics};
 
 /// Where Kinesis put a record.

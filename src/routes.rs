@@ -22,6 +22,7 @@ use crate::domain::{truncate_for_message, Record, Region, StreamName};
 use crate::error::ApiError;
 use crate::ingest::{self, ParsedRequest};
 use crate::pipeline::{Pipeline, RecordOutcome, SubmitError};
+use crate::ratelimit::RateLimits;
 use crate::registry::{KinesisHealth, Pipelines};
 use crate::telemetry;
 
@@ -30,6 +31,7 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub pipelines: Arc<Pipelines>,
     pub api_keys: ApiKeys,
+    pub rate_limits: RateLimits,
     pub default_region: Region,
     pub draining: Arc<AtomicBool>,
     pub health: Arc<KinesisHealth>,
@@ -142,7 +144,7 @@ type Handled = Result<(HttpResponse, Instant), (ApiError, Instant, u64)>;
 async fn put_event(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Handled {
     let started = Instant::now();
     let fail = |e: ApiError| (e, started, 1);
-    let stream = admit_request(req, state).map_err(fail)?;
+    let Admitted { stream, key } = admit_request(req, state).map_err(fail)?;
     match body_kind(req).map_err(fail)? {
         BodyKind::Json => {}
         BodyKind::Ndjson => {
@@ -163,6 +165,10 @@ async fn put_event(req: &HttpRequest, payload: web::Payload, state: &AppState) -
         return Err(fail(ApiError::Internal("parsed no record".into())));
     };
     check_record_size(&pipeline, &record, None).map_err(fail)?;
+    state
+        .rate_limits
+        .check(key, pipeline.region(), &stream, 1, record.kinesis_size())
+        .map_err(fail)?;
     telemetry::events_received(&stream, 1);
     let receiver = pipeline
         .submit_one(record, started)
@@ -191,7 +197,7 @@ async fn put_event(req: &HttpRequest, payload: web::Payload, state: &AppState) -
 async fn put_many(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Handled {
     let started = Instant::now();
     let fail = |e: ApiError| (e, started, 1);
-    let stream = admit_request(req, state).map_err(fail)?;
+    let Admitted { stream, key } = admit_request(req, state).map_err(fail)?;
     let kind = body_kind(req).map_err(fail)?;
     let body = read_body(req, payload, state.settings.limits.max_body_bytes)
         .await
@@ -205,9 +211,15 @@ async fn put_many(req: &HttpRequest, payload: web::Payload, state: &AppState) ->
     let count = parsed.records.len() as u64;
     let fail_all = |e: ApiError| (e, started, count);
     let pipeline = pipeline_for(state, parsed.region.as_deref(), &stream).map_err(fail_all)?;
+    let mut bytes = 0;
     for (index, record) in parsed.records.iter().enumerate() {
         check_record_size(&pipeline, record, Some(index)).map_err(fail_all)?;
+        bytes += record.kinesis_size();
     }
+    state
+        .rate_limits
+        .check(key, pipeline.region(), &stream, parsed.records.len(), bytes)
+        .map_err(fail_all)?;
     telemetry::events_received(&stream, count);
     let receivers = pipeline
         .submit_many(parsed.records, started)
@@ -255,16 +267,24 @@ async fn put_many(req: &HttpRequest, payload: web::Payload, state: &AppState) ->
     ))
 }
 
+/// Who is asking and where to: the outcome of the checks that need no body.
+struct Admitted<'a> {
+    stream: StreamName,
+    /// The API key's name; `None` when authentication is off.
+    key: Option<&'a str>,
+}
+
 /// The checks that need no body: draining, API key, stream name, allow-list.
-fn admit_request(req: &HttpRequest, state: &AppState) -> Result<StreamName, ApiError> {
+fn admit_request<'a>(req: &HttpRequest, state: &'a AppState) -> Result<Admitted<'a>, ApiError> {
     if state.draining.load(Ordering::Relaxed) {
         return Err(ApiError::ShuttingDown);
     }
-    if state.settings.auth.required {
-        let key = req.headers().get(API_KEY_HEADER).map(|v| v.as_bytes());
-        let name = state.api_keys.authenticate(key)?;
-        tracing::trace!(api_key = name, "authenticated");
-    }
+    let key = if state.settings.auth.required {
+        let presented = req.headers().get(API_KEY_HEADER).map(|v| v.as_bytes());
+        Some(state.api_keys.authenticate(presented)?)
+    } else {
+        None
+    };
     let raw = req.match_info().get("stream").unwrap_or_default();
     let stream = StreamName::parse(raw).map_err(|e| {
         ApiError::InvalidStreamName(format!(
@@ -275,7 +295,7 @@ fn admit_request(req: &HttpRequest, state: &AppState) -> Result<StreamName, ApiE
     if !state.settings.stream_allowed(&stream) {
         return Err(ApiError::StreamNotAllowed(stream.to_string()));
     }
-    Ok(stream)
+    Ok(Admitted { stream, key })
 }
 
 fn pipeline_for(

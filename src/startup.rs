@@ -21,6 +21,7 @@ use tokio::sync::Notify;
 use crate::auth::ApiKeys;
 use crate::config::Settings;
 use crate::kinesis::{load_sdk_config, KinesisClients};
+use crate::ratelimit::RateLimits;
 use crate::registry::{KinesisHealth, Pipelines};
 use crate::routes::{self, AppState};
 use crate::telemetry;
@@ -64,9 +65,14 @@ impl Application {
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
         let listener = TcpListener::bind(addr)?;
         let port = listener.local_addr()?.port();
-        let api_keys = ApiKeys::parse(&settings.auth.keys).map_err(|e| {
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("auth.keys: {e}"))
-        })?;
+        let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
+        let key_entries = settings
+            .auth
+            .all_keys()
+            .map_err(|e| invalid(e.to_string()))?;
+        let api_keys =
+            ApiKeys::parse(&key_entries).map_err(|e| invalid(format!("auth.keys: {e}")))?;
+        let rate_limits = RateLimits::new(&settings, &api_keys.names());
         if !settings.auth.required {
             tracing::warn!("auth.required = false: anyone who can reach this port can write to the allowed streams");
         }
@@ -101,6 +107,7 @@ impl Application {
             settings: settings.clone(),
             pipelines,
             api_keys,
+            rate_limits,
             draining,
             health,
             prometheus: telemetry::prometheus(),

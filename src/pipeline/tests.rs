@@ -404,7 +404,11 @@ fn an_endpoint_refusing_large_bodies_gets_smaller_batches_and_loses_nothing() {
     });
     struct Capped(Arc<FakeKinesis>);
     impl PutRecordsApi for Capped {
-        async fn put_records<'a>(&'a self, stream: &'a StreamName, records: Vec<&'a Record>) -> Result<Vec<EntryResult>, CallFailure> {
+        async fn put_records<'a>(
+            &'a self,
+            stream: &'a StreamName,
+            records: Vec<&'a Record>,
+        ) -> Result<Vec<EntryResult>, CallFailure> {
             let bytes: usize = records.iter().map(|r| r.kinesis_size()).sum();
             if bytes > 1_500_000 {
                 self.0.calls.lock().expect("lock").push(Vec::new());
@@ -417,7 +421,11 @@ fn an_endpoint_refusing_large_bodies_gets_smaller_batches_and_loses_nothing() {
             self.0.put_records(stream, records).await
         }
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("rt");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("rt");
     let mut s = settings();
     s.batch.max_bytes = 4 * 1024 * 1024;
     s.max_in_flight_calls = 1;
@@ -439,7 +447,9 @@ fn an_endpoint_refusing_large_bodies_gets_smaller_batches_and_loses_nothing() {
             explicit_hash_key: None,
         })
         .collect();
-    let receivers = pipeline.submit_many(records, Instant::now()).expect("admitted");
+    let receivers = pipeline
+        .submit_many(records, Instant::now())
+        .expect("admitted");
     let outcomes: Vec<RecordOutcome> = runtime.block_on(async {
         let mut out = Vec::new();
         for r in receivers.into_iter().flatten() {
@@ -447,7 +457,10 @@ fn an_endpoint_refusing_large_bodies_gets_smaller_batches_and_loses_nothing() {
         }
         out
     });
-    assert!(outcomes.iter().all(Result::is_ok), "all written after shrinking");
+    assert!(
+        outcomes.iter().all(Result::is_ok),
+        "all written after shrinking"
+    );
     drop(pipeline);
     thread.join().expect("thread");
     let delivered: usize = refusing.calls().iter().map(Vec::len).sum();
