@@ -190,6 +190,7 @@ pub struct Pipeline {
     /// Largest record the stream takes, learned from `DescribeStreamSummary` when available.
     max_record_bytes: AtomicUsize,
     ack_on_enqueue: bool,
+    metrics: Arc<StreamMetrics>,
 }
 
 impl std::fmt::Debug for Submission {
@@ -222,6 +223,7 @@ impl Pipeline {
             max_records: settings.queue_max_records,
             max_bytes: settings.queue_max_bytes,
         });
+        let metrics = Arc::new(StreamMetrics::new(&stream));
         let pipeline = Arc::new(Pipeline {
             region: region.clone(),
             stream: stream.clone(),
@@ -230,10 +232,11 @@ impl Pipeline {
             record_deadline: settings.record_deadline,
             max_record_bytes: AtomicUsize::new(max_record_bytes),
             ack_on_enqueue,
+            metrics: metrics.clone(),
         });
         let (completions_tx, completions) = crossbeam_channel::unbounded();
         let aggregator = Aggregator {
-            metrics: Arc::new(StreamMetrics::new(&stream)),
+            metrics,
             api,
             settings,
             queue,
@@ -296,6 +299,7 @@ impl Pipeline {
         }
         let (pending, receiver) = self.pending(record, size, received_at);
         self.send(Submission::One(Box::new(pending)))?;
+        self.metrics.events_received(1);
         Ok(receiver)
     }
 
@@ -317,7 +321,9 @@ impl Pipeline {
             pending.push(p);
             receivers.push(r);
         }
+        let count = pending.len() as u64;
         self.send(Submission::Many(pending))?;
+        self.metrics.events_received(count);
         Ok(receivers)
     }
 

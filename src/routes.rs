@@ -131,7 +131,10 @@ fn observe(
             response
         }
         Err((error, started, events)) => {
-            telemetry::events_rejected(error.code(), events.max(1));
+            // Failures after Kinesis had the records are counted as records_failed instead.
+            if events > 0 {
+                telemetry::events_rejected(error.code(), events);
+            }
             let response = error.error_response();
             telemetry::http_request(route, response.status().as_u16(), started.elapsed());
             response
@@ -169,7 +172,6 @@ async fn put_event(req: &HttpRequest, payload: web::Payload, state: &AppState) -
         .rate_limits
         .check(key, pipeline.region(), &stream, 1, record.kinesis_size())
         .map_err(fail)?;
-    telemetry::events_received(&stream, 1);
     let receiver = pipeline
         .submit_one(record, started)
         .map_err(|e| fail(submit_error(e)))?;
@@ -220,7 +222,6 @@ async fn put_many(req: &HttpRequest, payload: web::Payload, state: &AppState) ->
         .rate_limits
         .check(key, pipeline.region(), &stream, parsed.records.len(), bytes)
         .map_err(fail_all)?;
-    telemetry::events_received(&stream, count);
     let receivers = pipeline
         .submit_many(parsed.records, started)
         .map_err(|e| fail_all(submit_error(e)))?;

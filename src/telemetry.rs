@@ -193,6 +193,7 @@ fn failure_label(kind: FailureKind) -> &'static str {
 #[derive(Debug)]
 pub struct StreamMetrics {
     pub stream: StreamName,
+    received: Counter,
     accepted: Counter,
     ack_latency: Histogram,
     attempts: Histogram,
@@ -209,6 +210,7 @@ impl StreamMetrics {
         let s = stream.as_str().to_owned();
         Self {
             stream: stream.clone(),
+            received: metrics::counter!(EVENTS_RECEIVED, "stream" => s.clone()),
             accepted: metrics::counter!(RECORDS_ACCEPTED, "stream" => s.clone()),
             ack_latency: metrics::histogram!(ACK_LATENCY, "stream" => s.clone()),
             attempts: metrics::histogram!(RECORD_ATTEMPTS, "stream" => s.clone()),
@@ -219,6 +221,11 @@ impl StreamMetrics {
             batch_bytes: metrics::histogram!(BATCH_BYTES, "stream" => s.clone()),
             in_flight: metrics::gauge!(PUT_RECORDS_IN_FLIGHT, "stream" => s),
         }
+    }
+
+    /// Valid events were queued for this stream.
+    pub fn events_received(&self, events: u64) {
+        self.received.increment(events);
     }
 
     /// A record was answered: accepted or finally failed.
@@ -280,10 +287,6 @@ pub fn http_request(route: &'static str, status: u16, took: Duration) {
 /// Events refused before Kinesis (validation, auth, limits, backpressure), by stable code.
 pub fn events_rejected(code: &'static str, events: u64) {
     metrics::counter!(EVENTS_REJECTED, "code" => code).increment(events);
-}
-
-pub fn events_received(stream: &StreamName, events: u64) {
-    metrics::counter!(EVENTS_RECEIVED, "stream" => stream.as_str().to_owned()).increment(events);
 }
 
 pub fn kinesis_reachable(reachable: bool) {
