@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Region, StreamName};
+use crate::domain::{Region, StreamName, StreamPatterns};
 
 /// Prefix of the environment variables that override settings.
 pub const ENV_PREFIX: &str = "KINESIS_PROXY__";
@@ -499,22 +499,16 @@ impl Settings {
         Region::parse(&self.kinesis.default_region).unwrap_or_else(|_| Region::us_west_2())
     }
 
-    pub fn stream_allowed(&self, stream: &StreamName) -> bool {
-        matches_any(&self.streams.allow, stream)
+    /// The allow-list, parsed (validate() has checked every pattern).
+    pub fn allowed_streams(&self) -> StreamPatterns {
+        StreamPatterns::parse_all(&self.streams.allow).unwrap_or_default()
     }
 
     pub fn acks_on_enqueue(&self, stream: &StreamName) -> bool {
-        matches_any(&self.streams.ack_on_enqueue, stream)
+        StreamPatterns::parse_all(&self.streams.ack_on_enqueue)
+            .unwrap_or_default()
+            .matches(stream)
     }
-}
-
-fn matches_any(patterns: &[String], stream: &StreamName) -> bool {
-    patterns
-        .iter()
-        .any(|p| match crate::domain::StreamPattern::parse(p) {
-            Ok(pattern) => pattern.matches(stream),
-            Err(_) => false,
-        })
 }
 
 impl KinesisSettings {

@@ -92,6 +92,23 @@ impl StreamPattern {
     }
 }
 
+/// A parsed allow-list: checked on every request, so parsed once at startup.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StreamPatterns(Vec<StreamPattern>);
+
+impl StreamPatterns {
+    pub fn parse_all(raw: &[String]) -> Result<Self, String> {
+        raw.iter()
+            .map(|p| StreamPattern::parse(p))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self)
+    }
+
+    pub fn matches(&self, stream: &StreamName) -> bool {
+        self.0.iter().any(|p| p.matches(stream))
+    }
+}
+
 /// An AWS region name such as `us-west-2` or `us-gov-east-1`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Region(Arc<str>);

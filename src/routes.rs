@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::auth::{ApiKeys, API_KEY_HEADER};
 use crate::config::Settings;
-use crate::domain::{truncate_for_message, Record, Region, StreamName};
+use crate::domain::{truncate_for_message, Record, Region, StreamName, StreamPatterns};
 use crate::error::ApiError;
 use crate::ingest::{self, ParsedRequest};
 use crate::pipeline::{Pipeline, RecordOutcome, SubmitError};
@@ -32,6 +32,7 @@ pub struct AppState {
     pub pipelines: Arc<Pipelines>,
     pub api_keys: ApiKeys,
     pub rate_limits: RateLimits,
+    pub allowed_streams: StreamPatterns,
     pub default_region: Region,
     pub draining: Arc<AtomicBool>,
     pub health: Arc<KinesisHealth>,
@@ -293,7 +294,7 @@ fn admit_request<'a>(req: &HttpRequest, state: &'a AppState) -> Result<Admitted<
             truncate_for_message(raw)
         ))
     })?;
-    if !state.settings.stream_allowed(&stream) {
+    if !state.allowed_streams.matches(&stream) {
         return Err(ApiError::StreamNotAllowed(stream.to_string()));
     }
     Ok(Admitted { stream, key })

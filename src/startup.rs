@@ -108,6 +108,7 @@ impl Application {
             pipelines,
             api_keys,
             rate_limits,
+            allowed_streams: settings.allowed_streams(),
             draining,
             health,
             prometheus: telemetry::prometheus(),
