@@ -95,7 +95,8 @@ impl Default for ServerSettings {
 pub struct KinesisSettings {
     /// Region used when a request names none (the original deployment's region).
     pub default_region: String,
-    /// Regions a request may name; empty means any well-formed region name.
+    /// Regions a request may name besides the default region; `*` allows any well-formed
+    /// region name. Empty (the default): only the default region.
     pub allowed_regions: Vec<String>,
     /// Empty: the AWS endpoint of the region (or `AWS_ENDPOINT_URL_KINESIS`).
     pub endpoint_url: String,
@@ -353,18 +354,10 @@ impl Settings {
         Region::parse(&self.kinesis.default_region)
             .map_err(|e| invalid("kinesis.default_region", e.to_string()))?;
         for region in &self.kinesis.allowed_regions {
-            Region::parse(region).map_err(|e| invalid("kinesis.allowed_regions", e.to_string()))?;
-        }
-        if !self.kinesis.allowed_regions.is_empty()
-            && !self
-                .kinesis
-                .allowed_regions
-                .contains(&self.kinesis.default_region)
-        {
-            return Err(invalid(
-                "kinesis.allowed_regions",
-                "must contain kinesis.default_region when not empty",
-            ));
+            if region != "*" {
+                Region::parse(region)
+                    .map_err(|e| invalid("kinesis.allowed_regions", e.to_string()))?;
+            }
         }
         let endpoint = &self.kinesis.endpoint_url;
         if !(endpoint.is_empty()
@@ -492,6 +485,16 @@ impl Settings {
                 ),
             )
         })
+    }
+
+    /// Whether a request may write to `region`.
+    pub fn region_allowed(&self, region: &Region) -> bool {
+        region.as_str() == self.kinesis.default_region
+            || self
+                .kinesis
+                .allowed_regions
+                .iter()
+                .any(|r| r == "*" || r == region.as_str())
     }
 
     pub fn default_region(&self) -> Region {

@@ -732,9 +732,13 @@ impl<K: PutRecordsApi> Call<K> {
             }
             Err(failure) => {
                 let retryable = classify_call_failure(&failure);
+                // No answer, or a 5xx for the whole call: Kinesis is unavailable (503 to the
+                // client). Whole-call throttling is a rejection of this load (500, as entries).
+                let kinesis_down =
+                    failure.is_unreachable() || failure.status.is_some_and(|s| s >= 500);
                 let kind = match retryable {
                     Retryability::Fatal => FailureKind::Rejected,
-                    Retryability::Retryable if failure.is_unreachable() => FailureKind::Unavailable,
+                    Retryability::Retryable if kinesis_down => FailureKind::Unavailable,
                     Retryability::Retryable => FailureKind::RetriesExhausted,
                 };
                 if retryable == Retryability::Fatal {

@@ -180,9 +180,9 @@ impl KinesisHealth {
                     Ok(Ok(())) => health.set_reachable(true),
                     Ok(Err(failure)) => {
                         tracing::debug!(code = %failure.code, message = %failure.message, "readiness probe failed");
-                        // A service error is still an answer: Kinesis is reachable, even if it
-                        // refused this call (e.g. no ListStreams permission).
-                        health.set_reachable(failure.status.is_some());
+                        // A 4xx is still an answer: Kinesis is reachable even if it refused
+                        // this call (e.g. no ListStreams permission). A 5xx is not.
+                        health.set_reachable(failure.status.is_some_and(|s| s < 500));
                     }
                     Err(_) => health.set_reachable(false),
                 }

@@ -309,11 +309,11 @@ fn pipeline_for(
         None => state.default_region.clone(),
         Some(raw) => {
             let region = Region::parse(raw).map_err(|e| ApiError::InvalidRegion(e.to_string()))?;
-            let allowed = &state.settings.kinesis.allowed_regions;
-            if !allowed.is_empty() && !allowed.iter().any(|r| r == region.as_str()) {
+            if !state.settings.region_allowed(&region) {
                 return Err(ApiError::RegionNotAllowed(format!(
-                    "region {region} is not in kinesis.allowed_regions ({})",
-                    allowed.join(", ")
+                    "region {region} is not served here: only {} and kinesis.allowed_regions ({})",
+                    state.default_region,
+                    state.settings.kinesis.allowed_regions.join(", ")
                 )));
             }
             region

@@ -229,3 +229,101 @@ async fn unreachable_kinesis_is_503_at_the_deadline_and_the_proxy_recovers() {
     // "during" was answered 503: it may or may not have been written by a hung call that later
     // completed, but it was never acknowledged. Nothing acknowledged is missing.
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_while_clients_send_then_recovery_without_restart() {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    use std::sync::Arc;
+
+    let emulator = kinesalite().await.endpoint.clone();
+    let faults = Arc::new(FaultProxy::start(&emulator));
+    let app = Arc::new(app_behind(&faults, 700).await);
+    // 0 = before, 1 = outage, 2 = after: clients tag each answer with the phase it was sent in.
+    let phase = Arc::new(AtomicU8::new(0));
+    let mut clients = Vec::new();
+    for client in 0..8 {
+        let (app, phase) = (app.clone(), phase.clone());
+        clients.push(tokio::spawn(async move {
+            let mut answers = Vec::new();
+            for n in 0.. {
+                let sent_in = phase.load(Ordering::SeqCst);
+                if sent_in == 3 {
+                    break;
+                }
+                let id = format!("c{client}-{n}");
+                let response = app.post_event(&json!({"event": {"id": id}})).await;
+                let status = response.status().as_u16();
+                let body: Value = response.json().await.expect("json");
+                answers.push((sent_in, phase.load(Ordering::SeqCst), id, status, body));
+            }
+            answers
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    faults.set_mode(Mode::Refuse);
+    phase.store(1, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let mut saw_not_ready = false;
+    for _ in 0..20 {
+        if app
+            .client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .expect("sent")
+            .status()
+            == 503
+        {
+            saw_not_ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    faults.set_mode(Mode::Healthy);
+    phase.store(2, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    phase.store(3, Ordering::SeqCst);
+
+    let mut answers = Vec::new();
+    for client in clients {
+        answers.extend(client.await.expect("client"));
+    }
+    assert!(saw_not_ready, "/readyz turned 503 during the outage");
+    // Sent and answered entirely within the outage: Kinesis never accepted them.
+    let in_outage: Vec<_> = answers
+        .iter()
+        .filter(|(sent, answered, ..)| *sent == 1 && *answered == 1)
+        .collect();
+    assert!(!in_outage.is_empty());
+    for (_, _, id, status, body) in &in_outage {
+        assert_eq!(*status, 503, "{id}: {body}");
+        assert_eq!(body["code"], "kinesis_unavailable", "{id}: {body}");
+    }
+    let after: Vec<_> = answers.iter().filter(|(sent, ..)| *sent == 2).collect();
+    assert!(
+        !after.is_empty() && after.iter().all(|(.., status, _)| *status == 200),
+        "recovered without a restart"
+    );
+
+    let stored: std::collections::HashMap<String, String> = read_all(&emulator, &app.stream)
+        .await
+        .into_iter()
+        .map(|r| {
+            let data: Value = serde_json::from_slice(&r.data).expect("json");
+            (
+                r.sequence_number,
+                data["id"].as_str().expect("id").to_owned(),
+            )
+        })
+        .collect();
+    for (_, _, id, status, body) in &answers {
+        if *status == 200 {
+            let sequence = body["sequence_number"].as_str().expect("seq");
+            assert_eq!(
+                stored.get(sequence),
+                Some(id),
+                "acknowledged {id} is in the stream"
+            );
+        }
+    }
+}

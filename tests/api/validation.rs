@@ -156,6 +156,16 @@ fn cases() -> Vec<Case> {
             400,
             "invalid_region",
         ),
+        case(
+            "unknown region",
+            event_with("region", "\"xx-nowhere-9\""),
+            400,
+            "region_not_allowed",
+        ),
+        ok(
+            "the default region named explicitly",
+            event_with("region", "\"us-west-2\""),
+        ),
         Case {
             message_contains: Some("16384"),
             ..case(
