@@ -351,8 +351,8 @@ enum BodyKind {
     Ndjson,
 }
 
-/// JSON unless NDJSON is declared; a missing content type is taken as JSON (the original API
-/// accepted it). Compressed bodies are not accepted.
+/// JSON unless NDJSON is declared; a missing content type, or curl's default form type, is
+/// taken as JSON (the original API accepted both). Compressed bodies are not accepted.
 fn body_kind(req: &HttpRequest) -> Result<BodyKind, ApiError> {
     if let Some(encoding) = req.headers().get(header::CONTENT_ENCODING) {
         let encoding = encoding.to_str().unwrap_or("?").trim();
@@ -374,7 +374,9 @@ fn body_kind(req: &HttpRequest) -> Result<BodyKind, ApiError> {
         .trim()
         .to_ascii_lowercase();
     match essence.as_str() {
-        "application/json" => Ok(BodyKind::Json),
+        // curl -d sends form-urlencoded by default; the original API Gateway deployment took
+        // such bodies as JSON, so its users' scripts keep working.
+        "application/json" | "application/x-www-form-urlencoded" => Ok(BodyKind::Json),
         "application/x-ndjson" | "application/ndjson" | "application/jsonl" => Ok(BodyKind::Ndjson),
         e if e.starts_with("application/") && e.ends_with("+json") => Ok(BodyKind::Json),
         _ => Err(ApiError::UnsupportedMediaType(format!(

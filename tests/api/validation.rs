@@ -195,6 +195,13 @@ fn cases() -> Vec<Case> {
             ..ok("missing content type is taken as JSON", "{\"event\": 1}")
         },
         Case {
+            headers: vec![("content-type", "application/x-www-form-urlencoded".into())],
+            ..ok(
+                "curl's default content type is taken as JSON",
+                "{\"event\": 1}",
+            )
+        },
+        Case {
             headers: vec![
                 ("content-type", "application/json".into()),
                 ("content-encoding", "gzip".into()),
