@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup-emulator.sh
+bash scripts/setup-prometheus.sh
 
 # The tests talk to a local emulator with static credentials: never let the AWS SDK wander off
 # to the EC2 instance metadata service looking for a region or credentials.

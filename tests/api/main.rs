@@ -4,6 +4,7 @@
 mod helpers;
 
 mod batching;
+mod dashboard;
 mod guard_rails;
 mod retries;
 mod round_trip;

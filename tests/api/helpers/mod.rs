@@ -1,5 +1,7 @@
-//! Shared helpers for the `api` integration tests: a local Kinesis emulator and a fault proxy.
+//! Shared helpers for the `api` integration tests: a local Kinesis emulator, a fault proxy and
+//! a Prometheus server.
 
 pub mod app;
 pub mod emulator;
 pub mod fault_proxy;
+pub mod prometheus;
