@@ -174,3 +174,6 @@ mod tests {
         assert_eq!(n, 256, "5 MiB / 20 KiB");
     }
 }
+
+#[cfg(test)]
+mod proptests;

@@ -117,7 +117,8 @@ impl Region {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         let invalid = || {
             Invalid(format!(
-                "{raw:?} is not an AWS region name (expected something like \"us-west-2\")"
+                "{:?} is not an AWS region name (expected something like \"us-west-2\")",
+                truncate_for_message(raw)
             ))
         };
         if raw.len() < 4 || raw.len() > 32 {

@@ -19,20 +19,54 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::domain::{ExplicitHashKey, PartitionKey, Record};
+use crate::domain::{truncate_for_message, ExplicitHashKey, PartitionKey, Record};
 use crate::error::ApiError;
 
 /// The fields of one event, as sent.
-#[derive(Deserialize)]
+#[derive(Default)]
 struct EventFields<'a> {
-    #[serde(borrow)]
     event: Option<&'a RawValue>,
-    #[serde(borrow, default)]
     partition_key: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
     explicit_hash_key: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
     region: Option<Cow<'a, str>>,
+}
+
+/// Written by hand because serde's derive would also read the struct from a JSON array by
+/// position (`[{"a": 1}, "key"]` as event and partition key); the API takes objects only.
+impl<'de: 'a, 'a> Deserialize<'de> for EventFields<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FieldsVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for FieldsVisitor<'a> {
+            type Value = EventFields<'a>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an event object such as {\"event\": ...}")
+            }
+
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Self::Value, M::Error> {
+                let mut fields = EventFields::default();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "event" => fields.event = map.next_value()?,
+                        "partition_key" => fields.partition_key = map.next_value()?,
+                        "explicit_hash_key" => fields.explicit_hash_key = map.next_value()?,
+                        "region" => fields.region = map.next_value()?,
+                        // Unknown fields are ignored, as the original API did.
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(fields)
+            }
+        }
+
+        deserializer.deserialize_map(FieldsVisitor(std::marker::PhantomData))
+    }
 }
 
 #[derive(Deserialize)]
@@ -108,7 +142,9 @@ pub fn parse_ndjson(body: &Bytes, max_records: usize) -> Result<ParsedRequest, A
             match &region {
                 Some(existing) if existing != line_region => {
                     return Err(ApiError::InvalidBody(format!(
-                        "line {line_number}: region {line_region:?} differs from an earlier line's {existing:?}; one request goes to one region"
+                        "line {line_number}: region {:?} differs from an earlier line's {:?}; one request goes to one region",
+                        truncate_for_message(line_region),
+                        truncate_for_message(existing)
                     )));
                 }
                 _ => region = Some(line_region.to_owned()),
@@ -181,20 +217,27 @@ fn to_record(
         ),
         None => None,
     };
+    let data = compact_json(source, event.get()).map_err(|e| match e {
+        ApiError::NestingTooDeep(m) => ApiError::NestingTooDeep(format!("{}{m}", location())),
+        other => other,
+    })?;
+    check_parses_back(&data).map_err(|e| {
+        ApiError::InvalidJson(format!(
+            "{}the event is not JSON a consumer could parse back: {e}",
+            location()
+        ))
+    })?;
     Ok(Record {
-        data: compact_json(source, event.get()).map_err(|e| match e {
-            ApiError::NestingTooDeep(m) => ApiError::NestingTooDeep(format!("{}{m}", location())),
-            other => other,
-        })?,
+        data,
         partition_key,
         explicit_hash_key,
     })
 }
 
 /// Deepest nesting of arrays and objects accepted in an event. Consumers must parse events
-/// back: serde_json stops at 128 levels by default, and recursive parsers elsewhere can crash
+/// back: serde_json parses at most 127 levels by default, and recursive parsers elsewhere can crash
 /// on deeper input, so such an event is refused here rather than written to the stream.
-pub const MAX_NESTING_DEPTH: usize = 128;
+pub const MAX_NESTING_DEPTH: usize = 127;
 
 /// The event's JSON without insignificant whitespace. `raw` borrows from `source`; when it is
 /// already compact the result shares `source`'s buffer instead of copying.
@@ -282,12 +325,80 @@ fn trim_ascii_whitespace(mut line: &[u8]) -> &[u8] {
 /// different codes because they call for different fixes.
 fn json_error(err: serde_json::Error) -> ApiError {
     use serde_json::error::Category;
+    let message = bounded_message(&err);
     match err.classify() {
         Category::Syntax | Category::Eof | Category::Io => {
-            ApiError::InvalidJson(format!("invalid JSON: {err}"))
+            ApiError::InvalidJson(format!("invalid JSON: {message}"))
         }
-        Category::Data => ApiError::InvalidBody(format!("unexpected body shape: {err}")),
+        Category::Data => ApiError::InvalidBody(format!("unexpected body shape: {message}")),
     }
+}
+
+/// serde's message, with any quoted client input in it cut short, and its position kept.
+fn bounded_message(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    let position = format!(" at line {} column {}", err.line(), err.column());
+    let description = text.strip_suffix(&position).unwrap_or(&text);
+    if err.line() == 0 {
+        truncate_for_message(description)
+    } else {
+        format!("{}{position}", truncate_for_message(description))
+    }
+}
+
+/// Checks that a standard parser can read the event back into a value: `RawValue` only checks
+/// the syntax, so numbers out of range (`1e400`) or lone surrogate escapes (`"\ud800"`) would
+/// otherwise be written to the stream and break consumers.
+fn check_parses_back(data: &[u8]) -> Result<(), String> {
+    struct Discard;
+
+    impl<'de> serde::de::Visitor<'de> for Discard {
+        type Value = ();
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq.next_element_seed(Discard)?.is_some() {}
+            Ok(())
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while map.next_key_seed(Discard)?.is_some() {
+                map.next_value_seed(Discard)?;
+            }
+            Ok(())
+        }
+    }
+
+    impl<'de> serde::de::DeserializeSeed<'de> for Discard {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    let mut deserializer = serde_json::Deserializer::from_slice(data);
+    serde::Deserializer::deserialize_any(&mut deserializer, Discard)
+        .and_then(|()| deserializer.end())
+        .map_err(|e| bounded_message(&e))
 }
 
 fn prefix(err: ApiError, text: &str) -> ApiError {
@@ -369,6 +480,47 @@ mod tests {
         }
         let err = parse_single(&body("{\"event\":\n  1,,}")).expect_err("syntax");
         assert!(err.to_string().contains("line 2 column"), "{err}");
+    }
+
+    #[test]
+    fn events_a_consumer_cannot_parse_back_are_refused() {
+        for event in ["1e400", "\"\\ud800\"", "[1e400]", "{\"k\": -1e999}"] {
+            let b = body(&format!("{{\"event\": {event}}}"));
+            match parse_single(&b) {
+                Err(err) => assert_eq!(err.code(), "invalid_json", "{event}: {err}"),
+                Ok(_) => panic!("{event} was accepted"),
+            }
+        }
+        assert!(
+            parse_single(&body("{\"event\": \"\\ud83d\\ude00\"}")).is_ok(),
+            "a valid surrogate pair"
+        );
+    }
+
+    #[test]
+    fn records_must_be_objects_not_arrays() {
+        let err = parse_records_json(&body("{\"records\": [[{\"a\": 1}, \"key\"]]}"), 10)
+            .expect_err("array record");
+        assert_eq!(err.code(), "invalid_body", "{err}");
+    }
+
+    #[test]
+    fn error_messages_do_not_echo_huge_input() {
+        let huge = "x".repeat(100_000);
+        for input in [
+            format!("{{\"records\": \"{huge}\"}}"),
+            format!("{{\"event\": 1, \"partition_key\": \"{huge}\"}}"),
+        ] {
+            let err = parse_records_json(&body(&input), 10)
+                .err()
+                .or_else(|| parse_single(&body(&input)).err())
+                .expect("refused");
+            assert!(
+                err.to_string().len() < 500,
+                "{} bytes",
+                err.to_string().len()
+            );
+        }
     }
 
     #[test]
