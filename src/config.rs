@@ -149,8 +149,10 @@ pub struct BatchingSettings {
     pub max_batch_records: usize,
     /// Bytes per `PutRecords` call, data + partition keys before base64 (Kinesis: 10 MiB).
     pub max_batch_bytes: usize,
-    /// Longest a record waits for more records while a call is already in flight.
+    /// Longest a record waits for more records before its batch is sent.
     pub linger_ms: u64,
+    /// With no call in flight, a batch is sent once no record has arrived for this long.
+    pub arrival_gap_us: u64,
     /// Concurrent `PutRecords` calls per (region, stream).
     pub max_in_flight_calls: usize,
     /// Records admitted and not yet answered, per (region, stream); above it requests get 503.
@@ -165,6 +167,7 @@ impl Default for BatchingSettings {
             max_batch_records: 500,
             max_batch_bytes: 5 * 1024 * 1024,
             linger_ms: 5,
+            arrival_gap_us: 200,
             max_in_flight_calls: 4,
             queue_max_records: 50_000,
             queue_max_bytes: 64 * 1024 * 1024,
@@ -529,6 +532,9 @@ impl KinesisSettings {
 impl BatchingSettings {
     pub fn linger(&self) -> Duration {
         Duration::from_millis(self.linger_ms)
+    }
+    pub fn arrival_gap(&self) -> Duration {
+        Duration::from_micros(self.arrival_gap_us)
     }
 }
 

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use tokio::sync::oneshot;
 
 use crate::batch::{Batch, BatchLimits, FlushReason, PushError};
@@ -76,6 +76,8 @@ pub enum SubmitError {
 pub struct PipelineSettings {
     pub batch: BatchLimits,
     pub linger: Duration,
+    /// With no call in flight, a batch goes out once no record has arrived for this long.
+    pub arrival_gap: Duration,
     pub max_in_flight_calls: usize,
     pub queue_max_records: usize,
     pub queue_max_bytes: usize,
@@ -249,6 +251,7 @@ impl Pipeline {
             ready_bytes: 0,
             backing_off: Vec::new(),
             in_flight: 0,
+            last_arrival: Instant::now(),
             queue_closed: false,
             grace_deadline: None,
         };
@@ -389,6 +392,8 @@ struct Aggregator<K> {
     /// Records waiting out their backoff before a retry.
     backing_off: Vec<PendingRecord>,
     in_flight: usize,
+    /// When the latest submission was taken from the queue.
+    last_arrival: Instant,
     /// Every `Pipeline` handle is gone: no new records will come.
     queue_closed: bool,
     /// Set when draining starts: past it, what is left is failed and the thread ends.
@@ -401,21 +406,19 @@ impl<K: PutRecordsApi> Aggregator<K> {
         loop {
             let now = Instant::now();
             let wait = self.next_wakeup(now).saturating_duration_since(now);
-            // Once closed, the queue would report "disconnected" at once on every turn.
-            let queue = if self.queue_closed {
+            // Woken by a new record only while nothing waits to be sent. Otherwise the queue is
+            // drained on the timers (arrival gap, linger) and on completions, so a busy stream
+            // costs no thread wake-up per record. Once closed, the queue would report
+            // "disconnected" at once on every turn.
+            let queue = if self.queue_closed || !self.ready.is_empty() {
                 crossbeam_channel::never()
             } else {
                 self.queue.clone()
             };
             crossbeam_channel::select! {
-                // A request's records: take them, and whatever else is already waiting.
+                // The first record after a quiet spell.
                 recv(queue) -> submission => match submission {
-                    Ok(submission) => {
-                        self.accept(submission);
-                        while let Ok(more) = self.queue.try_recv() {
-                            self.accept(more);
-                        }
-                    }
+                    Ok(submission) => self.accept(submission),
                     Err(_) => self.queue_closed = true,
                 },
                 // A call finished: its slot is free and its failed entries come back.
@@ -423,13 +426,14 @@ impl<K: PutRecordsApi> Aggregator<K> {
                     if let Ok(completion) = completion {
                         self.complete(completion);
                     }
-                    while let Ok(more) = self.completions.try_recv() {
-                        self.complete(more);
-                    }
                 },
-                // A linger, backoff or deadline timer is due.
+                // An arrival-gap, linger, backoff or deadline timer is due.
                 default(wait) => {},
             }
+            while let Ok(more) = self.completions.try_recv() {
+                self.complete(more);
+            }
+            self.drain_queue();
             let now = Instant::now();
             if self.grace_deadline.is_none()
                 && (self.queue_closed || self.draining.load(Ordering::Relaxed))
@@ -454,7 +458,19 @@ impl<K: PutRecordsApi> Aggregator<K> {
         tracing::debug!(stream = %self.metrics.stream, "aggregator drained and stopped");
     }
 
+    /// Takes everything waiting in the queue without blocking.
+    fn drain_queue(&mut self) {
+        while !self.queue_closed {
+            match self.queue.try_recv() {
+                Ok(submission) => self.accept(submission),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => self.queue_closed = true,
+            }
+        }
+    }
+
     fn accept(&mut self, submission: Submission) {
+        self.last_arrival = Instant::now();
         match submission {
             Submission::One(record) => self.push_ready_back(*record),
             Submission::Many(records) => records.into_iter().for_each(|r| self.push_ready_back(r)),
@@ -562,7 +578,10 @@ impl<K: PutRecordsApi> Aggregator<K> {
                 .ready
                 .front()
                 .is_some_and(|r| now.saturating_duration_since(r.ready_at) >= self.settings.linger);
-            let idle = self.in_flight == 0;
+            // Nothing in flight and the burst of arrivals is over: waiting longer would only
+            // add latency.
+            let idle = self.in_flight == 0
+                && now.saturating_duration_since(self.last_arrival) >= self.settings.arrival_gap;
             if !(full || closing || lingered || idle) {
                 break;
             }
@@ -636,7 +655,12 @@ impl<K: PutRecordsApi> Aggregator<K> {
         let mut wake = now + Duration::from_millis(100);
         if let Some(front) = self.ready.front() {
             if self.in_flight < self.settings.max_in_flight_calls {
-                wake = wake.min(front.ready_at + self.settings.linger);
+                // Look at the queue again one arrival gap from now: to see whether the burst
+                // is over, or whether a full batch has gathered.
+                let gap = self.settings.arrival_gap.max(Duration::from_micros(50));
+                wake = wake
+                    .min(front.ready_at + self.settings.linger)
+                    .min(now.max(self.last_arrival) + gap);
             }
             wake = wake.min(front.deadline);
         }

@@ -81,6 +81,7 @@ impl Pipelines {
                 max_bytes: batching.max_batch_bytes,
             },
             linger: batching.linger(),
+            arrival_gap: batching.arrival_gap(),
             max_in_flight_calls: batching.max_in_flight_calls,
             queue_max_records: batching.queue_max_records,
             queue_max_bytes: batching.queue_max_bytes,

@@ -77,6 +77,7 @@ fn settings() -> PipelineSettings {
             max_bytes: 5 * 1024 * 1024,
         },
         linger: Duration::from_millis(5),
+        arrival_gap: Duration::from_micros(200),
         max_in_flight_calls: 2,
         queue_max_records: 100_000,
         queue_max_bytes: 64 * 1024 * 1024,
