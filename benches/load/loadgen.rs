@@ -1,0 +1,559 @@
+//! The load generator: exactly N keep-alive HTTP/1.1 connections (one hyper connection per task,
+//! so the count is exact, unlike a pooled client), each sending events with unique ids.
+//!
+//! Closed loop: each connection sends its next request as soon as the previous one is answered
+//! (finds the peak). Open loop: each connection sends on a fixed schedule, `connections / rate`
+//! apart, and latency counts from the scheduled time, not from when the request could go out,
+//! so a slow answer shows up as latency instead of silently lowering the load (wrk2's way of
+//! avoiding coordinated omission).
+//!
+//! A run has phases: warm-up (not counted), the measured window, then stop (every connection
+//! finishes the request it has in flight). Acknowledgements are kept from all phases, because
+//! every acknowledged event must be in the stream.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{HeaderValue, CONTENT_TYPE, HOST};
+use hyper::{Request, Uri};
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+
+use crate::{Context, Error};
+
+/// ~100 bytes of payload per event, as a small tracking event would carry.
+const PAYLOAD: &str = "page_view:/products/espresso-machines?ref=newsletter&utm=spring-sale;ua=Mozilla/5.0 (X11; Linux) x";
+
+/// Which proxy route a run drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum Route {
+    /// `POST /kinesis/stream/{stream}`: one event per request.
+    Single,
+    /// `POST /kinesis/stream/{stream}/records`: this many events per request.
+    Many(usize),
+}
+
+impl Route {
+    pub fn path(self, stream: &str) -> String {
+        match self {
+            Route::Single => format!("/kinesis/stream/{stream}"),
+            Route::Many(_) => format!("/kinesis/stream/{stream}/records"),
+        }
+    }
+
+    pub fn events_per_request(self) -> usize {
+        match self {
+            Route::Single => 1,
+            Route::Many(n) => n,
+        }
+    }
+
+    pub fn label(self) -> String {
+        match self {
+            Route::Single => "single".into(),
+            Route::Many(n) => format!("records x{n}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pace {
+    /// Next request as soon as the previous answer arrives.
+    Closed,
+    /// This many requests per second over all connections.
+    Open { requests_per_sec: f64 },
+}
+
+#[derive(Debug, Clone)]
+pub struct LoadSpec {
+    pub port: u16,
+    pub stream: String,
+    /// `x-api-key` to send (the bare ceiling needs none).
+    pub api_key: Option<String>,
+    pub route: Route,
+    pub connections: usize,
+    pub pace: Pace,
+    /// Stop after this many requests in all (the smoke test); `None` = until told.
+    pub max_requests: Option<u64>,
+    /// Keep `(event id, sequence number)` of every acknowledged event for the read-back.
+    pub collect_acks: bool,
+    /// Prefix of every event id, unique per run.
+    pub tag: String,
+}
+
+/// Connections opened at once before a run (well under any accept backlog).
+const CONNECT_CONCURRENCY: usize = 16;
+
+const WARMUP: u8 = 0;
+const MEASURE: u8 = 1;
+const STOP: u8 = 2;
+
+/// What one connection saw.
+#[derive(Debug, Default)]
+struct ConnStats {
+    /// Latency of each 2xx answer in the window, microseconds.
+    latencies_us: Vec<u32>,
+    /// Status codes of the answers in the window.
+    statuses: BTreeMap<u16, u64>,
+    /// Transport errors (connect, send, read) in the window.
+    errors: u64,
+    ok_requests: u64,
+    ok_events: u64,
+    /// Every acknowledged event, all phases: `(id, sequence number)`.
+    acked: Vec<(String, String)>,
+    /// 200 answers whose body did not say where the event went.
+    unparsed_acks: u64,
+    sent_total: u64,
+    /// Requests sent while the window was open (open loop: shows whether the schedule held).
+    sent_in_window: u64,
+    first_error: Option<String>,
+}
+
+/// The merged result of a run.
+#[derive(Debug, Default)]
+pub struct LoadResult {
+    /// The measured window's real length.
+    pub window: Duration,
+    pub ok_requests: u64,
+    pub ok_events: u64,
+    pub statuses: BTreeMap<u16, u64>,
+    pub errors: u64,
+    /// Sorted ascending.
+    pub latencies_us: Vec<u32>,
+    pub acked: Vec<(String, String)>,
+    pub unparsed_acks: u64,
+    pub sent_total: u64,
+    pub sent_in_window: u64,
+    pub first_error: Option<String>,
+}
+
+impl LoadResult {
+    /// Latency quantile `q` of the 2xx answers, in milliseconds.
+    pub fn latency_ms(&self, q: f64) -> Option<f64> {
+        if self.latencies_us.is_empty() {
+            return None;
+        }
+        let rank = ((q * self.latencies_us.len() as f64).ceil() as usize)
+            .clamp(1, self.latencies_us.len());
+        Some(f64::from(self.latencies_us[rank - 1]) / 1000.0)
+    }
+
+    pub fn requests_per_sec(&self) -> f64 {
+        self.ok_requests as f64 / self.window.as_secs_f64().max(1e-9)
+    }
+
+    /// Requests sent per second while the window was open, whatever their answer.
+    pub fn sent_per_sec(&self) -> f64 {
+        self.sent_in_window as f64 / self.window.as_secs_f64().max(1e-9)
+    }
+
+    pub fn events_per_sec(&self) -> f64 {
+        self.ok_events as f64 / self.window.as_secs_f64().max(1e-9)
+    }
+}
+
+/// A run in progress.
+pub struct RunningLoad {
+    phase: Arc<AtomicU8>,
+    tasks: Vec<JoinHandle<ConnStats>>,
+    window_started: Option<Instant>,
+    window: Duration,
+}
+
+/// What every connection task shares.
+struct Shared {
+    spec: LoadSpec,
+    uri: Uri,
+    api_key: Option<HeaderValue>,
+    phase: Arc<AtomicU8>,
+    /// Requests left when the run has a budget.
+    budget: Option<AtomicU64>,
+}
+
+impl RunningLoad {
+    /// Opens every connection, then starts sending (warm-up) on the current tokio runtime.
+    ///
+    /// Connections are opened first and a few at a time: a burst of hundreds of SYNs overflows
+    /// the server's accept backlog, and the retransmitted SYN (1 s later) would show up as
+    /// latency of the first requests rather than anything the server does under load.
+    pub async fn start(spec: LoadSpec) -> Result<Self, Error> {
+        let uri: Uri = spec
+            .route
+            .path(&spec.stream)
+            .parse()
+            .context("request path")?;
+        let api_key = spec
+            .api_key
+            .as_deref()
+            .map(HeaderValue::from_str)
+            .transpose()
+            .context("api key header")?;
+        let phase = Arc::new(AtomicU8::new(WARMUP));
+        let shared = Arc::new(Shared {
+            budget: spec.max_requests.map(AtomicU64::new),
+            spec,
+            uri,
+            api_key,
+            phase: phase.clone(),
+        });
+        let mut senders = Vec::with_capacity(shared.spec.connections);
+        let port = shared.spec.port;
+        let mut opening =
+            futures_util::stream::iter((0..shared.spec.connections).map(|_| connect(port)))
+                .buffer_unordered(CONNECT_CONCURRENCY);
+        while let Some(sender) = opening.next().await {
+            senders.push(sender.context("opening the load connections")?);
+        }
+        let started = tokio::time::Instant::now();
+        let tasks = senders
+            .into_iter()
+            .enumerate()
+            .map(|(index, sender)| tokio::spawn(connection(shared.clone(), index, sender, started)))
+            .collect();
+        Ok(Self {
+            phase,
+            tasks,
+            window_started: None,
+            window: Duration::ZERO,
+        })
+    }
+
+    /// Opens the measured window: answers from now on are counted.
+    pub fn begin_window(&mut self) {
+        self.phase.store(MEASURE, Ordering::Relaxed);
+        self.window_started = Some(Instant::now());
+    }
+
+    /// Closes the window and tells every connection to stop after its current request.
+    pub fn end_window(&mut self) {
+        self.phase.store(STOP, Ordering::Relaxed);
+        if let Some(started) = self.window_started {
+            self.window = started.elapsed();
+        }
+    }
+
+    /// Waits until every connection has ended on its own (a run with a request budget).
+    pub async fn wait_done(&self, timeout: Duration) -> Result<(), Error> {
+        let deadline = Instant::now() + timeout;
+        while !self.tasks.iter().all(JoinHandle::is_finished) {
+            if Instant::now() > deadline {
+                return Err(format!("the load did not finish within {timeout:?}").into());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
+    }
+
+    /// Stops (if not yet), waits for every connection and merges what they saw.
+    pub async fn finish(mut self, timeout: Duration) -> Result<LoadResult, Error> {
+        if self.phase.load(Ordering::Relaxed) != STOP {
+            self.end_window();
+        }
+        let mut result = LoadResult {
+            window: self.window,
+            ..LoadResult::default()
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut stuck = 0;
+        for task in self.tasks {
+            let abort = task.abort_handle();
+            match tokio::time::timeout_at(deadline, task).await {
+                Ok(Ok(stats)) => merge(&mut result, stats),
+                Ok(Err(err)) => return Err(format!("a connection task failed: {err}").into()),
+                Err(_) => {
+                    abort.abort();
+                    stuck += 1;
+                }
+            }
+        }
+        if stuck > 0 {
+            return Err(format!(
+                "{stuck} connections still waited for an answer {timeout:?} after the load stopped"
+            )
+            .into());
+        }
+        result.latencies_us.sort_unstable();
+        Ok(result)
+    }
+}
+
+fn merge(into: &mut LoadResult, stats: ConnStats) {
+    into.latencies_us.extend(stats.latencies_us);
+    for (status, count) in stats.statuses {
+        *into.statuses.entry(status).or_default() += count;
+    }
+    into.errors += stats.errors;
+    into.ok_requests += stats.ok_requests;
+    into.ok_events += stats.ok_events;
+    into.acked.extend(stats.acked);
+    into.unparsed_acks += stats.unparsed_acks;
+    into.sent_total += stats.sent_total;
+    into.sent_in_window += stats.sent_in_window;
+    if into.first_error.is_none() {
+        into.first_error = stats.first_error;
+    }
+}
+
+async fn connect(port: u16) -> Result<SendRequest<Full<Bytes>>, Error> {
+    let stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .context("connect")?;
+    stream.set_nodelay(true).context("TCP_NODELAY")?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .context("HTTP handshake")?;
+    // The connection's I/O runs on its own task; it ends when the sender is dropped.
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+/// One keep-alive connection's loop.
+async fn connection(
+    shared: Arc<Shared>,
+    index: usize,
+    sender: SendRequest<Full<Bytes>>,
+    started: tokio::time::Instant,
+) -> ConnStats {
+    let spec = &shared.spec;
+    let mut stats = ConnStats::default();
+    let mut sender = Some(sender);
+    let mut body = Vec::with_capacity(256 * spec.route.events_per_request());
+    let mut next_id: u64 = 0;
+    // Open loop: this connection's share of the rate, phase-shifted so connections interleave.
+    let interval = match spec.pace {
+        Pace::Closed => None,
+        Pace::Open { requests_per_sec } => {
+            let per_connection = requests_per_sec / spec.connections as f64;
+            Some(Duration::from_secs_f64(1.0 / per_connection.max(1e-6)))
+        }
+    };
+    let mut scheduled = started
+        + interval.map_or(Duration::ZERO, |i| {
+            i.mul_f64(index as f64 / spec.connections as f64)
+        });
+
+    loop {
+        if shared.phase.load(Ordering::Relaxed) == STOP {
+            break;
+        }
+        if let Some(budget) = &shared.budget {
+            if budget
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_err()
+            {
+                break;
+            }
+        }
+        // When the request counts as sent: its scheduled time (open loop) or now.
+        let intended = match interval {
+            Some(interval) => {
+                tokio::time::sleep_until(scheduled).await;
+                let at = scheduled;
+                scheduled += interval;
+                at.into_std()
+            }
+            None => {
+                // Closed loop: a reconnection is not the server's latency; open it first.
+                if sender.is_none() {
+                    match connect(spec.port).await {
+                        Ok(opened) => sender = Some(opened),
+                        Err(err) => {
+                            note_error(&shared, &mut stats, &err);
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            continue;
+                        }
+                    }
+                }
+                Instant::now()
+            }
+        };
+        if shared.phase.load(Ordering::Relaxed) == STOP {
+            break;
+        }
+
+        let first_id = next_id;
+        next_id += spec.route.events_per_request() as u64;
+        build_body(&mut body, spec, index, first_id);
+        if shared.phase.load(Ordering::Relaxed) == MEASURE {
+            stats.sent_in_window += 1;
+        }
+        let answer = send(&shared, &mut sender, Bytes::copy_from_slice(&body)).await;
+        stats.sent_total += 1;
+        let in_window = shared.phase.load(Ordering::Relaxed) == MEASURE;
+        match answer {
+            Ok((status, response)) => {
+                if in_window {
+                    *stats.statuses.entry(status).or_default() += 1;
+                }
+                if (200..300).contains(&status) {
+                    if in_window {
+                        let micros = intended.elapsed().as_micros();
+                        stats
+                            .latencies_us
+                            .push(u32::try_from(micros).unwrap_or(u32::MAX));
+                        stats.ok_requests += 1;
+                        stats.ok_events += spec.route.events_per_request() as u64;
+                    }
+                    if status == 200 && spec.collect_acks {
+                        collect_acks(&mut stats, spec, index, first_id, &response);
+                    }
+                } else if matches!(status, 429 | 503) && interval.is_none() {
+                    // A closed loop would spin on refusals; pause as a polite client would.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+            Err(err) => {
+                note_error(&shared, &mut stats, &err);
+                sender = None;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    stats
+}
+
+fn note_error(shared: &Shared, stats: &mut ConnStats, err: &Error) {
+    if shared.phase.load(Ordering::Relaxed) == MEASURE {
+        stats.errors += 1;
+    }
+    if stats.first_error.is_none() {
+        stats.first_error = Some(err.to_string());
+    }
+}
+
+async fn send(
+    shared: &Shared,
+    sender: &mut Option<SendRequest<Full<Bytes>>>,
+    body: Bytes,
+) -> Result<(u16, Bytes), Error> {
+    let ready = match sender {
+        Some(s) => s,
+        None => sender.insert(connect(shared.spec.port).await?),
+    };
+    ready.ready().await.context("connection closed")?;
+    let mut request = Request::post(shared.uri.clone())
+        .header(HOST, "127.0.0.1")
+        .header(CONTENT_TYPE, "application/json")
+        .body(Full::new(body))
+        .context("building a request")?;
+    if let Some(key) = &shared.api_key {
+        request.headers_mut().insert("x-api-key", key.clone());
+    }
+    let response = ready.send_request(request).await.context("send")?;
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .context("reading the answer")?
+        .to_bytes();
+    Ok((status, body))
+}
+
+fn event_id(tag: &str, connection: usize, n: u64) -> String {
+    format!("{tag}-{connection}-{n}")
+}
+
+fn build_body(body: &mut Vec<u8>, spec: &LoadSpec, connection: usize, first_id: u64) {
+    use std::io::Write;
+    body.clear();
+    let ts = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let event = |body: &mut Vec<u8>, n: u64| {
+        // Writing into a Vec cannot fail.
+        let _ = write!(
+            body,
+            r#"{{"event":{{"id":"{}","ts":{ts},"payload":"{PAYLOAD}"}}}}"#,
+            event_id(&spec.tag, connection, n)
+        );
+    };
+    match spec.route {
+        Route::Single => event(body, first_id),
+        Route::Many(count) => {
+            body.extend_from_slice(br#"{"records":["#);
+            for i in 0..count as u64 {
+                if i > 0 {
+                    body.push(b',');
+                }
+                event(body, first_id + i);
+            }
+            body.extend_from_slice(b"]}");
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct SingleAnswer {
+    sequence_number: String,
+}
+
+#[derive(Deserialize)]
+struct ManyAnswer {
+    records: Vec<ManyEntry>,
+}
+
+#[derive(Deserialize)]
+struct ManyEntry {
+    sequence_number: Option<String>,
+}
+
+fn collect_acks(
+    stats: &mut ConnStats,
+    spec: &LoadSpec,
+    connection: usize,
+    first_id: u64,
+    body: &[u8],
+) {
+    match spec.route {
+        Route::Single => match serde_json::from_slice::<SingleAnswer>(body) {
+            Ok(answer) => stats.acked.push((
+                event_id(&spec.tag, connection, first_id),
+                answer.sequence_number,
+            )),
+            Err(_) => stats.unparsed_acks += 1,
+        },
+        Route::Many(count) => match serde_json::from_slice::<ManyAnswer>(body) {
+            Ok(answer) if answer.records.len() == count => {
+                for (i, entry) in answer.records.into_iter().enumerate() {
+                    if let Some(sequence) = entry.sequence_number {
+                        let id = event_id(&spec.tag, connection, first_id + i as u64);
+                        stats.acked.push((id, sequence));
+                    }
+                }
+            }
+            _ => stats.unparsed_acks += 1,
+        },
+    }
+}
+
+/// A one-off GET on a fresh connection (`/metrics`, `/readyz`): `(status, body)`.
+pub async fn http_get(port: u16, path: &str) -> Result<(u16, Bytes), Error> {
+    let mut sender = connect(port).await?;
+    let request = Request::get(path)
+        .header(HOST, "127.0.0.1")
+        .body(Full::new(Bytes::new()))
+        .context("building a GET")?;
+    let response = tokio::time::timeout(Duration::from_secs(10), sender.send_request(request))
+        .await
+        .context(format_args!("GET {path} timed out"))?
+        .context(format_args!("GET {path}"))?;
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .context(format_args!("reading GET {path}"))?
+        .to_bytes();
+    Ok((status, body))
+}

@@ -1,0 +1,143 @@
+//! The proxy under test: its real release binary as a child process, configured through its
+//! environment variables exactly as an operator would, on a port it picks itself.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::child::{self, die_with_parent, drain, wait_for_ready, OutputTail, START_TIMEOUT};
+use crate::loadgen::http_get;
+use crate::{Context, Error};
+
+/// The key the load generator sends; the proxy knows it as `bench`.
+pub const API_KEY: &str = "bench-load-key-0123456789abcdef";
+
+/// The proxy's settings file (the documented defaults).
+pub fn config_path() -> &'static str {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")
+}
+
+/// The settings every benchmark proxy gets, before the scenario's and `--set`'s.
+pub fn base_env(kinesis_endpoint: &str, stream: &str) -> Vec<(String, String)> {
+    [
+        ("KINESIS_PROXY__SERVER__LISTEN", "127.0.0.1:0"),
+        ("KINESIS_PROXY__KINESIS__ENDPOINT_URL", kinesis_endpoint),
+        ("KINESIS_PROXY__STREAMS__ALLOW", stream),
+        ("KINESIS_PROXY__LOG__FORMAT", "json"),
+        // "listening" is an info line; nothing is logged per request at info.
+        ("KINESIS_PROXY__LOG__LEVEL", "info"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .chain([(
+        "KINESIS_PROXY__AUTH__KEYS".to_owned(),
+        format!("bench:{API_KEY}"),
+    )])
+    .collect()
+}
+
+pub struct ProxyProcess {
+    pub port: u16,
+    pub pid: u32,
+    child: Child,
+    /// Its log (JSON lines) and stderr, for telling why it failed.
+    tail: OutputTail,
+}
+
+impl ProxyProcess {
+    /// Starts the proxy with `env` (later entries win) and waits until it listens.
+    pub fn start(env: &[(String, String)]) -> Result<Self, Error> {
+        let exe = env!("CARGO_BIN_EXE_kinesis-proxy");
+        let mut command = Command::new(exe);
+        command
+            .arg("--config")
+            .arg(config_path())
+            .env_remove("RUST_LOG")
+            // Static credentials and no instance metadata: nothing leaves 127.0.0.1.
+            .env("AWS_ACCESS_KEY_ID", "local")
+            .env("AWS_SECRET_ACCESS_KEY", "local")
+            .env("AWS_REGION", "us-west-2")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        die_with_parent(&mut command);
+        let mut child = command.spawn().context(format_args!("starting {exe}"))?;
+        let stdout = child.stdout.take().context("proxy stdout is piped")?;
+        let stderr = child.stderr.take().context("proxy stderr is piped")?;
+        let tail = OutputTail::default();
+        drain(stderr, tail.clone());
+        // The bound port is in the "listening" log line.
+        let ready = wait_for_ready(stdout, tail.clone(), |line| {
+            let entry: Value = serde_json::from_str(line).ok()?;
+            u16::try_from(entry.get("port")?.as_u64()?).ok()
+        });
+        match ready.recv_timeout(START_TIMEOUT) {
+            Ok(port) => Ok(Self {
+                port,
+                pid: child.id(),
+                child,
+                tail,
+            }),
+            Err(_) => {
+                let status = child::stop(&mut child, Duration::from_secs(2));
+                Err(format!(
+                    "the proxy did not log its port within {START_TIMEOUT:?} ({status}); its output:\n{}",
+                    tail.text()
+                )
+                .into())
+            }
+        }
+    }
+
+    /// Waits until `/readyz` answers 200 (the proxy has reached Kinesis).
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<(), Error> {
+        let deadline = Instant::now() + timeout;
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            match http_get(self.port, "/readyz").await {
+                Ok((200, _)) => return Ok(()),
+                Ok((status, body)) => {
+                    last = format!("{status} {}", String::from_utf8_lossy(&body));
+                }
+                Err(err) => last = err.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(format!(
+            "the proxy was not ready within {timeout:?} (last /readyz: {last}); its output:\n{}",
+            self.tail.text()
+        )
+        .into())
+    }
+
+    /// `/metrics`, as text.
+    pub async fn metrics(&self) -> Result<String, Error> {
+        let (status, body) = http_get(self.port, "/metrics").await?;
+        if status != 200 {
+            return Err(format!("/metrics answered {status}").into());
+        }
+        String::from_utf8(body.to_vec()).context("/metrics is not UTF-8")
+    }
+
+    pub fn output(&self) -> String {
+        self.tail.text()
+    }
+
+    /// SIGTERM (the proxy drains) and wait; how it ended.
+    pub fn stop(mut self) -> String {
+        child::stop(&mut self.child, Duration::from_secs(30))
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            child::stop(&mut self.child, Duration::from_secs(5));
+        }
+    }
+}
