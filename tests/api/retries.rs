@@ -178,23 +178,10 @@ async fn unreachable_kinesis_is_503_at_the_deadline_and_the_proxy_recovers() {
     assert!(response.headers().contains_key("retry-after"));
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["code"], "kinesis_unavailable", "{body}");
-    let mut not_ready = false;
-    for _ in 0..30 {
-        if app
-            .client
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .expect("sent")
-            .status()
-            == 503
-        {
-            not_ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(not_ready, "/readyz reports the outage");
+    assert!(
+        app.readiness_becomes(503, 30).await,
+        "/readyz reports the outage"
+    );
 
     // Kinesis refuses calls for a while, then comes back within the record's deadline.
     faults.set_mode(Mode::Refuse);
@@ -263,22 +250,7 @@ async fn outage_while_clients_send_then_recovery_without_restart() {
     faults.set_mode(Mode::Refuse);
     phase.store(1, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let mut saw_not_ready = false;
-    for _ in 0..20 {
-        if app
-            .client
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .expect("sent")
-            .status()
-            == 503
-        {
-            saw_not_ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let saw_not_ready = app.readiness_becomes(503, 20).await;
     faults.set_mode(Mode::Healthy);
     phase.store(2, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(1_000)).await;

@@ -20,14 +20,12 @@ async fn single_event_round_trips_byte_for_byte() {
     // exactly, minus insignificant whitespace.
     let body = r#"{ "partition_key": "user-1", "event": { "z": 1, "a": [1.50, {"x": null}], "big": 123456789012345678901234567890, "s": "a \" b" } }"#;
     let response = app
-        .client
-        .post(app.url(&format!("/kinesis/stream/{}", app.stream)))
-        .header("x-api-key", API_KEY)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .expect("sent");
+        .post_raw(
+            &format!("/kinesis/stream/{}", app.stream),
+            "application/json",
+            body,
+        )
+        .await;
     assert_eq!(response.status(), 200);
     let answer: Value = response.json().await.expect("json");
     let shard_id = answer["shard_id"].as_str().expect("shard_id");
@@ -93,15 +91,8 @@ async fn ndjson_body_is_accepted_on_the_records_route() {
     let app = spawn_app().await;
     let body =
         "{\"event\": {\"line\": 1}}\n\n{\"event\": {\"line\": 2}, \"partition_key\": \"p\"}\n";
-    let response = app
-        .client
-        .post(app.url(&format!("/kinesis/stream/{}/records", app.stream)))
-        .header("x-api-key", API_KEY)
-        .header("content-type", "application/x-ndjson")
-        .body(body)
-        .send()
-        .await
-        .expect("sent");
+    let path = format!("/kinesis/stream/{}/records", app.stream);
+    let response = app.post_raw(&path, "application/x-ndjson", body).await;
     assert_eq!(response.status(), 200);
     let answer: Value = response.json().await.expect("json");
     assert_eq!(answer["failed_record_count"], 0);
@@ -199,22 +190,10 @@ async fn health_readiness_and_metrics() {
         .await
         .expect("sent");
     assert_eq!(health.status(), 200);
-    let mut ready = false;
-    for _ in 0..50 {
-        let status = app
-            .client
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .expect("sent")
-            .status();
-        if status == 200 {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(ready, "/readyz turns 200 once kinesalite answers");
+    assert!(
+        app.readiness_becomes(200, 50).await,
+        "/readyz turns 200 once kinesalite answers"
+    );
     assert_eq!(app.post_event(&json!({"event": 1})).await.status(), 200);
     let metrics = app
         .client

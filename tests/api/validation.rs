@@ -408,15 +408,8 @@ async fn chunked_body_over_the_limit_is_refused() {
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
         (0..40).map(|_| Ok(vec![b' '; 8 * 1024])).collect();
     let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
-    let response = app
-        .client
-        .post(app.url(&format!("/kinesis/stream/{}", app.stream)))
-        .header("x-api-key", API_KEY)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .expect("sent");
+    let path = format!("/kinesis/stream/{}", app.stream);
+    let response = app.post_raw(&path, "application/json", body).await;
     assert_eq!(response.status(), 413);
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["code"], "body_too_large");

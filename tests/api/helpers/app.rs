@@ -140,6 +140,35 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// `POST path` with the test key, a content type and a body as given.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .header("x-api-key", API_KEY)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Polls `/readyz` every 100 ms, up to `tries` times, until it answers `status`.
+    pub async fn readiness_becomes(&self, status: u16, tries: u32) -> bool {
+        for _ in 0..tries {
+            let answer = self.client.get(self.url("/readyz")).send().await;
+            if answer.is_ok_and(|r| r.status().as_u16() == status) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+
     /// `POST /kinesis/stream/{stream}/records` with a JSON `records` body.
     pub async fn post_records(&self, body: &serde_json::Value) -> reqwest::Response {
         self.client
