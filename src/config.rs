@@ -67,7 +67,7 @@ pub struct ServerSettings {
     pub listen: String,
     /// HTTP worker threads; 0 means one per CPU core.
     pub workers: usize,
-    /// Threads of the runtime that runs `PutRecords` calls; 0 means one per CPU core.
+    /// Threads of the runtime that runs `PutRecords` calls; 0 means half the CPU cores (at least 1).
     pub kinesis_threads: usize,
     /// After SIGTERM/SIGINT: how long to keep draining queues and waiting for in-flight calls.
     pub shutdown_grace_ms: u64,

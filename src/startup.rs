@@ -79,7 +79,8 @@ impl Application {
 
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let kinesis_threads = match settings.server.kinesis_threads {
-            0 => cores,
+            // Calls are mostly waiting; half the cores leaves the rest to the HTTP workers.
+            0 => (cores / 2).max(1),
             n => n,
         };
         let kinesis_runtime = tokio::runtime::Builder::new_multi_thread()
