@@ -130,7 +130,9 @@ pub struct HelperProcess {
 
 impl HelperProcess {
     pub fn spawn(args: &[String]) -> Result<Self, Error> {
-        let exe = std::env::current_exe().context("locating this benchmark binary")?;
+        // Not `current_exe()`: a rebuild in a shared target directory may replace (delete) our
+        // file while we run, and /proc/self/exe still reaches the binary we are.
+        let exe = std::path::PathBuf::from("/proc/self/exe");
         let mut command = Command::new(&exe);
         command
             .args(args)

@@ -18,6 +18,8 @@ usage: cargo bench --bench load -- [options] [FILTER...]
   --reruns N              run a scenario again, up to N times, when other processes used more
                           than 0.1 cores during its window; the least disturbed run counts
                           (default 2)
+  --scrape-every SECS     GET the proxy's /metrics this often during a run, as Prometheus would
+                          (default 15; 0 = only at the window's start and end)
   --report PATH           JSON report (default: target/load-report.json)
   --strict                exit 1 when a target is missed
   --perf                  record a `perf` profile of the proxy over each scenario's window
@@ -66,6 +68,8 @@ pub struct Options {
     pub reruns: u32,
     /// Profile the proxy with `perf record` during each window.
     pub perf: bool,
+    /// Scrape `/metrics` this often during a run (`None`: only around the window).
+    pub scrape_every: Option<Duration>,
 }
 
 impl Default for Options {
@@ -83,6 +87,7 @@ impl Default for Options {
             wait_quiet: Duration::from_secs(120),
             reruns: 2,
             perf: false,
+            scrape_every: Some(Duration::from_secs(15)),
         }
     }
 }
@@ -167,6 +172,10 @@ pub fn parse(args: Vec<String>) -> Result<Mode, String> {
                 options.sets.push((key.to_owned(), val.to_owned()));
             }
             "--report" => options.report = PathBuf::from(value("--report")?),
+            "--scrape-every" => {
+                let secs = seconds_or_zero("--scrape-every", &value("--scrape-every")?)?;
+                options.scrape_every = (!secs.is_zero()).then_some(secs);
+            }
             "--reruns" => options.reruns = number("--reruns", &value("--reruns")?)?,
             "--wait-quiet" => {
                 let secs: u64 = number("--wait-quiet", &value("--wait-quiet")?)?;
@@ -201,6 +210,13 @@ fn seconds(name: &str, text: &str) -> Result<Duration, String> {
         return Err(format!("{name} must be positive"));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+fn seconds_or_zero(name: &str, text: &str) -> Result<Duration, String> {
+    if text.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    seconds(name, text)
 }
 
 /// `section.key` as the proxy's environment variable name.

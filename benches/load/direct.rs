@@ -204,6 +204,7 @@ pub async fn run(
             window_end_rss_mib: 0.0,
             first_half_max_rss_mib: 0.0,
             second_half_max_rss_mib: 0.0,
+            rss_series_mib: Vec::new(),
         },
         read_back: None,
         proxy_exit: None,

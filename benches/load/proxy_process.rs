@@ -1,6 +1,7 @@
 //! The proxy under test: its real release binary as a child process, configured through its
 //! environment variables exactly as an operator would, on a port it picks itself.
 
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -37,6 +38,40 @@ pub fn base_env(kinesis_endpoint: &str, stream: &str) -> Vec<(String, String)> {
     .collect()
 }
 
+/// The proxy binary, copied once per run into a folder of its own: with a shared target
+/// directory, someone may rebuild `target/release/kinesis-proxy` while the benchmark runs, and
+/// every scenario of a run must measure the same build.
+pub struct PinnedBinary {
+    pub path: PathBuf,
+    /// Removed (with the copy) when the run ends; `None` when not copied.
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl PinnedBinary {
+    /// The binary where cargo built it (the smoke test: seconds long, a debug build of 250 MB).
+    pub fn in_place() -> Self {
+        Self {
+            path: PathBuf::from(env!("CARGO_BIN_EXE_kinesis-proxy")),
+            _dir: None,
+        }
+    }
+
+    pub fn copy() -> Result<Self, Error> {
+        let source = Path::new(env!("CARGO_BIN_EXE_kinesis-proxy"));
+        let dir = tempfile::Builder::new()
+            .prefix("load-proxy-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .context("creating a folder for the proxy binary under target/tmp")?;
+        let path = dir.path().join("kinesis-proxy");
+        std::fs::copy(source, &path)
+            .context(format_args!("copying {} (is it built?)", source.display()))?;
+        Ok(Self {
+            path,
+            _dir: Some(dir),
+        })
+    }
+}
+
 pub struct ProxyProcess {
     pub port: u16,
     pub pid: u32,
@@ -47,8 +82,7 @@ pub struct ProxyProcess {
 
 impl ProxyProcess {
     /// Starts the proxy with `env` (later entries win) and waits until it listens.
-    pub fn start(env: &[(String, String)]) -> Result<Self, Error> {
-        let exe = env!("CARGO_BIN_EXE_kinesis-proxy");
+    pub fn start(exe: &Path, env: &[(String, String)]) -> Result<Self, Error> {
         let mut command = Command::new(exe);
         command
             .arg("--config")
@@ -66,7 +100,9 @@ impl ProxyProcess {
             command.env(key, value);
         }
         die_with_parent(&mut command);
-        let mut child = command.spawn().context(format_args!("starting {exe}"))?;
+        let mut child = command
+            .spawn()
+            .context(format_args!("starting {}", exe.display()))?;
         let stdout = child.stdout.take().context("proxy stdout is piped")?;
         let stderr = child.stderr.take().context("proxy stderr is piped")?;
         let tail = OutputTail::default();

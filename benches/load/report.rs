@@ -16,12 +16,17 @@ pub struct Latency {
     pub max_ms: f64,
 }
 
+/// The bare handler at the same route and connections, measured right before and right after
+/// the scenario; compared against the mean.
 #[derive(Debug, Clone, Serialize)]
 pub struct Ceiling {
-    /// The bare-handler run compared against (same route, same connections, same run).
-    pub scenario: String,
+    /// The bare-handler runs (rows of the report).
+    pub scenarios: Vec<String>,
     pub requests_per_sec: f64,
     pub events_per_sec: f64,
+    /// Each run's requests/s: far apart means the machine's speed drifted meanwhile.
+    pub before_requests_per_sec: f64,
+    pub after_requests_per_sec: f64,
 }
 
 /// From the proxy's own metrics, over the measured window.
@@ -72,6 +77,8 @@ pub struct Memory {
     /// process plateaus: the second is not above the first).
     pub first_half_max_rss_mib: f64,
     pub second_half_max_rss_mib: f64,
+    /// `[seconds since the window opened, VmRSS MiB]`, one sample a second (negative: warm-up).
+    pub rss_series_mib: Vec<(f64, f64)>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -3,7 +3,7 @@
 //! read-back), the targets checked on the results, and the smoke test.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kinesis_proxy::config::Settings;
@@ -16,7 +16,7 @@ use crate::kinesalite::{self, Kinesalite};
 use crate::loadgen::{LoadResult, LoadSpec, Pace, Route, RunningLoad};
 use crate::procfs::{self, RssSampler};
 use crate::prometheus::Scrape;
-use crate::proxy_process::{self, ProxyProcess, API_KEY};
+use crate::proxy_process::{self, PinnedBinary, ProxyProcess, API_KEY};
 use crate::report::{
     self, Ceiling, Check, Latency, Memory, PutRecordsFigures, ReadBack, RunReport, ScenarioReport,
 };
@@ -233,6 +233,9 @@ struct RunPlan {
     wait_quiet: Duration,
     /// Record a `perf` profile of the server over the window into this file.
     perf: Option<PathBuf>,
+    /// GET the proxy's `/metrics` this often during the run, as Prometheus would. It matters:
+    /// the exporter keeps every histogram observation until a scrape folds them into buckets.
+    scrape_every: Option<Duration>,
 }
 
 /// Resolves the proxy's settings exactly as the proxy will (config.toml, then environment), so
@@ -323,6 +326,7 @@ pub fn run_bench(options: &Options) -> Result<(), Error> {
     let runtime = build_runtime(options.client_threads)?;
     let mut bench = Bench {
         options,
+        proxy: PinnedBinary::copy()?,
         reports: Vec::new(),
         failures: Vec::new(),
     };
@@ -363,6 +367,8 @@ pub fn run_bench(options: &Options) -> Result<(), Error> {
 
 struct Bench<'a> {
     options: &'a Options,
+    /// The proxy build every scenario of this run measures.
+    proxy: PinnedBinary,
     reports: Vec<ScenarioReport>,
     failures: Vec<(String, Error)>,
 }
@@ -374,7 +380,7 @@ impl Bench<'_> {
         let disturbance = |r: &ScenarioReport| r.other_cpu_s / r.window_s.max(1e-9);
         let mut best: Option<ScenarioReport> = None;
         for attempt in 1..=1 + self.options.reruns {
-            let mut report = execute(plan).await?;
+            let mut report = execute(plan, &self.proxy.path).await?;
             report.attempts = attempt;
             let disturbed = disturbance(&report);
             if best.as_ref().is_none_or(|b| disturbed < disturbance(b)) {
@@ -459,8 +465,15 @@ impl Bench<'_> {
                 }
             }
         };
-        let ceiling = if scenario.ceiling {
-            Some(self.ceiling(scenario.route, connections, &settings).await?)
+        // The ceiling is measured right before and right after the proxy, and their mean is
+        // what the proxy is compared with: on a shared or virtual machine the speed of the
+        // cores drifts over minutes, and the sandwich shows (and halves) that drift.
+        let ceiling_before = if scenario.ceiling {
+            let name = format!("{}-ceiling", scenario.name);
+            Some(
+                self.ceiling(name, scenario.route, connections, &settings)
+                    .await?,
+            )
         } else {
             None
         };
@@ -477,6 +490,7 @@ impl Bench<'_> {
             env,
             read_back: scenario.read_back,
             wait_quiet: options.wait_quiet,
+            scrape_every: options.scrape_every,
             perf: options.perf.then(|| {
                 options
                     .report
@@ -484,63 +498,76 @@ impl Bench<'_> {
             }),
         };
         let mut report = self.measure(&plan).await?;
-        if let Some(ceiling) = ceiling {
+        println!("{}", one_line(&report));
+        if let Some(before) = ceiling_before {
+            let name = format!("{}-ceiling-after", scenario.name);
+            let after = self
+                .ceiling(name, scenario.route, connections, &settings)
+                .await?;
+            let ceiling = Ceiling {
+                requests_per_sec: (before.requests_per_sec + after.requests_per_sec) / 2.0,
+                events_per_sec: (before.events_per_sec + after.events_per_sec) / 2.0,
+                before_requests_per_sec: before.requests_per_sec,
+                after_requests_per_sec: after.requests_per_sec,
+                scenarios: [before.scenarios, after.scenarios].concat(),
+            };
             report.ratio = Some(report.requests_per_sec / ceiling.requests_per_sec.max(1e-9));
             report.ceiling = Some(ceiling);
         }
-        println!("{}", one_line(&report));
-        self.reports.push(report);
+        // After the ceiling's "after" row: rows stay in the order they ran.
+        let at = self
+            .reports
+            .len()
+            .saturating_sub(usize::from(report.ceiling.is_some()));
+        self.reports.insert(at, report);
         Ok(())
     }
 
-    /// The bare handler's closed-loop figures at `route` and `connections`, measured once per
-    /// run (and reported as a row of its own).
+    /// The bare handler's closed-loop figures at `route` and `connections` (reported as a row
+    /// of its own, `name`).
     async fn ceiling(
         &mut self,
+        name: String,
         route: Route,
         connections: usize,
         settings: &Settings,
     ) -> Result<Ceiling, Error> {
-        let short = match route {
-            Route::Single => "single",
-            Route::Many(_) => "records",
+        let plan = RunPlan {
+            name: name.clone(),
+            about: format!(
+                "bare actix-web handler, {} route, {connections} conns",
+                route.label()
+            ),
+            server: Server::Bare {
+                workers: proxy_workers(settings),
+            },
+            backend: Backend::None,
+            route,
+            connections,
+            pace: Pace::Closed,
+            warmup: self.options.warmup,
+            window: Window::Lasts(self.options.duration),
+            env: Vec::new(),
+            read_back: false,
+            wait_quiet: self.options.wait_quiet,
+            scrape_every: None,
+            perf: self.options.perf.then(|| {
+                self.options
+                    .report
+                    .with_file_name(format!("load-perf-{name}.data"))
+            }),
         };
-        let name = format!("ceiling-{short}@{connections}");
-        if self.find(&name).is_none() {
-            let plan = RunPlan {
-                name: name.clone(),
-                about: format!(
-                    "bare actix-web handler, {} route, {connections} conns",
-                    route.label()
-                ),
-                server: Server::Bare {
-                    workers: proxy_workers(settings),
-                },
-                backend: Backend::None,
-                route,
-                connections,
-                pace: Pace::Closed,
-                warmup: self.options.warmup,
-                window: Window::Lasts(self.options.duration),
-                env: Vec::new(),
-                read_back: false,
-                wait_quiet: self.options.wait_quiet,
-                perf: self.options.perf.then(|| {
-                    self.options
-                        .report
-                        .with_file_name(format!("load-perf-{name}.data"))
-                }),
-            };
-            let report = self.measure(&plan).await?;
-            println!("{}", one_line(&report));
-            self.reports.push(report);
-        }
-        let report = self.find(&name).context("the ceiling run")?;
-        Ok(Ceiling {
-            scenario: name,
+        let report = self.measure(&plan).await?;
+        println!("{}", one_line(&report));
+        let ceiling = Ceiling {
             requests_per_sec: report.requests_per_sec,
             events_per_sec: report.events_per_sec,
-        })
+            before_requests_per_sec: report.requests_per_sec,
+            after_requests_per_sec: report.requests_per_sec,
+            scenarios: vec![name],
+        };
+        self.reports.push(report);
+        Ok(ceiling)
     }
 }
 
@@ -568,7 +595,10 @@ struct Profiler {
 }
 
 impl Profiler {
-    fn start(pid: u32, path: &std::path::Path) -> Result<Self, Error> {
+    fn start(pid: u32, path: &Path) -> Result<Self, Error> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).context(format_args!("creating {}", dir.display()))?;
+        }
         let mut command = std::process::Command::new("perf");
         command
             .args([
@@ -613,6 +643,44 @@ impl Profiler {
     }
 }
 
+/// Scrapes `/metrics` periodically, as Prometheus does in production.
+struct Scraper {
+    stop: std::sync::Arc<tokio::sync::Notify>,
+    task: tokio::task::JoinHandle<Result<u64, Error>>,
+}
+
+impl Scraper {
+    fn start(port: u16, every: Duration) -> Self {
+        let stop = std::sync::Arc::new(tokio::sync::Notify::new());
+        let stopped = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut scrapes = 0;
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await; // the first tick is immediate
+            loop {
+                tokio::select! {
+                    // The run is over.
+                    () = stopped.notified() => return Ok(scrapes),
+                    // Time for the next scrape.
+                    _ = tick.tick() => {
+                        let (status, _) = crate::loadgen::http_get(port, "/metrics").await?;
+                        if status != 200 {
+                            return Err(format!("/metrics answered {status}").into());
+                        }
+                        scrapes += 1;
+                    }
+                }
+            }
+        });
+        Self { stop, task }
+    }
+
+    async fn stop(self) -> Result<(), Error> {
+        self.stop.notify_one();
+        self.task.await.context("the /metrics scraper")?.map(|_| ())
+    }
+}
+
 /// CPU, memory and metrics at one instant.
 struct Snapshot {
     at: Instant,
@@ -652,7 +720,7 @@ impl Snapshot {
 const MIB: f64 = 1024.0 * 1024.0;
 
 /// Carries out one run: backend, server, load with warm-up and window, read-back.
-async fn execute(plan: &RunPlan) -> Result<ScenarioReport, Error> {
+async fn execute(plan: &RunPlan, proxy_exe: &Path) -> Result<ScenarioReport, Error> {
     let settings = resolve_settings(&plan.env)?;
     let busy_before = if plan.wait_quiet.is_zero() {
         None
@@ -691,7 +759,7 @@ async fn execute(plan: &RunPlan) -> Result<ScenarioReport, Error> {
         Server::Proxy => {
             let mut env = proxy_process::base_env(&endpoint, STREAM);
             env.extend(plan.env.iter().cloned());
-            let started = ProxyProcess::start(&env)?;
+            let started = ProxyProcess::start(proxy_exe, &env)?;
             started.wait_ready(Duration::from_secs(15)).await?;
             let found = (started.port, started.pid);
             proxy = Some(started);
@@ -707,6 +775,10 @@ async fn execute(plan: &RunPlan) -> Result<ScenarioReport, Error> {
 
     let sampler = RssSampler::start(server_pid)?;
     let sampling_since = Instant::now();
+    let scraper = match (&proxy, plan.scrape_every) {
+        (Some(proxy), Some(every)) => Some(Scraper::start(proxy.port, every)),
+        _ => None,
+    };
     let tag = format!("{}-{:08x}", plan.name, rand::random::<u32>());
     let mut load = RunningLoad::start(LoadSpec {
         port,
@@ -741,6 +813,9 @@ async fn execute(plan: &RunPlan) -> Result<ScenarioReport, Error> {
     }
     let result = load.finish(DRAIN_TIMEOUT).await;
     let samples = sampler.finish();
+    if let Some(scraper) = scraper {
+        scraper.stop().await?;
+    }
     let (_, peak_rss) = procfs::memory(server_pid)?;
     let result = match result {
         Ok(result) => result,
@@ -779,6 +854,7 @@ async fn execute(plan: &RunPlan) -> Result<ScenarioReport, Error> {
         window_end_rss_mib: after.server_rss as f64 / MIB,
         first_half_max_rss_mib: max_rss(window_from, middle),
         second_half_max_rss_mib: max_rss(middle, window_to),
+        rss_series_mib: per_second(&samples, window_from),
     };
 
     let put_records = match (&before.metrics, &after.metrics) {
@@ -865,6 +941,18 @@ async fn execute(plan: &RunPlan) -> Result<ScenarioReport, Error> {
     })
 }
 
+/// One RSS sample a second, timed from the window's start, in MiB.
+fn per_second(samples: &[(f64, u64)], window_from: f64) -> Vec<(f64, f64)> {
+    let mut series: Vec<(f64, f64)> = Vec::new();
+    for &(t, rss) in samples {
+        let at = t - window_from;
+        if series.last().is_none_or(|(last, _)| at - last >= 1.0) {
+            series.push(((at * 10.0).round() / 10.0, rss as f64 / MIB));
+        }
+    }
+    series
+}
+
 fn put_records_figures(before: &Scrape, after: &Scrape, result: &LoadResult) -> PutRecordsFigures {
     let stream = [("stream", STREAM)];
     let delta =
@@ -936,6 +1024,13 @@ fn settings_in_effect(settings: &Settings, plan: &RunPlan) -> BTreeMap<String, S
     for (name, value) in &plan.env {
         out.insert(name.clone(), value.clone());
     }
+    out.insert(
+        "bench.scrape_every_s".into(),
+        plan.scrape_every
+            .map_or("0 (only around the window)".into(), |d| {
+                format!("{}", d.as_secs_f64())
+            }),
+    );
     out
 }
 
@@ -1054,12 +1149,17 @@ fn evaluate(reports: &mut [ScenarioReport]) {
                 checks.push(check(
                     ">= 0.8x the bare handler's requests/s",
                     format!(
-                        "{ratio:.2}x ({} vs {} req/s)",
+                        "{ratio:.2}x ({} vs {} req/s{})",
                         report::thousands(report.requests_per_sec),
                         report
                             .ceiling
                             .as_ref()
-                            .map_or("-".into(), |c| report::thousands(c.requests_per_sec))
+                            .map_or("-".into(), |c| report::thousands(c.requests_per_sec)),
+                        report.ceiling.as_ref().map_or(String::new(), |c| format!(
+                            ", the mean of {} before and {} after",
+                            report::thousands(c.before_requests_per_sec),
+                            report::thousands(c.after_requests_per_sec)
+                        )),
                     ),
                     ratio >= 0.8,
                 ));
@@ -1188,6 +1288,7 @@ pub fn run_smoke(options: &Options) -> Result<(), Error> {
             read_back: false,
             wait_quiet: Duration::ZERO,
             perf: None,
+            scrape_every: None,
         },
         RunPlan {
             name: "smoke-null".into(),
@@ -1203,6 +1304,7 @@ pub fn run_smoke(options: &Options) -> Result<(), Error> {
             read_back: false,
             wait_quiet: Duration::ZERO,
             perf: None,
+            scrape_every: None,
         },
         RunPlan {
             name: "smoke-kinesalite".into(),
@@ -1221,21 +1323,25 @@ pub fn run_smoke(options: &Options) -> Result<(), Error> {
             read_back: true,
             wait_quiet: Duration::ZERO,
             perf: None,
+            scrape_every: None,
         },
     ];
+    let proxy = PinnedBinary::in_place();
     let mut reports = Vec::new();
     runtime.block_on(async {
         for plan in &plans {
-            reports.push(execute(plan).await?);
+            reports.push(execute(plan, &proxy.path).await?);
         }
         Ok::<_, Error>(())
     })?;
     drop(runtime);
 
     let ceiling = Ceiling {
-        scenario: reports[0].name.clone(),
+        scenarios: vec![reports[0].name.clone()],
         requests_per_sec: reports[0].requests_per_sec,
         events_per_sec: reports[0].events_per_sec,
+        before_requests_per_sec: reports[0].requests_per_sec,
+        after_requests_per_sec: reports[0].requests_per_sec,
     };
     reports[1].ratio = Some(reports[1].requests_per_sec / ceiling.requests_per_sec.max(1e-9));
     reports[1].ceiling = Some(ceiling);
