@@ -115,6 +115,16 @@ impl Application {
             prometheus: telemetry::prometheus(),
         });
 
+        // Histograms keep their samples until upkeep folds them in; a scrape does it too, but
+        // memory must stay bounded when nobody scrapes /metrics.
+        let metrics_handle = state.prometheus.clone();
+        kinesis_runtime.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                metrics_handle.run_upkeep();
+            }
+        });
         let app_state = state.clone();
         let workers = match settings.server.workers {
             0 => cores,
