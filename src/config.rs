@@ -75,6 +75,8 @@ pub struct ServerSettings {
     pub keep_alive_ms: u64,
     /// Cap on concurrently open client connections per worker.
     pub max_connections_per_worker: usize,
+    /// Connections the kernel queues before they are accepted (the listen backlog).
+    pub listen_backlog: u32,
 }
 
 impl Default for ServerSettings {
@@ -86,6 +88,7 @@ impl Default for ServerSettings {
             shutdown_grace_ms: 30_000,
             keep_alive_ms: 75_000,
             max_connections_per_worker: 25_000,
+            listen_backlog: 2048,
         }
     }
 }
@@ -166,7 +169,7 @@ impl Default for BatchingSettings {
         Self {
             max_batch_records: 500,
             max_batch_bytes: 5 * 1024 * 1024,
-            linger_ms: 5,
+            linger_ms: 10,
             arrival_gap_us: 200,
             max_in_flight_calls: 4,
             queue_max_records: 50_000,
@@ -372,6 +375,12 @@ impl Settings {
                 format!("must start with http:// or https:// (got {endpoint:?})"),
             ));
         }
+        in_range(
+            "server.listen_backlog",
+            self.server.listen_backlog as usize,
+            1,
+            65_535,
+        )?;
         positive("kinesis.call_timeout_ms", self.kinesis.call_timeout_ms)?;
         positive(
             "kinesis.connect_timeout_ms",

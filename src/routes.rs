@@ -24,7 +24,7 @@ use crate::ingest::{self, ParsedRequest};
 use crate::pipeline::{Pipeline, RecordOutcome, SubmitError};
 use crate::ratelimit::RateLimits;
 use crate::registry::{KinesisHealth, Pipelines};
-use crate::telemetry;
+use crate::telemetry::{self, RouteMetrics};
 
 /// Shared by all workers.
 pub struct AppState {
@@ -37,6 +37,31 @@ pub struct AppState {
     pub draining: Arc<AtomicBool>,
     pub health: Arc<KinesisHealth>,
     pub prometheus: PrometheusHandle,
+    pub route_metrics: RouteMetricsSet,
+}
+
+/// Request metrics of the write routes, registered once (after the recorder is installed).
+#[derive(Debug)]
+pub struct RouteMetricsSet {
+    stream: RouteMetrics,
+    short: RouteMetrics,
+    records: RouteMetrics,
+}
+
+impl RouteMetricsSet {
+    pub fn new() -> Self {
+        Self {
+            stream: RouteMetrics::new(ROUTE_STREAM),
+            short: RouteMetrics::new(ROUTE_SHORT),
+            records: RouteMetrics::new(ROUTE_RECORDS),
+        }
+    }
+}
+
+impl Default for RouteMetricsSet {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 const ROUTE_STREAM: &str = "/kinesis/stream/{stream}";
@@ -102,7 +127,10 @@ async fn put_event_stream_route(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    observe(ROUTE_STREAM, put_event(&req, payload, &state).await)
+    observe(
+        &state.route_metrics.stream,
+        put_event(&req, payload, &state).await,
+    )
 }
 
 async fn put_event_short_route(
@@ -110,7 +138,10 @@ async fn put_event_short_route(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    observe(ROUTE_SHORT, put_event(&req, payload, &state).await)
+    observe(
+        &state.route_metrics.short,
+        put_event(&req, payload, &state).await,
+    )
 }
 
 async fn put_records(
@@ -118,17 +149,20 @@ async fn put_records(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    observe(ROUTE_RECORDS, put_many(&req, payload, &state).await)
+    observe(
+        &state.route_metrics.records,
+        put_many(&req, payload, &state).await,
+    )
 }
 
 /// Counts the answer, and the refused events by code.
 fn observe(
-    route: &'static str,
+    route: &RouteMetrics,
     result: Result<(HttpResponse, Instant), (ApiError, Instant, u64)>,
 ) -> HttpResponse {
     match result {
         Ok((response, started)) => {
-            telemetry::http_request(route, response.status().as_u16(), started.elapsed());
+            route.answered(response.status().as_u16(), started.elapsed());
             response
         }
         Err((error, started, events)) => {
@@ -137,7 +171,7 @@ fn observe(
                 telemetry::events_rejected(error.code(), events);
             }
             let response = error.error_response();
-            telemetry::http_request(route, response.status().as_u16(), started.elapsed());
+            route.answered(response.status().as_u16(), started.elapsed());
             response
         }
     }

@@ -1,4 +1,4 @@
-//! Builds and runs the application: binds the listener first (port 0 works, and the bound port
+//! Builds and runs the application: binds the listener (port 0 works, and the bound port
 //! is exposed, so tests start the real app on a random port), starts the Kinesis runtime, and
 //! owns the shutdown sequence.
 //!
@@ -8,7 +8,6 @@
 //! call finishes, all within `server.shutdown_grace_ms`. Nothing acknowledged is lost, because an
 //! acknowledgement is only sent after Kinesis accepted the record.
 
-use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,8 +62,6 @@ impl Application {
         let addr = settings
             .listen_addr()
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
-        let listener = TcpListener::bind(addr)?;
-        let port = listener.local_addr()?.port();
         let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
         let key_entries = settings
             .auth
@@ -113,6 +110,8 @@ impl Application {
             draining,
             health,
             prometheus: telemetry::prometheus(),
+            // After the recorder is installed (above), or the handles would record nowhere.
+            route_metrics: routes::RouteMetricsSet::new(),
         });
 
         // Histograms keep their samples until upkeep folds them in; a scrape does it too, but
@@ -142,8 +141,11 @@ impl Application {
         // Our own signal handling runs the drain sequence; actix would stop on its own.
         .disable_signals()
         .shutdown_timeout(settings.server.shutdown_grace().as_secs().max(1))
-        .listen(listener)?
-        .run();
+        // Bound by actix rather than a std listener, whose backlog is fixed at 128.
+        .backlog(settings.server.listen_backlog)
+        .bind(addr)?;
+        let port = server.addrs().first().map_or(addr.port(), |a| a.port());
+        let server = server.run();
         let server_handle = server.handle();
         tracing::info!(%addr, port, workers, kinesis_threads, "listening");
         Ok(Self {

@@ -277,11 +277,34 @@ impl StreamMetrics {
     }
 }
 
-/// An HTTP request was answered.
-pub fn http_request(route: &'static str, status: u16, took: Duration) {
-    metrics::counter!(HTTP_REQUESTS, "route" => route, "status" => status_label(status))
-        .increment(1);
-    metrics::histogram!(HTTP_DURATION, "route" => route).record(took.as_secs_f64());
+/// Handles of one route's request metrics, registered at startup: the success path of a
+/// request then does no registry lookup (the lookups were ~3% of the proxy's CPU per request).
+#[derive(Debug)]
+pub struct RouteMetrics {
+    route: &'static str,
+    ok: Counter,
+    duration: Histogram,
+}
+
+impl RouteMetrics {
+    pub fn new(route: &'static str) -> Self {
+        Self {
+            route,
+            ok: metrics::counter!(HTTP_REQUESTS, "route" => route, "status" => status_label(200)),
+            duration: metrics::histogram!(HTTP_DURATION, "route" => route),
+        }
+    }
+
+    /// A request on this route was answered.
+    pub fn answered(&self, status: u16, took: Duration) {
+        if status == 200 {
+            self.ok.increment(1);
+        } else {
+            metrics::counter!(HTTP_REQUESTS, "route" => self.route, "status" => status_label(status))
+                .increment(1);
+        }
+        self.duration.record(took.as_secs_f64());
+    }
 }
 
 /// Events refused before Kinesis (validation, auth, limits, backpressure), by stable code.

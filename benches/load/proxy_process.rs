@@ -56,8 +56,11 @@ impl PinnedBinary {
         }
     }
 
+    /// A copy of the binary cargo built, or of `$LOAD_PROXY_BIN` (to compare two builds).
     pub fn copy() -> Result<Self, Error> {
-        let source = Path::new(env!("CARGO_BIN_EXE_kinesis-proxy"));
+        let built = PathBuf::from(env!("CARGO_BIN_EXE_kinesis-proxy"));
+        let source = std::env::var_os("LOAD_PROXY_BIN").map_or(built, PathBuf::from);
+        let source = source.as_path();
         let dir = tempfile::Builder::new()
             .prefix("load-proxy-")
             .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
