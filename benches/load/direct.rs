@@ -176,6 +176,7 @@ pub async fn run(
         first_error: total.first_error,
         latency: latency.clone(),
         ceiling: None,
+        http_floor: None,
         ratio: None,
         put_records: Some(PutRecordsFigures {
             calls: total.calls as f64,

@@ -29,6 +29,17 @@ pub struct Ceiling {
     pub after_requests_per_sec: f64,
 }
 
+/// The bare handler driven at the proxy's own rate (open loop, same route and connections): the
+/// CPU that answering this many HTTP requests costs any actix-web server, before the proxy
+/// does anything with them.
+#[derive(Debug, Clone, Serialize)]
+pub struct HttpFloor {
+    /// The bare-handler run (a row of the report).
+    pub scenario: String,
+    pub requests_per_sec: f64,
+    pub server_cpu_s_per_100k_events: Option<f64>,
+}
+
 /// From the proxy's own metrics, over the measured window.
 #[derive(Debug, Clone, Serialize)]
 pub struct PutRecordsFigures {
@@ -117,6 +128,7 @@ pub struct ScenarioReport {
     /// Client-side, from sending (or the scheduled send time) to the whole answer; 2xx only.
     pub latency: Option<Latency>,
     pub ceiling: Option<Ceiling>,
+    pub http_floor: Option<HttpFloor>,
     /// requests/s over the ceiling's requests/s.
     pub ratio: Option<f64>,
     pub put_records: Option<PutRecordsFigures>,

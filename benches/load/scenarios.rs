@@ -18,7 +18,8 @@ use crate::procfs::{self, RssSampler};
 use crate::prometheus::Scrape;
 use crate::proxy_process::{self, PinnedBinary, ProxyProcess, API_KEY};
 use crate::report::{
-    self, Ceiling, Check, Latency, Memory, PutRecordsFigures, ReadBack, RunReport, ScenarioReport,
+    self, Ceiling, Check, HttpFloor, Latency, Memory, PutRecordsFigures, ReadBack, RunReport,
+    ScenarioReport,
 };
 use crate::{Context, Error};
 
@@ -83,6 +84,8 @@ pub struct Scenario {
     duration_factor: f64,
     /// Compare with the bare handler at the same route and connections.
     ceiling: bool,
+    /// Also run the bare handler at the proxy's measured rate: its CPU is the HTTP floor.
+    http_floor: bool,
     read_back: bool,
     /// No proxy: the benchmark calls PutRecords on the backend itself (kinesalite's ceiling).
     direct: Option<Direct>,
@@ -103,6 +106,7 @@ pub fn catalogue() -> Vec<Scenario> {
             settings: &[],
             duration_factor: 1.0,
             ceiling: true,
+            http_floor: false,
             read_back: false,
             direct: None,
         },
@@ -116,6 +120,7 @@ pub fn catalogue() -> Vec<Scenario> {
             settings: &[],
             duration_factor: 1.0,
             ceiling: false,
+            http_floor: false,
             read_back: false,
             direct: None,
         },
@@ -129,6 +134,7 @@ pub fn catalogue() -> Vec<Scenario> {
             settings: &[],
             duration_factor: 1.0,
             ceiling: true,
+            http_floor: false,
             read_back: false,
             direct: None,
         },
@@ -142,6 +148,7 @@ pub fn catalogue() -> Vec<Scenario> {
             settings: &[],
             duration_factor: 1.0,
             ceiling: false,
+            http_floor: false,
             read_back: false,
             direct: Some(Direct {
                 records_per_call: 64,
@@ -159,6 +166,7 @@ pub fn catalogue() -> Vec<Scenario> {
             settings: KINESALITE_SETTINGS,
             duration_factor: 1.0,
             ceiling: true,
+            http_floor: true,
             read_back: true,
             direct: None,
         },
@@ -172,6 +180,7 @@ pub fn catalogue() -> Vec<Scenario> {
             settings: KINESALITE_SETTINGS,
             duration_factor: 1.0,
             ceiling: false,
+            http_floor: false,
             read_back: true,
             direct: None,
         },
@@ -187,6 +196,7 @@ pub fn catalogue() -> Vec<Scenario> {
             settings: &[],
             duration_factor: 1.5,
             ceiling: false,
+            http_floor: false,
             read_back: false,
             direct: None,
         },
@@ -519,6 +529,20 @@ impl Bench<'_> {
             .reports
             .len()
             .saturating_sub(usize::from(report.ceiling.is_some()));
+        if scenario.http_floor {
+            let name = format!("{}-http-floor", scenario.name);
+            let pace = Pace::Open {
+                requests_per_sec: report.requests_per_sec,
+            };
+            let floor = self
+                .bare(name.clone(), scenario.route, connections, pace, &settings)
+                .await?;
+            report.http_floor = Some(HttpFloor {
+                scenario: name,
+                requests_per_sec: floor.requests_per_sec,
+                server_cpu_s_per_100k_events: floor.server_cpu_s_per_100k_events,
+            });
+        }
         self.reports.insert(at, report);
         Ok(())
     }
@@ -532,6 +556,28 @@ impl Bench<'_> {
         connections: usize,
         settings: &Settings,
     ) -> Result<Ceiling, Error> {
+        let report = self
+            .bare(name.clone(), route, connections, Pace::Closed, settings)
+            .await?;
+        Ok(Ceiling {
+            requests_per_sec: report.requests_per_sec,
+            events_per_sec: report.events_per_sec,
+            before_requests_per_sec: report.requests_per_sec,
+            after_requests_per_sec: report.requests_per_sec,
+            scenarios: vec![name],
+        })
+    }
+
+    /// Runs the bare handler (the proxy's worker count) at `route`, `connections` and `pace`,
+    /// as a row of its own, `name`.
+    async fn bare(
+        &mut self,
+        name: String,
+        route: Route,
+        connections: usize,
+        pace: Pace,
+        settings: &Settings,
+    ) -> Result<ScenarioReport, Error> {
         let plan = RunPlan {
             name: name.clone(),
             about: format!(
@@ -544,7 +590,7 @@ impl Bench<'_> {
             backend: Backend::None,
             route,
             connections,
-            pace: Pace::Closed,
+            pace,
             warmup: self.options.warmup,
             window: Window::Lasts(self.options.duration),
             env: Vec::new(),
@@ -559,15 +605,8 @@ impl Bench<'_> {
         };
         let report = self.measure(&plan).await?;
         println!("{}", one_line(&report));
-        let ceiling = Ceiling {
-            requests_per_sec: report.requests_per_sec,
-            events_per_sec: report.events_per_sec,
-            before_requests_per_sec: report.requests_per_sec,
-            after_requests_per_sec: report.requests_per_sec,
-            scenarios: vec![name],
-        };
-        self.reports.push(report);
-        Ok(ceiling)
+        self.reports.push(report.clone());
+        Ok(report)
     }
 }
 
@@ -913,6 +952,7 @@ async fn execute(plan: &RunPlan, proxy_exe: &Path) -> Result<ScenarioReport, Err
         first_error: result.first_error.clone(),
         latency,
         ceiling: None,
+        http_floor: None,
         ratio: None,
         put_records,
         linger_ms,
@@ -1204,9 +1244,20 @@ fn evaluate(reports: &mut [ScenarioReport]) {
                     report.events_per_sec >= 10_000.0,
                 ));
                 let per_10k = report.server_cpu_s_per_100k_events.map(|v| v / 10.0);
+                let floor_per_10k = report
+                    .http_floor
+                    .as_ref()
+                    .and_then(|f| f.server_cpu_s_per_100k_events)
+                    .map(|v| v / 10.0);
                 checks.push(check(
                     "proxy CPU <= 0.15 s per 10,000 events",
-                    per_10k.map_or("-".into(), |v| format!("{v:.3} s")),
+                    match (per_10k, floor_per_10k) {
+                        (Some(v), Some(floor)) => format!(
+                            "{v:.3} s (the bare handler alone at the same rate: {floor:.3} s)"
+                        ),
+                        (Some(v), None) => format!("{v:.3} s"),
+                        _ => "-".into(),
+                    },
                     per_10k.is_some_and(|v| v <= 0.15),
                 ));
             }
