@@ -7,10 +7,8 @@ use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Duration;
 
-use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_kinesis::types::ShardIteratorType;
-
 use crate::child::{self, die_with_parent, drain, wait_for_ready, OutputTail, START_TIMEOUT};
+use crate::kinesis_read;
 use crate::{Context, Error};
 
 pub struct Kinesalite {
@@ -87,71 +85,19 @@ impl Drop for Kinesalite {
     }
 }
 
-/// Static `local` credentials, us-west-2, nothing read from the environment.
-pub fn client(endpoint: &str) -> aws_sdk_kinesis::Client {
-    let config = aws_sdk_kinesis::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-west-2"))
-        .credentials_provider(Credentials::new("local", "local", None, None, "load-bench"))
-        .endpoint_url(endpoint)
-        .build();
-    aws_sdk_kinesis::Client::from_conf(config)
-}
+pub use crate::kinesis_read::client;
 
 /// Everything in `stream`: sequence number → the `id` field of the event.
 pub async fn read_back(endpoint: &str, stream: &str) -> Result<HashMap<String, String>, Error> {
-    let client = client(endpoint);
-    let mut stored = HashMap::new();
-    let mut shards = Vec::new();
-    let mut next_token: Option<String> = None;
-    loop {
-        // ListShards takes either the stream name or a NextToken, never both.
-        let request = match next_token.take() {
-            Some(token) => client.list_shards().next_token(token),
-            None => client.list_shards().stream_name(stream),
-        };
-        let page = request
-            .send()
-            .await
-            .context(format_args!("ListShards {stream}"))?;
-        shards.extend(page.shards().iter().map(|s| s.shard_id().to_owned()));
-        match page.next_token() {
-            Some(token) => next_token = Some(token.to_owned()),
-            None => break,
-        }
-    }
-    for shard in shards {
-        let mut iterator = client
-            .get_shard_iterator()
-            .stream_name(stream)
-            .shard_id(&shard)
-            .shard_iterator_type(ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .context(format_args!("GetShardIterator {stream}/{shard}"))?
-            .shard_iterator()
-            .map(str::to_owned);
-        while let Some(current) = iterator {
-            let page = client
-                .get_records()
-                .shard_iterator(current)
-                .limit(10_000)
-                .send()
-                .await
-                .context(format_args!("GetRecords {stream}/{shard}"))?;
-            for record in page.records() {
-                let id = serde_json::from_slice::<serde_json::Value>(record.data().as_ref())
-                    .ok()
-                    .and_then(|v| v.get("id")?.as_str().map(str::to_owned))
-                    .unwrap_or_default();
-                stored.insert(record.sequence_number().to_owned(), id);
-            }
-            // Caught up: an empty page at the tip (kinesalite answers 0 behind for open shards).
-            if page.records().is_empty() && page.millis_behind_latest() == Some(0) {
-                break;
-            }
-            iterator = page.next_shard_iterator().map(str::to_owned);
-        }
-    }
-    Ok(stored)
+    let records = kinesis_read::read_all(&client(endpoint), stream).await?;
+    Ok(records
+        .into_iter()
+        .map(|record| {
+            let id = serde_json::from_slice::<serde_json::Value>(&record.data)
+                .ok()
+                .and_then(|v| v.get("id")?.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            (record.sequence_number, id)
+        })
+        .collect())
 }

@@ -23,6 +23,10 @@ mod child;
 mod cli;
 mod direct;
 mod kinesalite;
+// Shared with the integration tests, which use all of it; the benchmark needs less.
+#[allow(dead_code)]
+#[path = "../../tests/support/kinesis_read.rs"]
+mod kinesis_read;
 mod loadgen;
 mod null_kinesis;
 mod procfs;

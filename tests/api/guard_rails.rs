@@ -1,6 +1,7 @@
 //! Guard rails against the real proxy: rate limits answer 429 with Retry-After, a full queue
 //! answers 503 at once instead of waiting, keys can come from a file, and under overload the
-//! proxy keeps answering health checks while everything it acknowledged is in the stream.
+//! proxy keeps answering health checks while everything it acknowledged is in the stream, and a
+//! stream's own record size limit (`MaxRecordSizeInKiB`) replaces the configured default.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -216,4 +217,72 @@ async fn overload_sheds_with_503_fast_keeps_health_and_loses_nothing() {
             "{id}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_streams_own_record_size_limit_replaces_the_configured_default() {
+    const DEFAULT_LIMIT: usize = 512 * 1024;
+    let emulator = kinesalite().await.endpoint.clone();
+    let faults = FaultProxy::start(&emulator);
+    // The stream says it takes 2 MiB records (Kinesis allows up to 10 MiB per stream).
+    faults.report_max_record_size_kib(2048);
+    let app = spawn_app_with(AppOptions {
+        kinesis_endpoint: Some(faults.endpoint.clone()),
+        customize: Box::new(|s| s.kinesis.default_max_record_bytes = DEFAULT_LIMIT),
+        ..AppOptions::default()
+    })
+    .await;
+    // Above the configured default, below the stream's limit and kinesalite's own 1 MiB cap.
+    let pad = "x".repeat(700 * 1024);
+    let event = json!({"event": {"tag": "big", "pad": pad}});
+
+    // The first request starts the stream's pipeline, which asks DescribeStreamSummary once;
+    // until the answer is in, the configured default holds.
+    let mut refused_first = 0;
+    let mut accepted: Option<Value> = None;
+    for _ in 0..50 {
+        let response = app.post_event(&event).await;
+        match response.status().as_u16() {
+            200 => {
+                accepted = Some(response.json().await.expect("json"));
+                break;
+            }
+            413 => {
+                let body: Value = response.json().await.expect("json");
+                assert_eq!(body["code"], "record_too_large", "{body}");
+                assert!(
+                    body["error"]
+                        .as_str()
+                        .is_some_and(|m| m.contains(&DEFAULT_LIMIT.to_string())),
+                    "the refusal names the default limit: {body}"
+                );
+                refused_first += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    let accepted =
+        accepted.expect("the 700 KiB event was accepted once the stream's limit was known");
+    assert!(refused_first < 50);
+
+    // Above the stream's own limit: refused alone, naming that limit.
+    let too_big = json!({"event": {"pad": "y".repeat(2 * 1024 * 1024)}});
+    let response = app.post_event(&too_big).await;
+    assert_eq!(response.status(), 413);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["code"], "record_too_large", "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|m| m.contains("2097152")),
+        "the refusal names the stream's limit: {body}"
+    );
+
+    let stored = read_all(&emulator, &app.stream).await;
+    assert_eq!(stored.len(), 1, "only the accepted event is in the stream");
+    assert_eq!(stored[0].sequence_number, accepted["sequence_number"]);
+    let data: Value = serde_json::from_slice(&stored[0].data).expect("stored JSON");
+    assert_eq!(data["tag"], "big");
+    assert_eq!(data["pad"].as_str().map(str::len), Some(700 * 1024));
 }

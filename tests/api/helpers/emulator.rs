@@ -14,18 +14,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, OnceLock};
 use std::time::{Duration, Instant};
 
-use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::{ShardIteratorType, StreamStatus};
+use aws_sdk_kinesis::types::StreamStatus;
+
+use super::kinesis_read;
+pub use super::kinesis_read::StoredRecord;
 
 /// How long kinesalite may take to print `READY` before a test gives up.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long `create_stream` waits for a stream to become ACTIVE.
 const ACTIVE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The region every test client uses; kinesalite accepts any.
-pub const REGION: &str = "us-west-2";
 
 /// The running emulator shared by all tests of this binary.
 pub struct Kinesalite {
@@ -124,17 +123,10 @@ fn start_kinesalite() -> Kinesalite {
     }
 }
 
-/// A Kinesis client for `endpoint` with static `local`/`local` credentials in us-west-2. Nothing
-/// is read from the environment or instance metadata. Build one per test (or per call): its
-/// connection pool belongs to the runtime it first runs on.
+/// A Kinesis client for `endpoint` (static local credentials, us-west-2). Build one per test
+/// (or per call): its connection pool belongs to the runtime it first runs on.
 pub fn kinesis_client(endpoint: &str) -> aws_sdk_kinesis::Client {
-    let config = aws_sdk_kinesis::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .credentials_provider(Credentials::new("local", "local", None, None, "tests"))
-        .endpoint_url(endpoint)
-        .build();
-    aws_sdk_kinesis::Client::from_conf(config)
+    kinesis_read::client(endpoint)
 }
 
 /// Creates stream `name` with `shards` shards and waits until it is ACTIVE. Panics on failure.
@@ -191,23 +183,11 @@ pub fn unique_stream_name(prefix: &str) -> String {
     format!("{prefix}{suffix}")
 }
 
-/// One record as stored in the emulator.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredRecord {
-    /// The shard it landed in, e.g. `shardId-000000000001`.
-    pub shard_id: String,
-    /// Its sequence number within that shard (decimal string).
-    pub sequence_number: String,
-    /// The partition key it was written with.
-    pub partition_key: String,
-    /// The record's data, decoded (what a consumer gets).
-    pub data: Vec<u8>,
-}
-
 /// `(shard_id, starting hash key, ending hash key)` of every shard, in ListShards order.
 pub async fn shard_hash_ranges(endpoint: &str, stream: &str) -> Vec<(String, u128, u128)> {
-    list_shards(&kinesis_client(endpoint), stream)
+    kinesis_read::list_shards(&kinesis_client(endpoint), stream)
         .await
+        .unwrap_or_else(|e| panic!("{e}"))
         .into_iter()
         .map(|shard| {
             let range = shard
@@ -227,70 +207,11 @@ pub async fn shard_hash_ranges(endpoint: &str, stream: &str) -> Vec<(String, u12
 }
 
 /// Every record in every shard of `stream`, oldest first within each shard, shards in
-/// ListShards order.
+/// ListShards order. Panics when the stream cannot be read.
 pub async fn read_all(endpoint: &str, stream: &str) -> Vec<StoredRecord> {
-    let client = kinesis_client(endpoint);
-    let mut records = Vec::new();
-    for shard in list_shards(&client, stream).await {
-        let shard_id = shard.shard_id();
-        let mut iterator = client
-            .get_shard_iterator()
-            .stream_name(stream)
-            .shard_id(shard_id)
-            .shard_iterator_type(ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("GetShardIterator {stream}/{shard_id}: {e:?}"))
-            .shard_iterator()
-            .map(str::to_owned);
-        while let Some(current) = iterator {
-            let page = client
-                .get_records()
-                .shard_iterator(current)
-                .limit(10_000)
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("GetRecords {stream}/{shard_id}: {e:?}"));
-            for record in page.records() {
-                records.push(StoredRecord {
-                    shard_id: shard_id.to_owned(),
-                    sequence_number: record.sequence_number().to_owned(),
-                    partition_key: record.partition_key().unwrap_or_default().to_owned(),
-                    data: record.data().as_ref().to_vec(),
-                });
-            }
-            // Caught up: an empty page at the tip. (kinesalite answers 0 for open shards.)
-            if page.records().is_empty() && page.millis_behind_latest() == Some(0) {
-                break;
-            }
-            iterator = page.next_shard_iterator().map(str::to_owned);
-        }
-    }
-    records
-}
-
-async fn list_shards(
-    client: &aws_sdk_kinesis::Client,
-    stream: &str,
-) -> Vec<aws_sdk_kinesis::types::Shard> {
-    let mut shards = Vec::new();
-    let mut next_token: Option<String> = None;
-    loop {
-        // ListShards takes either the stream name or a NextToken, never both.
-        let request = match next_token.take() {
-            Some(token) => client.list_shards().next_token(token),
-            None => client.list_shards().stream_name(stream),
-        };
-        let page = request
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("ListShards {stream}: {e:?}"));
-        shards.extend_from_slice(page.shards());
-        match page.next_token() {
-            Some(token) => next_token = Some(token.to_owned()),
-            None => return shards,
-        }
-    }
+    kinesis_read::read_all(&kinesis_client(endpoint), stream)
+        .await
+        .unwrap_or_else(|e| panic!("reading {stream} back: {e}"))
 }
 
 #[tokio::test]

@@ -7,13 +7,16 @@
 //!   as failed inside a 200 response, in request order, and are not forwarded; the rest go on;
 //! - call level (`Mode`): every call is refused (500), throttled (400), delayed, or left hanging.
 //!
+//! It can also make `DescribeStreamSummary` report a stream's `MaxRecordSizeInKiB`, which
+//! kinesalite (older than the setting) never does.
+//!
 //! It runs on its own thread with its own actix system, so it outlives any one `#[tokio::test]`
 //! runtime and is independent of them. All state is shared through atomics and locks, so the
 //! test side can change faults and read counters from any thread or runtime.
 
 use std::collections::HashMap;
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -85,6 +88,8 @@ struct Shared {
     mode: watch::Sender<Mode>,
     /// Entry-level faults, checked in order; the first match decides.
     rules: Mutex<Vec<Rule>>,
+    /// `MaxRecordSizeInKiB` added to DescribeStreamSummary answers; 0: answers as they are.
+    max_record_size_kib: AtomicU32,
     stats: Counters,
 }
 
@@ -154,6 +159,7 @@ impl FaultProxy {
             upstream: upstream.trim_end_matches('/').to_owned(),
             mode,
             rules: Mutex::new(Vec::new()),
+            max_record_size_kib: AtomicU32::new(0),
             stats: Counters::default(),
         });
 
@@ -224,6 +230,14 @@ impl FaultProxy {
                 error_code: error_code.to_owned(),
             },
         });
+    }
+
+    /// From now on, DescribeStreamSummary answers say every stream takes records of up to
+    /// `kib` KiB (`MaxRecordSizeInKiB`), as Kinesis does for a stream with a raised limit.
+    pub fn report_max_record_size_kib(&self, kib: u32) {
+        self.shared
+            .max_record_size_kib
+            .store(kib, Ordering::Relaxed);
     }
 
     /// Removes every entry-level fault.
@@ -318,10 +332,36 @@ async fn handle(
         }
     }
 
-    if operation == "PutRecords" {
-        return put_records(&req, body, &shared, &client).await;
+    match operation.as_str() {
+        "PutRecords" => put_records(&req, body, &shared, &client).await,
+        "DescribeStreamSummary" => describe_stream_summary(&req, body, &shared, &client).await,
+        _ => forward(&req, body, &shared, &client).await,
     }
-    forward(&req, body, &shared, &client).await
+}
+
+/// Forwards DescribeStreamSummary, adding `MaxRecordSizeInKiB` to a successful answer when
+/// `report_max_record_size_kib` asked for it.
+async fn describe_stream_summary(
+    req: &HttpRequest,
+    body: web::Bytes,
+    shared: &Shared,
+    client: &reqwest::Client,
+) -> HttpResponse {
+    let upstream = match send_upstream(req, body, shared, client).await {
+        Ok(upstream) => upstream,
+        Err(response) => return response,
+    };
+    let kib = shared.max_record_size_kib.load(Ordering::Relaxed);
+    if kib == 0 || upstream.status != StatusCode::OK {
+        return upstream.into_response(None);
+    }
+    let mut answer: Value = match serde_json::from_slice(&upstream.body) {
+        Ok(answer) => answer,
+        Err(_) => return upstream.into_response(None),
+    };
+    answer["StreamDescriptionSummary"]["MaxRecordSizeInKiB"] = json!(kib);
+    let new_body = serde_json::to_vec(&answer).expect("serialize a JSON value");
+    upstream.into_response(Some(new_body))
 }
 
 /// Resolves to the first mode that is not `Hang` (immediately if the mode is not `Hang`).

@@ -4,4 +4,6 @@
 pub mod app;
 pub mod emulator;
 pub mod fault_proxy;
+#[path = "../../support/kinesis_read.rs"]
+pub mod kinesis_read;
 pub mod prometheus;
