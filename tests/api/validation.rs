@@ -429,3 +429,37 @@ async fn missing_api_key_is_401() {
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["code"], "missing_api_key");
 }
+
+/// HTTP clients normalise `/kinesis/stream/..` away before sending, so this one writes the
+/// request line itself: a stream named only by dots must be refused, never resolved as a path.
+#[tokio::test]
+async fn dot_only_stream_names_sent_verbatim_are_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = spawn_app_with(AppOptions::default()).await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    for path in ["/kinesis/stream/..", "/kinesis/stream/.", "/kinesis/.."] {
+        let body = r#"{"event": 1}"#;
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: {address}\r\nx-api-key: {API_KEY}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let mut stream = tokio::net::TcpStream::connect(&address)
+            .await
+            .expect("connect to the proxy");
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .expect("send the request");
+        let mut answer = String::new();
+        stream
+            .read_to_string(&mut answer)
+            .await
+            .expect("read the answer");
+        let (head, json) = answer.split_once("\r\n\r\n").expect("a head and a body");
+        assert!(head.starts_with("HTTP/1.1 400"), "{path}: {head}");
+        let json: Value = serde_json::from_str(json).expect("a JSON error body");
+        assert_eq!(json["code"], "invalid_stream_name", "{path}: {json}");
+    }
+}
