@@ -252,6 +252,7 @@ impl Pipeline {
             backing_off: Vec::new(),
             in_flight: 0,
             last_arrival: Instant::now(),
+            last_completion: Instant::now(),
             queue_closed: false,
             grace_deadline: None,
         };
@@ -394,6 +395,10 @@ struct Aggregator<K> {
     in_flight: usize,
     /// When the latest submission was taken from the queue.
     last_arrival: Instant,
+    /// When the latest call finished. Its clients were just answered and, if they send one
+    /// event after another, their next events are on their way: an idle flush waits one
+    /// arrival gap for them too.
+    last_completion: Instant,
     /// Every `Pipeline` handle is gone: no new records will come.
     queue_closed: bool,
     /// Set when draining starts: past it, what is left is failed and the thread ends.
@@ -484,6 +489,7 @@ impl<K: PutRecordsApi> Aggregator<K> {
 
     fn complete(&mut self, completion: Completion) {
         self.in_flight -= 1;
+        self.last_completion = Instant::now();
         self.backing_off.extend(completion.retries);
         if completion.shrink_batches {
             self.shrink_batches();
@@ -578,10 +584,11 @@ impl<K: PutRecordsApi> Aggregator<K> {
                 .ready
                 .front()
                 .is_some_and(|r| now.saturating_duration_since(r.ready_at) >= self.settings.linger);
-            // Nothing in flight and the burst of arrivals is over: waiting longer would only
-            // add latency.
+            // Nothing in flight and the burst of arrivals is over (counting the clients the
+            // last call just answered as part of it): waiting longer would only add latency.
+            let quiet_since = self.last_arrival.max(self.last_completion);
             let idle = self.in_flight == 0
-                && now.saturating_duration_since(self.last_arrival) >= self.settings.arrival_gap;
+                && now.saturating_duration_since(quiet_since) >= self.settings.arrival_gap;
             if !(full || closing || lingered || idle) {
                 break;
             }

@@ -187,6 +187,7 @@ pub async fn run(
             p50_ms: latency.as_ref().map(|l| l.p50_ms),
             p99_ms: latency.as_ref().map(|l| l.p99_ms),
             proxy_ack_p99_ms: None,
+            flushes_by_reason: Default::default(),
         }),
         linger_ms: None,
         ack_p99_bound_ms: None,

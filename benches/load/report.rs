@@ -57,6 +57,9 @@ pub struct PutRecordsFigures {
     pub p99_ms: Option<f64>,
     /// The proxy's own acknowledgement latency p99 (`kinesis_proxy_ack_latency_seconds`).
     pub proxy_ack_p99_ms: Option<f64>,
+    /// Batches sent, by the rule that sent them (`full`, `bytes`, `linger`, `idle`,
+    /// `shutdown`): which flush rule shapes the batches in this scenario.
+    pub flushes_by_reason: BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -1023,6 +1023,17 @@ fn put_records_figures(before: &Scrape, after: &Scrape, result: &LoadResult) -> 
         p50_ms: duration.quantile(0.5).map(|s| s * 1000.0),
         p99_ms: duration.quantile(0.99).map(|s| s * 1000.0),
         proxy_ack_p99_ms: ack.quantile(0.99).map(|s| s * 1000.0),
+        flushes_by_reason: ["full", "bytes", "linger", "idle", "shutdown"]
+            .into_iter()
+            .map(|reason| {
+                let sent = delta(
+                    telemetry::FLUSHES,
+                    &[("stream", STREAM), ("reason", reason)],
+                );
+                (reason.to_owned(), sent)
+            })
+            .filter(|(_, sent)| *sent > 0.0)
+            .collect(),
     }
 }
 

@@ -396,6 +396,51 @@ fn a_lone_record_is_sent_at_once_when_nothing_is_in_flight() {
 }
 
 #[test]
+fn clients_answered_by_a_call_get_one_arrival_gap_to_join_the_next_batch() {
+    // Long enough that the steps below cannot race on a busy machine.
+    let api = FakeKinesis::new(Duration::from_millis(300), |_, r| Ok(accept(r)));
+    let mut s = settings();
+    s.arrival_gap = Duration::from_millis(100);
+    s.linger = Duration::from_secs(5);
+    let mut h = Harness::start(api.clone(), s);
+    let submit = |n: usize| {
+        h.pipeline()
+            .submit_one(record(n), Instant::now())
+            .expect("admitted")
+            .expect("waits for Kinesis")
+    };
+    // Record 0 goes out alone one gap (100 ms) after it arrives; the call takes 300 ms.
+    let first = submit(0);
+    std::thread::sleep(Duration::from_millis(150));
+    // Record 1 arrives during that call and waits (linger is 5 s).
+    let waiting = submit(1);
+    // Record 0's client is answered and sends again one round trip later (10 ms here), as a
+    // client sending one event after another does.
+    h.runtime
+        .block_on(first)
+        .expect("answered")
+        .expect("accepted");
+    std::thread::sleep(Duration::from_millis(10));
+    let returner = submit(2);
+    for receiver in [waiting, returner] {
+        h.runtime
+            .block_on(receiver)
+            .expect("answered")
+            .expect("accepted");
+    }
+    h.close();
+    let calls: Vec<Vec<Bytes>> = api.calls();
+    assert_eq!(
+        calls,
+        vec![
+            vec![Bytes::from("0")],
+            vec![Bytes::from("1"), Bytes::from("2")]
+        ],
+        "record 1 waited for the answered client instead of going out alone"
+    );
+}
+
+#[test]
 fn an_endpoint_refusing_large_bodies_gets_smaller_batches_and_loses_nothing() {
     // The fake refuses any call above 1.5 MB, as an emulator with a body cap would.
     let refusing = Arc::new(FakeKinesis {
