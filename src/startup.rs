@@ -1,4 +1,4 @@
-//! Builds and runs the application: binds the listener (port 0 works, and the bound port
+//! Builds and runs the application: binds the listener first (port 0 works, and the bound port
 //! is exposed, so tests start the real app on a random port), starts the Kinesis runtime, and
 //! owns the shutdown sequence.
 //!
@@ -8,6 +8,7 @@
 //! call finishes, all within `server.shutdown_grace_ms`. Nothing acknowledged is lost, because an
 //! acknowledgement is only sent after Kinesis accepted the record.
 
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,6 +63,14 @@ impl Application {
         let addr = settings
             .listen_addr()
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        // First, so a taken port fails before any thread or runtime has started.
+        let listener = bind_listener(addr, settings.server.listen_backlog).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot listen on {addr} (server.listen): {e}"),
+            )
+        })?;
+        let port = listener.local_addr()?.port();
         let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
         let key_entries = settings
             .auth
@@ -141,11 +150,8 @@ impl Application {
         // Our own signal handling runs the drain sequence; actix would stop on its own.
         .disable_signals()
         .shutdown_timeout(settings.server.shutdown_grace().as_secs().max(1))
-        // Bound by actix rather than a std listener, whose backlog is fixed at 128.
-        .backlog(settings.server.listen_backlog)
-        .bind(addr)?;
-        let port = server.addrs().first().map_or(addr.port(), |a| a.port());
-        let server = server.run();
+        .listen(listener)?
+        .run();
         let server_handle = server.handle();
         tracing::info!(%addr, port, workers, kinesis_threads, "listening");
         Ok(Self {
@@ -214,6 +220,21 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// A listening socket on `addr` whose kernel queue holds `backlog` connections not yet
+/// accepted. `std::net::TcpListener::bind` fixes it at 128: a burst of new connections (a
+/// fleet of clients reconnecting after a deploy) then loses SYNs and waits a 1 s retransmit.
+fn bind_listener(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // As actix-web and std do on Unix: a restarted proxy can bind while connections of the
+    // previous one linger in TIME_WAIT. (It does not let two listeners share the port.)
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    Ok(socket.into())
 }
 
 async fn wait_for_signal(trigger: &Notify) {

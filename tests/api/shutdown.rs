@@ -172,3 +172,23 @@ fn invalid_configuration_fails_at_startup_naming_the_setting() {
     assert_eq!(output.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&output.stderr).contains("server.listen"));
 }
+
+#[test]
+fn a_taken_port_fails_at_startup_with_a_clear_message() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port to take");
+    let address = taken.local_addr().expect("its address").to_string();
+    let output = proxy_command("http://127.0.0.1:1")
+        .env("KINESIS_PROXY__SERVER__LISTEN", &address)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "an error, not a panic: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("cannot listen on {address} (server.listen)")),
+        "{stderr}"
+    );
+}
