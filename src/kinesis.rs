@@ -122,7 +122,8 @@ impl PutRecordsApi for SdkKinesis {
             .send()
             .await
             .map_err(call_failure)?;
-        let results = output.records();
+        // Owned, so shard ids and sequence numbers move to the callers without a copy.
+        let results = output.records;
         if results.len() != records.len() {
             // Never guess which entry is which: treat the whole answer as a transient failure.
             return Err(CallFailure {
@@ -136,28 +137,24 @@ impl PutRecordsApi for SdkKinesis {
             });
         }
         Ok(results
-            .iter()
-            .map(|entry| {
-                match (
-                    entry.error_code(),
-                    entry.shard_id(),
-                    entry.sequence_number(),
-                ) {
+            .into_iter()
+            .map(
+                |entry| match (entry.error_code, entry.shard_id, entry.sequence_number) {
                     (None, Some(shard_id), Some(sequence_number)) => EntryResult::Accepted {
-                        shard_id: shard_id.to_owned(),
-                        sequence_number: sequence_number.to_owned(),
+                        shard_id,
+                        sequence_number,
                     },
                     (Some(code), _, _) => EntryResult::Failed {
-                        code: code.to_owned(),
-                        message: entry.error_message().unwrap_or_default().to_owned(),
+                        code,
+                        message: entry.error_message.unwrap_or_default(),
                     },
                     (None, _, _) => EntryResult::Failed {
                         code: "InternalFailure".into(),
                         message: "PutRecords entry had neither an error nor a sequence number"
                             .into(),
                     },
-                }
-            })
+                },
+            )
             .collect())
     }
 }
