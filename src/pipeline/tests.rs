@@ -397,10 +397,10 @@ fn a_lone_record_is_sent_at_once_when_nothing_is_in_flight() {
 
 #[test]
 fn clients_answered_by_a_call_get_one_arrival_gap_to_join_the_next_batch() {
-    // Long enough that the steps below cannot race on a busy machine.
+    // Every step below has 140 ms or more of slack, so a busy machine cannot reorder them.
     let api = FakeKinesis::new(Duration::from_millis(300), |_, r| Ok(accept(r)));
     let mut s = settings();
-    s.arrival_gap = Duration::from_millis(100);
+    s.arrival_gap = Duration::from_millis(150);
     s.linger = Duration::from_secs(5);
     let mut h = Harness::start(api.clone(), s);
     let submit = |n: usize| {
@@ -409,9 +409,9 @@ fn clients_answered_by_a_call_get_one_arrival_gap_to_join_the_next_batch() {
             .expect("admitted")
             .expect("waits for Kinesis")
     };
-    // Record 0 goes out alone one gap (100 ms) after it arrives; the call takes 300 ms.
+    // Record 0 goes out alone one gap (150 ms) after it arrives; the call takes 300 ms.
     let first = submit(0);
-    std::thread::sleep(Duration::from_millis(150));
+    std::thread::sleep(Duration::from_millis(300));
     // Record 1 arrives during that call and waits (linger is 5 s).
     let waiting = submit(1);
     // Record 0's client is answered and sends again one round trip later (10 ms here), as a
