@@ -8,6 +8,9 @@
 //!   popped from a ready queue into batches by Kinesis size, the record that does not fit handed
 //!   back and put in front of the queue for the next batch. 1,000 records of 1 KiB make two
 //!   500-record batches (record cap); 600 of 20 KiB make three batches under the 5 MiB byte cap.
+//! - `put_records_small/*`: the same end-to-end call with 1 and with 100 records of 64 bytes, as
+//!   the load benchmark's single-event scenarios make them: the fixed cost of a call, and what
+//!   each record adds.
 //! - `put_records/*`: one `PutRecords` call of 500 × 1 KiB records.
 //!   `sdk_call` is the proxy's own `SdkKinesis::put_records` (src/kinesis.rs) end to end against
 //!   an in-process HTTP connector that answers a canned 200 at once: entry building with the Blob
@@ -313,14 +316,7 @@ fn bench_put_records(c: &mut Criterion) {
         response: canned_response(input.len()),
         last_request_bytes: Arc::new(AtomicUsize::new(0)),
     };
-    let config = aws_sdk_kinesis::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-west-2"))
-        .credentials_provider(Credentials::new("bench", "bench", None, None, "bench"))
-        .endpoint_url("http://127.0.0.1:1")
-        .http_client(SharedHttpClient::new(connector.clone()))
-        .build();
-    let kinesis = SdkKinesis::new(aws_sdk_kinesis::Client::from_conf(config));
+    let kinesis = canned_client(&connector);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -339,6 +335,40 @@ fn bench_put_records(c: &mut Criterion) {
     );
     group.bench_function("sdk_call_500x1KiB", |b| b.iter(call));
     group.finish();
+
+    // Calls as the load benchmark makes them (one small event per request, tens to a hundred
+    // per call): what one call costs however few records it carries, and what each record adds.
+    let mut group = c.benchmark_group("put_records_small");
+    for count in [1, 100] {
+        let input = records(count, 64);
+        let connector = CannedKinesis {
+            response: canned_response(count),
+            last_request_bytes: Arc::new(AtomicUsize::new(0)),
+        };
+        let kinesis = canned_client(&connector);
+        let call = || {
+            let refs: Vec<&Record> = input.iter().collect();
+            runtime
+                .block_on(kinesis.put_records(&stream, refs))
+                .expect("the canned answer is a success")
+        };
+        assert_eq!(call().len(), count);
+        group.throughput(Throughput::Elements(count as u64));
+        group.bench_function(format!("sdk_call_{count}x64B"), |b| b.iter(call));
+    }
+    group.finish();
+}
+
+/// The proxy's Kinesis client with `connector` in place of the network.
+fn canned_client(connector: &CannedKinesis) -> SdkKinesis {
+    let config = aws_sdk_kinesis::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-west-2"))
+        .credentials_provider(Credentials::new("bench", "bench", None, None, "bench"))
+        .endpoint_url("http://127.0.0.1:1")
+        .http_client(SharedHttpClient::new(connector.clone()))
+        .build();
+    SdkKinesis::new(aws_sdk_kinesis::Client::from_conf(config))
 }
 
 criterion_group!(benches, bench_parse, bench_batch, bench_put_records);
