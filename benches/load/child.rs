@@ -90,6 +90,43 @@ pub fn wait_for_ready<T: Send + 'static>(
     rx
 }
 
+/// A child that said it is ready.
+pub struct Started<T> {
+    pub child: Child,
+    /// What the ready line said (a port, an endpoint).
+    pub ready: T,
+    /// Its latest output lines, still being collected.
+    pub tail: OutputTail,
+}
+
+/// Spawns `command` with stdout and stderr piped (stdin as the caller set it), dying with this
+/// process, and waits up to `START_TIMEOUT` for a stdout line that `ready` recognises. If none
+/// comes, stops the child and fails with what it printed; `what` names it in that message.
+pub fn spawn_until_ready<T: Send + 'static>(
+    command: &mut Command,
+    what: &str,
+    ready: impl Fn(&str) -> Option<T> + Send + 'static,
+) -> Result<Started<T>, Error> {
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    die_with_parent(command);
+    let mut child = command.spawn().context(format_args!("starting {what}"))?;
+    let stdout = child.stdout.take().context("stdout is piped")?;
+    let stderr = child.stderr.take().context("stderr is piped")?;
+    let tail = OutputTail::default();
+    drain(stderr, tail.clone());
+    match wait_for_ready(stdout, tail.clone(), ready).recv_timeout(START_TIMEOUT) {
+        Ok(ready) => Ok(Started { child, ready, tail }),
+        Err(_) => {
+            let status = stop(&mut child, Duration::from_secs(2));
+            Err(format!(
+                "{what} was not ready within {START_TIMEOUT:?} ({status}); its output:\n{}",
+                tail.text()
+            )
+            .into())
+        }
+    }
+}
+
 /// Drains `stream` into `tail` on a thread.
 pub fn drain(stream: impl Read + Send + 'static, tail: OutputTail) {
     let _ = wait_for_ready(stream, tail, |_| None::<()>);
@@ -134,40 +171,22 @@ impl HelperProcess {
         // file while we run, and /proc/self/exe still reaches the binary we are.
         let exe = std::path::PathBuf::from("/proc/self/exe");
         let mut command = Command::new(&exe);
-        command
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        die_with_parent(&mut command);
-        let mut child = command
-            .spawn()
-            .context(format_args!("starting {} {args:?}", exe.display()))?;
-        let stdin = child.stdin.take().context("helper stdin is piped")?;
-        let stdout = child.stdout.take().context("helper stdout is piped")?;
-        let stderr = child.stderr.take().context("helper stderr is piped")?;
-        let tail = OutputTail::default();
-        drain(stderr, tail.clone());
-        let ready = wait_for_ready(stdout, tail.clone(), |line| {
+        command.args(args).stdin(Stdio::piped());
+        let what = format!("helper {} {args:?}", exe.display());
+        let mut started = spawn_until_ready(&mut command, &what, |line| {
             line.strip_prefix("READY ")?.trim().parse::<u16>().ok()
-        });
-        match ready.recv_timeout(START_TIMEOUT) {
-            Ok(port) => Ok(Self {
-                port,
-                pid: child.id(),
-                child,
-                _stdin: stdin,
-            }),
-            Err(_) => {
-                let status = stop(&mut child, Duration::from_secs(1));
-                Err(format!(
-                    "helper {args:?} did not print READY within {START_TIMEOUT:?} ({status}); \
-                     its output:\n{}",
-                    tail.text()
-                )
-                .into())
-            }
-        }
+        })?;
+        let stdin = started
+            .child
+            .stdin
+            .take()
+            .context("helper stdin is piped")?;
+        Ok(Self {
+            port: started.ready,
+            pid: started.child.id(),
+            child: started.child,
+            _stdin: stdin,
+        })
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Duration;
 
-use crate::child::{self, die_with_parent, drain, wait_for_ready, OutputTail, START_TIMEOUT};
+use crate::child::{self, spawn_until_ready};
 use crate::kinesis_read;
 use crate::{Context, Error};
 
@@ -44,38 +44,24 @@ impl Kinesalite {
             .arg(dir.path().join("leveldb"))
             .arg("--stream")
             .arg(format!("{stream}:{shards}"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        die_with_parent(&mut command);
-        let mut child = command
-            .spawn()
-            .context("running `node` to start kinesalite (is Node.js installed?)")?;
-        let stdin = child.stdin.take().context("kinesalite stdin is piped")?;
-        let stdout = child.stdout.take().context("kinesalite stdout is piped")?;
-        let stderr = child.stderr.take().context("kinesalite stderr is piped")?;
-        let tail = OutputTail::default();
-        drain(stderr, tail.clone());
-        let ready = wait_for_ready(stdout, tail.clone(), |line| {
-            line.strip_prefix("READY ").map(|url| url.trim().to_owned())
-        });
-        match ready.recv_timeout(START_TIMEOUT) {
-            Ok(endpoint) => Ok(Self {
-                endpoint,
-                pid: child.id(),
-                child,
-                _stdin: stdin,
-                _dir: dir,
-            }),
-            Err(_) => {
-                let status = child::stop(&mut child, Duration::from_secs(2));
-                Err(format!(
-                    "kinesalite did not print READY within {START_TIMEOUT:?} ({status}); its output:\n{}",
-                    tail.text()
-                )
-                .into())
-            }
-        }
+            .stdin(Stdio::piped());
+        let mut started = spawn_until_ready(
+            &mut command,
+            "kinesalite (`node scripts/kinesalite/server.js`; is Node.js installed?)",
+            |line| line.strip_prefix("READY ").map(|url| url.trim().to_owned()),
+        )?;
+        let stdin = started
+            .child
+            .stdin
+            .take()
+            .context("kinesalite stdin is piped")?;
+        Ok(Self {
+            endpoint: started.ready,
+            pid: started.child.id(),
+            child: started.child,
+            _stdin: stdin,
+            _dir: dir,
+        })
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::child::{self, die_with_parent, drain, wait_for_ready, OutputTail, START_TIMEOUT};
+use crate::child::{self, spawn_until_ready, OutputTail};
 use crate::loadgen::http_get;
 use crate::{Context, Error};
 
@@ -96,41 +96,25 @@ impl ProxyProcess {
             .env("AWS_SECRET_ACCESS_KEY", "local")
             .env("AWS_REGION", "us-west-2")
             .env("AWS_EC2_METADATA_DISABLED", "true")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stdin(Stdio::null());
         for (key, value) in env {
             command.env(key, value);
         }
-        die_with_parent(&mut command);
-        let mut child = command
-            .spawn()
-            .context(format_args!("starting {}", exe.display()))?;
-        let stdout = child.stdout.take().context("proxy stdout is piped")?;
-        let stderr = child.stderr.take().context("proxy stderr is piped")?;
-        let tail = OutputTail::default();
-        drain(stderr, tail.clone());
         // The bound port is in the "listening" log line.
-        let ready = wait_for_ready(stdout, tail.clone(), |line| {
-            let entry: Value = serde_json::from_str(line).ok()?;
-            u16::try_from(entry.get("port")?.as_u64()?).ok()
-        });
-        match ready.recv_timeout(START_TIMEOUT) {
-            Ok(port) => Ok(Self {
-                port,
-                pid: child.id(),
-                child,
-                tail,
-            }),
-            Err(_) => {
-                let status = child::stop(&mut child, Duration::from_secs(2));
-                Err(format!(
-                    "the proxy did not log its port within {START_TIMEOUT:?} ({status}); its output:\n{}",
-                    tail.text()
-                )
-                .into())
-            }
-        }
+        let started = spawn_until_ready(
+            &mut command,
+            &format!("the proxy ({})", exe.display()),
+            |line| {
+                let entry: Value = serde_json::from_str(line).ok()?;
+                u16::try_from(entry.get("port")?.as_u64()?).ok()
+            },
+        )?;
+        Ok(Self {
+            port: started.ready,
+            pid: started.child.id(),
+            child: started.child,
+            tail: started.tail,
+        })
     }
 
     /// Waits until `/readyz` answers 200 (the proxy has reached Kinesis).
