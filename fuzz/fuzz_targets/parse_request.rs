@@ -9,6 +9,10 @@
 #![no_main]
 
 use bytes::Bytes;
+
+#[path = "../../tests/support/json_checks.rs"]
+mod json_checks;
+use json_checks::has_whitespace_outside_strings;
 use kinesis_proxy::domain::{ExplicitHashKey, PartitionKey, Region, StreamName};
 use kinesis_proxy::error::ApiError;
 use kinesis_proxy::ingest::{parse_ndjson, parse_records_json, parse_single, ParsedRequest};
@@ -250,22 +254,3 @@ fn check_domain(text: &str) {
     }
 }
 
-/// True when `json` has a space, tab, CR or LF outside its string literals.
-fn has_whitespace_outside_strings(json: &[u8]) -> bool {
-    let (mut in_string, mut escaped) = (false, false);
-    for &b in json {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-        } else if b == b'"' {
-            in_string = true;
-        } else if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
-            return true;
-        }
-    }
-    false
-}

@@ -17,6 +17,10 @@
 
 use std::collections::VecDeque;
 
+#[path = "../../tests/support/json_checks.rs"]
+mod json_checks;
+use json_checks::has_whitespace_outside_strings;
+
 use bytes::Bytes;
 use proptest::prelude::*;
 use serde::Serialize;
@@ -276,26 +280,6 @@ fn pretty(value: &Value, indent: &[u8]) -> String {
         .serialize(&mut serializer)
         .expect("a Value always serializes");
     String::from_utf8(out).expect("serde_json writes UTF-8")
-}
-
-/// True when `json` has a space, tab, CR or LF outside its string literals.
-fn has_whitespace_outside_strings(json: &[u8]) -> bool {
-    let (mut in_string, mut escaped) = (false, false);
-    for &b in json {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-        } else if b == b'"' {
-            in_string = true;
-        } else if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
-            return true;
-        }
-    }
-    false
 }
 
 /// Runs `compact_json` the way ingest does: over a slice of the request's own buffer.
