@@ -1,10 +1,10 @@
 //! Criterion benchmarks of the proxy's per-event hot path, the parts that run for every event or
 //! every batch without waiting on the network:
 //!
-//! - `parse/*`: request bodies to validated records (`kinesis_proxy::ingest`): a small event and
+//! - `parse/*`: request bodies to validated records (`kinesis_proxy::http::ingest`): a small event and
 //!   a 10 KB event, compact and pretty-printed (the pretty one must be compacted: that is the
 //!   copy the compact case avoids), 100 records as `{"records": [...]}` and as NDJSON.
-//! - `batch/*`: batch assembly as the aggregator does it (`kinesis_proxy::batch::Batch`): records
+//! - `batch/*`: batch assembly as the aggregator does it (`kinesis_proxy::pipeline::batch::Batch`): records
 //!   popped from a ready queue into batches by Kinesis size, the record that does not fit handed
 //!   back and put in front of the queue for the next batch. 1,000 records of 1 KiB make two
 //!   500-record batches (record cap); 600 of 20 KiB make three batches under the 5 MiB byte cap.
@@ -12,7 +12,7 @@
 //!   the load benchmark's single-event scenarios make them: the fixed cost of a call, and what
 //!   each record adds.
 //! - `put_records/*`: one `PutRecords` call of 500 × 1 KiB records.
-//!   `sdk_call` is the proxy's own `SdkKinesis::put_records` (src/kinesis.rs) end to end against
+//!   `sdk_call` is the proxy's own `SdkKinesis::put_records` (src/kinesis/sdk.rs) end to end against
 //!   an in-process HTTP connector that answers a canned 200 at once: entry building with the Blob
 //!   copy, the SDK's JSON + base64 serialization, SigV4 signing (SHA-256 of the ~0.7 MB body),
 //!   the orchestrator, and parsing a 500-entry response. No network, so this is the CPU a call
@@ -43,10 +43,10 @@ use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use kinesis_proxy::batch::{Batch, BatchLimits, PushError};
 use kinesis_proxy::domain::{PartitionKey, Record, StreamName};
-use kinesis_proxy::ingest::{parse_ndjson, parse_records_json, parse_single};
+use kinesis_proxy::http::ingest::{parse_ndjson, parse_records_json, parse_single};
 use kinesis_proxy::kinesis::{PutRecordsApi, SdkKinesis};
+use kinesis_proxy::pipeline::batch::{Batch, BatchLimits, PushError};
 use serde_json::{json, Value};
 
 /// Kinesis' per-call record cap, and the proxy's default byte cap (SPEC: 5 MiB).
@@ -281,7 +281,7 @@ fn bench_put_records(c: &mut Criterion) {
 
     group.bench_function("build_entries_500x1KiB", |b| {
         b.iter(|| {
-            // As src/kinesis.rs builds them.
+            // As src/kinesis/sdk.rs builds them.
             input
                 .iter()
                 .map(|record| {

@@ -2,24 +2,21 @@
 //! the proxy validates them, batches concurrent events into `PutRecords` calls, retries what
 //! Kinesis rejects and answers each client once its event is in the stream.
 //!
-//! Modules by concern: `config` (settings), `domain` (validated types), `ingest` (request
-//! bodies), `auth` (API keys), `ratelimit` (rate limits), `routes` (HTTP API), `error` (HTTP error mapping), `registry`
-//! (pipelines per region and stream), `pipeline` (queue + aggregator), `batch` (batch assembly),
-//! `retry` (retry policy), `kinesis` (AWS SDK), `telemetry` (metrics and logs), `startup`
-//! (building, running and shutting down).
+//! Layers, each using only the ones below it (a test in `tests/api/layout.rs` checks it):
+//! - `http`: the edge; parse, validate, authenticate, rate-limit, answer;
+//! - `pipeline`: admission, queues, batching, `PutRecords` calls, retries;
+//! - `kinesis`: the API trait, the SDK client, reachability;
+//! - `domain`: validated types (stream names, keys, records);
+//! - `config` (settings) and `telemetry` (metric names, the recorder), which every layer may
+//!   use and which use nothing above `domain`.
+//!
+//! `startup` composes them into the running application; `main.rs` is only the command line.
 
-pub mod auth;
-pub mod batch;
 pub mod config;
 pub mod domain;
-pub mod error;
-pub mod ingest;
+pub mod http;
 pub mod kinesis;
 pub mod pipeline;
-pub mod ratelimit;
-pub mod registry;
-pub mod retry;
-pub mod routes;
 pub mod startup;
 pub mod telemetry;
 

@@ -18,12 +18,12 @@ use actix_web::{web, App, HttpServer};
 use aws_config::SdkConfig;
 use tokio::sync::Notify;
 
-use crate::auth::ApiKeys;
 use crate::config::Settings;
-use crate::kinesis::{load_sdk_config, KinesisClients};
-use crate::ratelimit::RateLimits;
-use crate::registry::{KinesisHealth, Pipelines};
-use crate::routes::{self, AppState};
+use crate::http::auth::ApiKeys;
+use crate::http::rate_limit::RateLimits;
+use crate::http::{self, AppState, RouteMetricsSet};
+use crate::kinesis::{load_sdk_config, KinesisClients, KinesisHealth};
+use crate::pipeline::Pipelines;
 use crate::telemetry;
 
 pub struct Application {
@@ -72,12 +72,12 @@ impl Application {
         })?;
         let port = listener.local_addr()?.port();
         let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
-        let key_entries = settings
-            .auth
-            .all_keys()
-            .map_err(|e| invalid(e.to_string()))?;
-        let api_keys =
-            ApiKeys::parse(&key_entries).map_err(|e| invalid(format!("auth.keys: {e}")))?;
+        let api_keys = ApiKeys::new(
+            settings
+                .auth
+                .api_keys()
+                .map_err(|e| invalid(e.to_string()))?,
+        );
         let rate_limits = RateLimits::new(&settings, &api_keys.names());
         if !settings.auth.required {
             tracing::warn!("auth.required = false: anyone who can reach this port can write to the allowed streams");
@@ -120,7 +120,7 @@ impl Application {
             health,
             prometheus: telemetry::prometheus(),
             // After the recorder is installed (above), or the handles would record nowhere.
-            route_metrics: routes::RouteMetricsSet::new(),
+            route_metrics: RouteMetricsSet::new(),
         });
 
         // Histograms keep their samples until upkeep folds them in; a scrape does it too, but
@@ -141,8 +141,8 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
-                .configure(routes::configure)
-                .default_service(web::to(routes::not_found))
+                .configure(http::configure)
+                .default_service(web::to(http::not_found))
         })
         .workers(workers)
         .keep_alive(settings.server.keep_alive())

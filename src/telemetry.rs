@@ -1,23 +1,17 @@
-//! Metrics and logs of what the proxy does, one function per observable event so the log line
-//! and the counter cannot drift apart (as in Vector's internal events). Per-stream handles are
-//! registered once per pipeline, so the hot path does no registry lookup.
+//! The metrics registry of the process: every metric's name and description, and the Prometheus
+//! recorder `/metrics` renders. The observable events themselves live with the layer that sees
+//! them (`http::metrics`, `pipeline::metrics`, `kinesis::health`), each one function that logs
+//! and counts together; they all name their metrics from here, so the names are in one list.
 //!
-//! Names follow Prometheus conventions; labels are bounded: stream names (at most
-//! `limits.max_pipelines` of them), route templates, status codes, our own error codes and a
-//! fixed set of Kinesis error codes. Never keys, raw paths or event data.
+//! Names follow Prometheus conventions; labels are bounded: regions and stream names (at most
+//! `limits.max_pipelines` pairs), route templates, status codes, our own error codes and a
+//! fixed set of Kinesis error codes. Never keys, raw paths or event data. This module uses no
+//! other module of the crate.
 
 use std::sync::OnceLock;
-use std::time::Duration;
 
-use metrics::{
-    describe_counter, describe_gauge, describe_histogram, Counter, Gauge, Histogram, Unit,
-};
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-
-use crate::batch::FlushReason;
-use crate::domain::StreamName;
-use crate::pipeline::{FailureKind, RecordOutcome};
-use crate::retry::CallFailure;
 
 pub const HTTP_REQUESTS: &str = "kinesis_proxy_http_requests_total";
 pub const HTTP_DURATION: &str = "kinesis_proxy_http_request_duration_seconds";
@@ -159,179 +153,4 @@ fn describe() {
         KINESIS_REACHABLE,
         "1 when the last readiness probe or call reached Kinesis, else 0."
     );
-}
-
-/// Kinesis error codes as a bounded label: known codes as they are, anything else "other".
-pub fn kinesis_code_label(code: &str) -> &'static str {
-    match code {
-        "ProvisionedThroughputExceededException" => "ProvisionedThroughputExceededException",
-        "InternalFailure" | "InternalFailureException" => "InternalFailure",
-        "KMSThrottlingException" => "KMSThrottlingException",
-        "ResourceNotFoundException" => "ResourceNotFoundException",
-        "ValidationException" => "ValidationException",
-        "InvalidArgumentException" => "InvalidArgumentException",
-        "AccessDeniedException" => "AccessDeniedException",
-        "LimitExceededException" => "LimitExceededException",
-        CallFailure::TIMEOUT => "timeout",
-        CallFailure::CONNECTION => "connection",
-        "request_too_large" => "request_too_large",
-        c if c.starts_with("KMS") => "KMSError",
-        _ => "other",
-    }
-}
-
-fn failure_label(kind: FailureKind) -> &'static str {
-    match kind {
-        FailureKind::RetriesExhausted => "retries_exhausted",
-        FailureKind::Unavailable => "unavailable",
-        FailureKind::Rejected => "rejected",
-        FailureKind::ShuttingDown => "shutting_down",
-    }
-}
-
-/// Handles of one stream's metrics, registered when its pipeline starts.
-#[derive(Debug)]
-pub struct StreamMetrics {
-    pub stream: StreamName,
-    received: Counter,
-    accepted: Counter,
-    ack_latency: Histogram,
-    attempts: Histogram,
-    retries: Counter,
-    queue_records: Gauge,
-    queue_bytes: Gauge,
-    batch_records: Histogram,
-    batch_bytes: Histogram,
-    in_flight: Gauge,
-}
-
-impl StreamMetrics {
-    pub fn new(stream: &StreamName) -> Self {
-        let s = stream.as_str().to_owned();
-        Self {
-            stream: stream.clone(),
-            received: metrics::counter!(EVENTS_RECEIVED, "stream" => s.clone()),
-            accepted: metrics::counter!(RECORDS_ACCEPTED, "stream" => s.clone()),
-            ack_latency: metrics::histogram!(ACK_LATENCY, "stream" => s.clone()),
-            attempts: metrics::histogram!(RECORD_ATTEMPTS, "stream" => s.clone()),
-            retries: metrics::counter!(RETRIES, "stream" => s.clone()),
-            queue_records: metrics::gauge!(QUEUE_RECORDS, "stream" => s.clone()),
-            queue_bytes: metrics::gauge!(QUEUE_BYTES, "stream" => s.clone()),
-            batch_records: metrics::histogram!(BATCH_RECORDS, "stream" => s.clone()),
-            batch_bytes: metrics::histogram!(BATCH_BYTES, "stream" => s.clone()),
-            in_flight: metrics::gauge!(PUT_RECORDS_IN_FLIGHT, "stream" => s),
-        }
-    }
-
-    /// Valid events were queued for this stream.
-    pub fn events_received(&self, events: u64) {
-        self.received.increment(events);
-    }
-
-    /// A record was answered: accepted or finally failed.
-    pub fn record_finished(&self, outcome: &RecordOutcome, attempts: u32, since_receipt: Duration) {
-        self.attempts.record(f64::from(attempts));
-        match outcome {
-            Ok(_) => {
-                self.accepted.increment(1);
-                self.ack_latency.record(since_receipt.as_secs_f64());
-            }
-            Err(failure) => {
-                metrics::counter!(RECORDS_FAILED, "stream" => self.stream.as_str().to_owned(), "reason" => failure_label(failure.kind))
-                    .increment(1);
-                tracing::debug!(stream = %self.stream, reason = failure_label(failure.kind), code = %failure.kinesis_code, attempts, "record failed");
-            }
-        }
-    }
-
-    pub fn record_retried(&self) {
-        self.retries.increment(1);
-    }
-
-    pub fn queue_depth(&self, records: usize, bytes: usize) {
-        self.queue_records.set(records as f64);
-        self.queue_bytes.set(bytes as f64);
-    }
-
-    pub fn batch_flushed(&self, reason: FlushReason, records: usize, bytes: usize) {
-        self.batch_records.record(records as f64);
-        self.batch_bytes.record(bytes as f64);
-        metrics::counter!(FLUSHES, "stream" => self.stream.as_str().to_owned(), "reason" => reason.as_str()).increment(1);
-        self.in_flight.increment(1.0);
-    }
-
-    /// A call ended; `outcome` is `ok`, `partial` (some entries failed) or the error code.
-    pub fn put_records_finished(&self, outcome: &'static str, records: usize, took: Duration) {
-        self.in_flight.decrement(1.0);
-        let stream = self.stream.as_str().to_owned();
-        metrics::counter!(PUT_RECORDS_CALLS, "stream" => stream.clone(), "outcome" => outcome)
-            .increment(1);
-        metrics::histogram!(PUT_RECORDS_DURATION, "stream" => stream, "outcome" => outcome)
-            .record(took.as_secs_f64());
-        tracing::trace!(stream = %self.stream, outcome, records, took_ms = took.as_millis() as u64, "PutRecords finished");
-    }
-
-    pub fn entry_failed(&self, code: &str) {
-        metrics::counter!(FAILED_ENTRIES, "stream" => self.stream.as_str().to_owned(), "error_code" => kinesis_code_label(code))
-            .increment(1);
-    }
-}
-
-/// Handles of one route's request metrics, registered at startup: the success path of a
-/// request then does no registry lookup (the lookups were ~3% of the proxy's CPU per request).
-#[derive(Debug)]
-pub struct RouteMetrics {
-    route: &'static str,
-    ok: Counter,
-    duration: Histogram,
-}
-
-impl RouteMetrics {
-    pub fn new(route: &'static str) -> Self {
-        Self {
-            route,
-            ok: metrics::counter!(HTTP_REQUESTS, "route" => route, "status" => status_label(200)),
-            duration: metrics::histogram!(HTTP_DURATION, "route" => route),
-        }
-    }
-
-    /// A request on this route was answered.
-    pub fn answered(&self, status: u16, took: Duration) {
-        if status == 200 {
-            self.ok.increment(1);
-        } else {
-            metrics::counter!(HTTP_REQUESTS, "route" => self.route, "status" => status_label(status))
-                .increment(1);
-        }
-        self.duration.record(took.as_secs_f64());
-    }
-}
-
-/// Events refused before Kinesis (validation, auth, limits, backpressure), by stable code.
-pub fn events_rejected(code: &'static str, events: u64) {
-    metrics::counter!(EVENTS_REJECTED, "code" => code).increment(events);
-}
-
-pub fn kinesis_reachable(reachable: bool) {
-    metrics::gauge!(KINESIS_REACHABLE).set(if reachable { 1.0 } else { 0.0 });
-}
-
-fn status_label(status: u16) -> &'static str {
-    match status {
-        200 => "200",
-        202 => "202",
-        400 => "400",
-        401 => "401",
-        403 => "403",
-        404 => "404",
-        405 => "405",
-        413 => "413",
-        415 => "415",
-        429 => "429",
-        500 => "500",
-        503 => "503",
-        s if s < 300 => "2xx",
-        s if s < 500 => "4xx",
-        _ => "5xx",
-    }
 }

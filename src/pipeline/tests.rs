@@ -3,13 +3,17 @@
 //! against the emulator lives in `tests/api`.
 
 use std::sync::atomic::AtomicBool;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::batch::BatchLimits;
+use super::retry::Backoff;
 use super::*;
-use crate::domain::PartitionKey;
-use crate::retry::CallFailure;
+use crate::domain::{PartitionKey, Record, Region, StreamName};
+use crate::kinesis::{CallFailure, EntryResult, PutRecordsApi};
 
 type Behaviour = dyn Fn(usize, &Record) -> Result<EntryResult, CallFailure> + Send + Sync;
 

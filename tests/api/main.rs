@@ -6,6 +6,7 @@ mod helpers;
 mod batching;
 mod dashboard;
 mod guard_rails;
+mod layout;
 mod retries;
 mod round_trip;
 mod shutdown;

@@ -1,5 +1,4 @@
-//! The pipelines of all (region, stream) pairs, started on first use and bounded in number, and
-//! the Kinesis reachability that `/readyz` reports.
+//! The pipelines of all (region, stream) pairs, started on first use and bounded in number.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,16 +6,26 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::batch::BatchLimits;
+use super::batch::BatchLimits;
+use super::handle::Pipeline;
+use super::retry::Backoff;
+use super::settings::PipelineSettings;
 use crate::config::Settings;
 use crate::domain::{Region, StreamName};
-use crate::error::ApiError;
 use crate::kinesis::KinesisClients;
-use crate::pipeline::{Pipeline, PipelineSettings};
-use crate::retry::Backoff;
-use crate::telemetry;
 
 type Key = (Region, StreamName);
+
+/// Why no pipeline could be had for a (region, stream).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("the proxy is shutting down")]
+    ShuttingDown,
+    #[error("this proxy already serves {max} (region, stream) pairs (limits.max_pipelines)")]
+    TooManyPipelines { max: usize },
+    #[error("cannot start the stream's aggregator thread: {0}")]
+    Thread(std::io::Error),
+}
 
 pub struct Pipelines {
     /// Read on every request, written only when a pipeline starts: a read lock, never held
@@ -52,7 +61,7 @@ impl Pipelines {
         &self,
         region: &Region,
         stream: &StreamName,
-    ) -> Result<Arc<Pipeline>, ApiError> {
+    ) -> Result<Arc<Pipeline>, StartError> {
         let key = (region.clone(), stream.clone());
         {
             let map = self.map.read().unwrap_or_else(|p| p.into_inner());
@@ -65,13 +74,11 @@ impl Pipelines {
             return Ok(pipeline.clone());
         }
         if self.draining.load(Ordering::Relaxed) {
-            return Err(ApiError::ShuttingDown);
+            return Err(StartError::ShuttingDown);
         }
         let max = self.settings.limits.max_pipelines;
         if map.len() >= max {
-            return Err(ApiError::TooManyStreams(format!(
-                "this proxy already serves {max} (region, stream) pairs (limits.max_pipelines)"
-            )));
+            return Err(StartError::TooManyPipelines { max });
         }
         let api = Arc::new(self.clients.for_region(region));
         let batching = &self.settings.batching;
@@ -106,9 +113,7 @@ impl Pipelines {
             self.runtime.clone(),
             self.draining.clone(),
         )
-        .map_err(|e| {
-            ApiError::Internal(format!("cannot start the stream's aggregator thread: {e}"))
-        })?;
+        .map_err(StartError::Thread)?;
         self.threads
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -138,57 +143,5 @@ impl Pipelines {
     pub fn close(&self) -> Vec<JoinHandle<()>> {
         self.map.write().unwrap_or_else(|p| p.into_inner()).clear();
         std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-}
-
-/// Whether Kinesis answered the last readiness probe.
-#[derive(Debug, Default)]
-pub struct KinesisHealth {
-    reachable: AtomicBool,
-}
-
-impl KinesisHealth {
-    pub fn is_reachable(&self) -> bool {
-        self.reachable.load(Ordering::Relaxed)
-    }
-
-    pub fn set_reachable(&self, reachable: bool) {
-        let before = self.reachable.swap(reachable, Ordering::Relaxed);
-        if before != reachable {
-            if reachable {
-                tracing::info!("Kinesis is reachable");
-            } else {
-                tracing::warn!("Kinesis is not reachable");
-            }
-        }
-        telemetry::kinesis_reachable(reachable);
-    }
-
-    /// Probes the default region's Kinesis every `interval` until the process ends.
-    pub fn spawn_probe(
-        self: &Arc<Self>,
-        runtime: &tokio::runtime::Handle,
-        clients: Arc<KinesisClients>,
-        region: Region,
-        interval: Duration,
-    ) {
-        let health = self.clone();
-        runtime.spawn(async move {
-            let kinesis = clients.for_region(&region);
-            loop {
-                let result = tokio::time::timeout(interval.max(Duration::from_secs(1)), kinesis.probe()).await;
-                match result {
-                    Ok(Ok(())) => health.set_reachable(true),
-                    Ok(Err(failure)) => {
-                        tracing::debug!(code = %failure.code, message = %failure.message, "readiness probe failed");
-                        // A 4xx is still an answer: Kinesis is reachable even if it refused
-                        // this call (e.g. no ListStreams permission). A 5xx is not.
-                        health.set_reachable(failure.status.is_some_and(|s| s < 500));
-                    }
-                    Err(_) => health.set_reachable(false),
-                }
-                tokio::time::sleep(interval).await;
-            }
-        });
     }
 }

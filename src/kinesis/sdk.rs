@@ -1,13 +1,12 @@
-//! The Kinesis side: a small trait for the one call the pipeline makes (`PutRecords`), so
-//! batching and retry logic are unit-tested with a fake, and its implementation on
-//! `aws-sdk-kinesis`, one client per region, created lazily.
+//! `PutRecordsApi` on `aws-sdk-kinesis`: one client per region, created lazily, plus the other
+//! calls the proxy makes (`DescribeStreamSummary` for the stream's record size, `ListStreams` as
+//! the readiness probe), and the translation of SDK errors into `CallFailure`.
 //!
 //! The SDK's own retries are switched off: it would retry whole-call throttling on its own
-//! schedule, blind to each record's deadline, and never the failed entries of a 200. Our
+//! schedule, blind to each record's deadline, and never the failed entries of a 200. The
 //! pipeline retries both, under one deadline-aware policy that metrics can see.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use aws_config::retry::RetryConfig;
@@ -19,31 +18,9 @@ use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use aws_sdk_kinesis::Client;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
+use super::api::{CallFailure, EntryResult, PutRecordsApi};
 use crate::config::KinesisSettings;
 use crate::domain::{Record, Region, StreamName};
-use crate::retry::CallFailure;
-
-/// What Kinesis said about one entry of a `PutRecords` call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EntryResult {
-    Accepted {
-        shard_id: String,
-        sequence_number: String,
-    },
-    Failed {
-        code: String,
-        message: String,
-    },
-}
-
-/// The one operation the pipeline needs. Results come back in request order, one per record.
-pub trait PutRecordsApi: Send + Sync + 'static {
-    fn put_records<'a>(
-        &'a self,
-        stream: &'a StreamName,
-        records: Vec<&'a Record>,
-    ) -> impl Future<Output = Result<Vec<EntryResult>, CallFailure>> + Send + 'a;
-}
 
 /// `PutRecords` through the AWS SDK for one region.
 #[derive(Clone, Debug)]

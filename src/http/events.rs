@@ -1,96 +1,26 @@
-//! The HTTP API (SPEC section 1): parse and check each request at the edge, hand its records to
-//! the stream's pipeline, and answer once Kinesis has answered for them.
-//!
-//! Check order: draining, API key, stream name, allow-list, content type and encoding, body
-//! size, body, region, record sizes, queue admission. Cheap checks that need no body come first,
-//! so a refused request costs little, and an unauthenticated client learns nothing about streams.
+//! The write routes: one event (`/kinesis/stream/{stream}`, `/kinesis/{stream}`) and many
+//! (`/kinesis/stream/{stream}/records`). Each runs the checks in the order the module above
+//! documents, submits the records to their pipeline and waits for the outcome (or answers 202
+//! at once for streams acknowledged at enqueue).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix_web::http::header::{self, ContentType};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
-use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
-use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 
-use crate::auth::{ApiKeys, API_KEY_HEADER};
-use crate::config::Settings;
-use crate::domain::{truncate_for_message, Record, Region, StreamName, StreamPatterns};
-use crate::error::ApiError;
-use crate::ingest::{self, ParsedRequest};
-use crate::pipeline::{Pipeline, RecordOutcome, SubmitError};
-use crate::ratelimit::RateLimits;
-use crate::registry::{KinesisHealth, Pipelines};
-use crate::telemetry::{self, RouteMetrics};
-
-/// Shared by all workers.
-pub struct AppState {
-    pub settings: Arc<Settings>,
-    pub pipelines: Arc<Pipelines>,
-    pub api_keys: ApiKeys,
-    pub rate_limits: RateLimits,
-    pub allowed_streams: StreamPatterns,
-    pub default_region: Region,
-    pub draining: Arc<AtomicBool>,
-    pub health: Arc<KinesisHealth>,
-    pub prometheus: PrometheusHandle,
-    pub route_metrics: RouteMetricsSet,
-}
-
-/// Request metrics of the write routes, registered once (after the recorder is installed).
-#[derive(Debug)]
-pub struct RouteMetricsSet {
-    stream: RouteMetrics,
-    short: RouteMetrics,
-    records: RouteMetrics,
-}
-
-impl RouteMetricsSet {
-    pub fn new() -> Self {
-        Self {
-            stream: RouteMetrics::new(ROUTE_STREAM),
-            short: RouteMetrics::new(ROUTE_SHORT),
-            records: RouteMetrics::new(ROUTE_RECORDS),
-        }
-    }
-}
-
-impl Default for RouteMetricsSet {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-const ROUTE_STREAM: &str = "/kinesis/stream/{stream}";
-const ROUTE_SHORT: &str = "/kinesis/{stream}";
-const ROUTE_RECORDS: &str = "/kinesis/stream/{stream}/records";
-
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource(ROUTE_RECORDS, web::post().to(put_records)))
-        .service(resource(
-            ROUTE_STREAM,
-            web::post().to(put_event_stream_route),
-        ))
-        .service(resource(ROUTE_SHORT, web::post().to(put_event_short_route)))
-        .service(resource("/healthz", web::get().to(healthz)))
-        .service(resource("/readyz", web::get().to(readyz)))
-        .service(resource("/metrics", web::get().to(metrics)));
-}
-
-fn resource(path: &str, route: actix_web::Route) -> actix_web::Resource {
-    web::resource(path)
-        .route(route)
-        .default_service(web::to(|| async {
-            ApiError::MethodNotAllowed.error_response()
-        }))
-}
-
-pub async fn not_found() -> HttpResponse {
-    ApiError::NotFound.error_response()
-}
+use super::auth::API_KEY_HEADER;
+use super::body::{body_kind, read_body, BodyKind};
+use super::error::ApiError;
+use super::ingest::{self, ParsedRequest};
+use super::metrics::{events_rejected, RouteMetrics};
+use super::paths::ROUTE_RECORDS;
+use super::state::AppState;
+use crate::domain::{truncate_for_message, Record, Region, StreamName};
+use crate::pipeline::{
+    FailureKind, Pipeline, RecordFailure, RecordOutcome, StartError, SubmitError,
+};
 
 #[derive(Serialize)]
 struct AcceptedBody<'a> {
@@ -122,7 +52,7 @@ struct RecordsResponse {
     records: Vec<RecordResultBody>,
 }
 
-async fn put_event_stream_route(
+pub(super) async fn put_event_stream_route(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
@@ -133,7 +63,7 @@ async fn put_event_stream_route(
     )
 }
 
-async fn put_event_short_route(
+pub(super) async fn put_event_short_route(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
@@ -144,7 +74,7 @@ async fn put_event_short_route(
     )
 }
 
-async fn put_records(
+pub(super) async fn put_records(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
@@ -168,7 +98,7 @@ fn observe(
         Err((error, started, events)) => {
             // Failures after Kinesis had the records are counted as records_failed instead.
             if events > 0 {
-                telemetry::events_rejected(error.code(), events);
+                events_rejected(error.code(), events);
             }
             let response = error.error_response();
             route.answered(response.status().as_u16(), started.elapsed());
@@ -273,8 +203,8 @@ async fn put_many(req: &HttpRequest, payload: web::Payload, state: &AppState) ->
     for receiver in receivers.into_iter().flatten() {
         let outcome: RecordOutcome = match receiver.await {
             Ok(outcome) => outcome,
-            Err(_) => Err(crate::pipeline::RecordFailure {
-                kind: crate::pipeline::FailureKind::ShuttingDown,
+            Err(_) => Err(RecordFailure {
+                kind: FailureKind::ShuttingDown,
                 kinesis_code: "shutting_down".into(),
                 message: "the proxy shut down before the record could be written".into(),
             }),
@@ -353,7 +283,14 @@ fn pipeline_for(
             region
         }
     };
-    state.pipelines.get_or_start(&region, stream)
+    state
+        .pipelines
+        .get_or_start(&region, stream)
+        .map_err(|e| match e {
+            StartError::ShuttingDown => ApiError::ShuttingDown,
+            StartError::TooManyPipelines { .. } => ApiError::TooManyStreams(e.to_string()),
+            StartError::Thread(_) => ApiError::Internal(e.to_string()),
+        })
 }
 
 fn check_record_size(
@@ -378,107 +315,4 @@ fn submit_error(error: SubmitError) -> ApiError {
         SubmitError::QueueFull => ApiError::QueueFull,
         SubmitError::Closed => ApiError::ShuttingDown,
     }
-}
-
-enum BodyKind {
-    Json,
-    Ndjson,
-}
-
-/// JSON unless NDJSON is declared; a missing content type, or curl's default form type, is
-/// taken as JSON (the original API accepted both). Compressed bodies are not accepted.
-fn body_kind(req: &HttpRequest) -> Result<BodyKind, ApiError> {
-    if let Some(encoding) = req.headers().get(header::CONTENT_ENCODING) {
-        let encoding = encoding.to_str().unwrap_or("?").trim();
-        if !encoding.eq_ignore_ascii_case("identity") {
-            return Err(ApiError::UnsupportedContentEncoding(format!(
-                "Content-Encoding {:?} is not accepted; send the body uncompressed",
-                truncate_for_message(encoding)
-            )));
-        }
-    }
-    let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
-        return Ok(BodyKind::Json);
-    };
-    let text = value.to_str().unwrap_or("").trim();
-    let essence = text
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    match essence.as_str() {
-        // curl -d sends form-urlencoded by default; the original API Gateway deployment took
-        // such bodies as JSON, so its users' scripts keep working.
-        "application/json" | "application/x-www-form-urlencoded" => Ok(BodyKind::Json),
-        "application/x-ndjson" | "application/ndjson" | "application/jsonl" => Ok(BodyKind::Ndjson),
-        e if e.starts_with("application/") && e.ends_with("+json") => Ok(BodyKind::Json),
-        _ => Err(ApiError::UnsupportedMediaType(format!(
-            "Content-Type {:?} is not accepted; use application/json (or application/x-ndjson on {ROUTE_RECORDS})",
-            truncate_for_message(text)
-        ))),
-    }
-}
-
-/// Reads the body up to `limit` bytes: refused up front when `Content-Length` says it is too
-/// big, and as soon as a chunked body passes the limit, so no more than `limit` is buffered.
-async fn read_body(
-    req: &HttpRequest,
-    mut payload: web::Payload,
-    limit: usize,
-) -> Result<Bytes, ApiError> {
-    let too_large = || {
-        ApiError::BodyTooLarge(format!(
-            "the request body is larger than {limit} bytes (limits.max_body_bytes); split it into smaller requests"
-        ))
-    };
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > limit) {
-        return Err(too_large());
-    }
-    let mut body = BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(limit));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk
-            .map_err(|e| ApiError::InvalidBody(format!("could not read the request body: {e}")))?;
-        if body.len() + chunk.len() > limit {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
-}
-
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
-}
-
-async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    if state.draining.load(Ordering::Relaxed) {
-        return HttpResponse::ServiceUnavailable()
-            .json(serde_json::json!({"status": "draining", "code": "shutting_down"}));
-    }
-    if !state.health.is_reachable() {
-        return HttpResponse::ServiceUnavailable().json(
-            serde_json::json!({"status": "kinesis unreachable", "code": "kinesis_unavailable"}),
-        );
-    }
-    HttpResponse::Ok().json(serde_json::json!({"status": "ready"}))
-}
-
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type(ContentType(
-            "text/plain; version=0.0.4; charset=utf-8"
-                .parse()
-                .unwrap_or(mime_text_plain()),
-        ))
-        .body(state.prometheus.render())
-}
-
-fn mime_text_plain() -> actix_web::mime::Mime {
-    actix_web::mime::TEXT_PLAIN_UTF_8
 }

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use crate::kinesis::CallFailure;
+
 /// Whether a failure can go away by trying again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retryability {
@@ -21,29 +23,6 @@ pub fn classify_entry_error(code: &str) -> Retryability {
         | "ServiceUnavailable"
         | "ThrottlingException" => Retryability::Retryable,
         _ => Retryability::Fatal,
-    }
-}
-
-/// A whole `PutRecords` call that failed, described without the SDK's types.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallFailure {
-    /// The service's error code (`ResourceNotFoundException`, ...), or for failures before any
-    /// response one of `timeout`, `connection`, `request_too_large`, `unknown`.
-    pub code: String,
-    /// HTTP status when a response arrived.
-    pub status: Option<u16>,
-    pub message: String,
-}
-
-impl CallFailure {
-    pub const TIMEOUT: &'static str = "timeout";
-    pub const CONNECTION: &'static str = "connection";
-    /// The endpoint answered HTTP 413 to the request as a whole.
-    pub const REQUEST_TOO_LARGE: &'static str = "request_too_large";
-
-    /// True when no answer came from Kinesis at all, which is what "unavailable" means to a client.
-    pub fn is_unreachable(&self) -> bool {
-        self.code == Self::TIMEOUT || self.code == Self::CONNECTION
     }
 }
 

@@ -11,9 +11,9 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota};
 
+use super::error::ApiError;
 use crate::config::{RateLimitSettings, Settings};
 use crate::domain::{Region, StreamName};
-use crate::error::ApiError;
 
 /// A rate and its burst; `None` when the limit is off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,398 @@
+//! Settings: `config.toml` as the base layer, `KINESIS_PROXY__<SECTION>__<KEY>` environment
+//! variables on top, then one validation pass so a bad value stops the process at startup with a
+//! message naming the setting, instead of misbehaving under load later.
+//!
+//! The code carries the same defaults as `config.toml` (a test keeps them equal), so a user's
+//! own, shorter file only needs the settings it changes. `layering` merges the sources,
+//! `validate` checks the result, `api_keys` reads the `name:key` entries. This module uses only
+//! `domain`: every layer reads its settings from here.
+
+mod api_keys;
+mod layering;
+mod validate;
+
+pub use api_keys::ApiKeyEntry;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Region, StreamName, StreamPatterns};
+
+/// Prefix of the environment variables that override settings.
+pub const ENV_PREFIX: &str = "KINESIS_PROXY__";
+
+/// Kinesis' own cap on records in one `PutRecords` call.
+pub const KINESIS_MAX_BATCH_RECORDS: usize = 500;
+/// Kinesis' cap on one `PutRecords` request (data + partition keys, before base64), since 2025.
+pub const KINESIS_MAX_BATCH_BYTES: usize = 10 * 1024 * 1024;
+/// Largest record a stream can be configured to take (`MaxRecordSizeInKiB` = 10240).
+pub const KINESIS_MAX_RECORD_BYTES: usize = 10 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML or has a wrong setting: {message}")]
+    Parse { path: String, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("invalid setting {setting}: {message}")]
+    Invalid { setting: String, message: String },
+}
+
+fn invalid(setting: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        setting: setting.to_owned(),
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub kinesis: KinesisSettings,
+    pub streams: StreamSettings,
+    pub batching: BatchingSettings,
+    pub retry: RetrySettings,
+    pub limits: LimitSettings,
+    pub rate_limits: RateLimitSettings,
+    pub auth: AuthSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// `address:port` of the HTTP API; port 0 picks a free port (tests use this).
+    pub listen: String,
+    /// HTTP worker threads; 0 means one per CPU core.
+    pub workers: usize,
+    /// Threads of the runtime that runs `PutRecords` calls; 0 means half the CPU cores (at least 1).
+    pub kinesis_threads: usize,
+    /// After SIGTERM/SIGINT: how long to keep draining queues and waiting for in-flight calls.
+    pub shutdown_grace_ms: u64,
+    /// Idle keep-alive connections are closed after this long.
+    pub keep_alive_ms: u64,
+    /// Cap on concurrently open client connections per worker.
+    pub max_connections_per_worker: usize,
+    /// Connections the kernel queues before they are accepted (the listen backlog).
+    pub listen_backlog: u32,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:8080".into(),
+            workers: 0,
+            kinesis_threads: 0,
+            shutdown_grace_ms: 30_000,
+            keep_alive_ms: 75_000,
+            max_connections_per_worker: 25_000,
+            listen_backlog: 2048,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KinesisSettings {
+    /// Region used when a request names none (the original deployment's region).
+    pub default_region: String,
+    /// Regions a request may name besides the default region; `*` allows any well-formed
+    /// region name. Empty (the default): only the default region.
+    pub allowed_regions: Vec<String>,
+    /// Empty: the AWS endpoint of the region (or `AWS_ENDPOINT_URL_KINESIS`).
+    pub endpoint_url: String,
+    /// Timeout of one `PutRecords` call (connect + send + response).
+    pub call_timeout_ms: u64,
+    /// Timeout for establishing a connection to Kinesis.
+    pub connect_timeout_ms: u64,
+    /// How often `/readyz` re-checks that Kinesis answers.
+    pub readiness_probe_interval_ms: u64,
+    /// Record size limit used until (or unless) `DescribeStreamSummary` reports the stream's own.
+    pub default_max_record_bytes: usize,
+}
+
+impl Default for KinesisSettings {
+    fn default() -> Self {
+        Self {
+            default_region: "us-west-2".into(),
+            allowed_regions: Vec::new(),
+            endpoint_url: String::new(),
+            call_timeout_ms: 10_000,
+            connect_timeout_ms: 3_000,
+            readiness_probe_interval_ms: 5_000,
+            default_max_record_bytes: 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamSettings {
+    /// Writable streams: exact names, `prefix-*` patterns, or `*` for any stream.
+    pub allow: Vec<String>,
+    /// Streams (same pattern syntax) answered 202 as soon as the event is queued.
+    pub ack_on_enqueue: Vec<String>,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        Self {
+            allow: vec!["events".into()],
+            ack_on_enqueue: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchingSettings {
+    /// Records per `PutRecords` call (Kinesis allows at most 500).
+    pub max_batch_records: usize,
+    /// Bytes per `PutRecords` call, data + partition keys before base64 (Kinesis: 10 MiB).
+    pub max_batch_bytes: usize,
+    /// Longest a record waits for more records before its batch is sent.
+    pub linger_ms: u64,
+    /// With no call in flight, a batch is sent once no record has arrived for this long.
+    pub arrival_gap_us: u64,
+    /// Concurrent `PutRecords` calls per (region, stream).
+    pub max_in_flight_calls: usize,
+    /// Records admitted and not yet answered, per (region, stream); above it requests get 503.
+    pub queue_max_records: usize,
+    /// Bytes admitted and not yet answered, per (region, stream); above it requests get 503.
+    pub queue_max_bytes: usize,
+}
+
+impl Default for BatchingSettings {
+    fn default() -> Self {
+        Self {
+            max_batch_records: 500,
+            max_batch_bytes: 5 * 1024 * 1024,
+            linger_ms: 10,
+            arrival_gap_us: 200,
+            max_in_flight_calls: 4,
+            queue_max_records: 50_000,
+            queue_max_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrySettings {
+    /// From receipt: how long a record may be retried before its request is answered with failure.
+    pub record_deadline_ms: u64,
+    /// First backoff step; each retry doubles it (with full jitter).
+    pub backoff_base_ms: u64,
+    /// Ceiling of one backoff step.
+    pub backoff_max_ms: u64,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        Self {
+            record_deadline_ms: 30_000,
+            backoff_base_ms: 50,
+            backoff_max_ms: 2_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitSettings {
+    /// Largest request body, any route, before parsing.
+    pub max_body_bytes: usize,
+    /// Records in one request to the many-records route.
+    pub max_records_per_request: usize,
+    /// Distinct (region, stream) pipelines; each owns a queue, a thread and a client.
+    pub max_pipelines: usize,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 10 * 1024 * 1024,
+            max_records_per_request: 10_000,
+            max_pipelines: 64,
+        }
+    }
+}
+
+/// Limits in events/s and bytes/s; 0 turns a limit off. A burst of 0 means "the rate, or the
+/// largest request the proxy accepts if that is more", so no valid request is refused forever.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitSettings {
+    pub key_events_per_second: u32,
+    pub key_events_burst: u32,
+    pub key_bytes_per_second: u32,
+    pub key_bytes_burst: u32,
+    pub stream_events_per_second: u32,
+    pub stream_events_burst: u32,
+    pub stream_bytes_per_second: u32,
+    pub stream_bytes_burst: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// When true, every write needs an `x-api-key` header matching one of the keys.
+    pub required: bool,
+    /// API keys as `name:key` entries; the name appears in logs, never the key.
+    pub keys: Vec<String>,
+    /// A file with more `name:key` entries, one per line (`#` comments), so keys can stay out
+    /// of the configuration; empty for none.
+    pub keys_file: String,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            required: true,
+            keys: Vec::new(),
+            keys_file: String::new(),
+        }
+    }
+}
+
+impl AuthSettings {
+    /// `keys` plus the entries of `keys_file`, parsed and checked.
+    pub fn api_keys(&self) -> Result<Vec<ApiKeyEntry>, ConfigError> {
+        let mut entries = self.keys.clone();
+        if !self.keys_file.is_empty() {
+            let text = std::fs::read_to_string(&self.keys_file).map_err(|e| {
+                invalid(
+                    "auth.keys_file",
+                    format!("cannot read {:?}: {e}", self.keys_file),
+                )
+            })?;
+            entries.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(str::to_owned),
+            );
+        }
+        api_keys::parse_entries(&entries)
+            .map_err(|message| invalid("auth.keys / auth.keys_file", message))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `tracing` filter, e.g. `info` or `kinesis_proxy=debug,info`; `RUST_LOG` wins when set.
+    pub level: String,
+    /// `text` for people, `json` for log pipelines.
+    pub format: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+impl Settings {
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.server.listen.parse().map_err(|_| {
+            invalid(
+                "server.listen",
+                format!(
+                    "must be address:port, e.g. 0.0.0.0:8080 (got {:?})",
+                    self.server.listen
+                ),
+            )
+        })
+    }
+
+    /// Whether a request may write to `region`.
+    pub fn region_allowed(&self, region: &Region) -> bool {
+        region.as_str() == self.kinesis.default_region
+            || self
+                .kinesis
+                .allowed_regions
+                .iter()
+                .any(|r| r == "*" || r == region.as_str())
+    }
+
+    pub fn default_region(&self) -> Region {
+        // validate() has checked it; fall back to the documented default rather than panic.
+        Region::parse(&self.kinesis.default_region).unwrap_or_else(|_| Region::us_west_2())
+    }
+
+    /// The allow-list, parsed (validate() has checked every pattern).
+    pub fn allowed_streams(&self) -> StreamPatterns {
+        StreamPatterns::parse_all(&self.streams.allow).unwrap_or_default()
+    }
+
+    pub fn acks_on_enqueue(&self, stream: &StreamName) -> bool {
+        StreamPatterns::parse_all(&self.streams.ack_on_enqueue)
+            .unwrap_or_default()
+            .matches(stream)
+    }
+}
+
+impl KinesisSettings {
+    pub fn call_timeout(&self) -> Duration {
+        Duration::from_millis(self.call_timeout_ms)
+    }
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+    pub fn readiness_probe_interval(&self) -> Duration {
+        Duration::from_millis(self.readiness_probe_interval_ms)
+    }
+}
+
+impl BatchingSettings {
+    pub fn linger(&self) -> Duration {
+        Duration::from_millis(self.linger_ms)
+    }
+    pub fn arrival_gap(&self) -> Duration {
+        Duration::from_micros(self.arrival_gap_us)
+    }
+}
+
+impl RetrySettings {
+    pub fn record_deadline(&self) -> Duration {
+        Duration::from_millis(self.record_deadline_ms)
+    }
+}
+
+impl ServerSettings {
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+    pub fn keep_alive(&self) -> Duration {
+        Duration::from_millis(self.keep_alive_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_config_toml_equals_the_built_in_defaults() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"))
+            .expect("config.toml at the repository root");
+        let from_file: Settings = toml::from_str(&text).expect("config.toml parses");
+        assert_eq!(
+            from_file,
+            Settings::default(),
+            "config.toml and the code defaults drifted apart"
+        );
+    }
+}

@@ -1,0 +1,206 @@
+//! The validation pass over the merged settings: every value a user can get wrong is checked
+//! once, at startup, and refused with a message naming the setting (exit code 78), instead of
+//! misbehaving under load later.
+
+use super::{
+    invalid, ConfigError, Settings, KINESIS_MAX_BATCH_BYTES, KINESIS_MAX_BATCH_RECORDS,
+    KINESIS_MAX_RECORD_BYTES,
+};
+use crate::domain::{Region, StreamPattern};
+
+impl Settings {
+    /// Checks every value a user can get wrong, naming the setting in the message.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.listen_addr()?;
+        Region::parse(&self.kinesis.default_region)
+            .map_err(|e| invalid("kinesis.default_region", e.to_string()))?;
+        for region in &self.kinesis.allowed_regions {
+            if region != "*" {
+                Region::parse(region)
+                    .map_err(|e| invalid("kinesis.allowed_regions", e.to_string()))?;
+            }
+        }
+        let endpoint = &self.kinesis.endpoint_url;
+        if !(endpoint.is_empty()
+            || endpoint.starts_with("http://")
+            || endpoint.starts_with("https://"))
+        {
+            return Err(invalid(
+                "kinesis.endpoint_url",
+                format!("must start with http:// or https:// (got {endpoint:?})"),
+            ));
+        }
+        in_range(
+            "server.listen_backlog",
+            self.server.listen_backlog as usize,
+            1,
+            65_535,
+        )?;
+        positive("kinesis.call_timeout_ms", self.kinesis.call_timeout_ms)?;
+        positive(
+            "kinesis.connect_timeout_ms",
+            self.kinesis.connect_timeout_ms,
+        )?;
+        positive(
+            "kinesis.readiness_probe_interval_ms",
+            self.kinesis.readiness_probe_interval_ms,
+        )?;
+        in_range(
+            "kinesis.default_max_record_bytes",
+            self.kinesis.default_max_record_bytes,
+            1,
+            KINESIS_MAX_RECORD_BYTES,
+        )?;
+        for pattern in self
+            .streams
+            .allow
+            .iter()
+            .chain(&self.streams.ack_on_enqueue)
+        {
+            StreamPattern::parse(pattern)
+                .map_err(|message| invalid("streams.allow / streams.ack_on_enqueue", message))?;
+        }
+        let b = &self.batching;
+        in_range(
+            "batching.max_batch_records",
+            b.max_batch_records,
+            1,
+            KINESIS_MAX_BATCH_RECORDS,
+        )?;
+        in_range(
+            "batching.max_batch_bytes",
+            b.max_batch_bytes,
+            1024,
+            KINESIS_MAX_BATCH_BYTES,
+        )?;
+        in_range(
+            "batching.max_in_flight_calls",
+            b.max_in_flight_calls,
+            1,
+            1024,
+        )?;
+        in_range(
+            "batching.queue_max_records",
+            b.queue_max_records,
+            1,
+            10_000_000,
+        )?;
+        if b.queue_max_bytes < self.kinesis.default_max_record_bytes {
+            return Err(invalid(
+                "batching.queue_max_bytes",
+                format!(
+                    "must be at least kinesis.default_max_record_bytes ({}), or no record of the largest allowed size could ever be queued",
+                    self.kinesis.default_max_record_bytes
+                ),
+            ));
+        }
+        if self.limits.max_records_per_request > b.queue_max_records {
+            return Err(invalid(
+                "limits.max_records_per_request",
+                format!(
+                    "must not exceed batching.queue_max_records ({}), or a full request could never be admitted",
+                    b.queue_max_records
+                ),
+            ));
+        }
+        positive("retry.record_deadline_ms", self.retry.record_deadline_ms)?;
+        positive("retry.backoff_base_ms", self.retry.backoff_base_ms)?;
+        if self.retry.backoff_max_ms < self.retry.backoff_base_ms {
+            return Err(invalid(
+                "retry.backoff_max_ms",
+                "must be at least retry.backoff_base_ms",
+            ));
+        }
+        in_range(
+            "limits.max_body_bytes",
+            self.limits.max_body_bytes,
+            64,
+            256 * 1024 * 1024,
+        )?;
+        in_range(
+            "limits.max_records_per_request",
+            self.limits.max_records_per_request,
+            1,
+            1_000_000,
+        )?;
+        in_range("limits.max_pipelines", self.limits.max_pipelines, 1, 10_000)?;
+        let keys = self.auth.api_keys()?;
+        if self.auth.required && keys.is_empty() {
+            return Err(invalid(
+                "auth.keys",
+                "auth.required is true but no keys are configured: add `name:key` entries to auth.keys or auth.keys_file (or KINESIS_PROXY__AUTH__KEYS=\"name:key,...\"), or set auth.required = false deliberately",
+            ));
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(invalid(
+                "log.format",
+                format!("must be \"text\" or \"json\" (got {:?})", self.log.format),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn positive(setting: &str, value: u64) -> Result<(), ConfigError> {
+    if value == 0 {
+        return Err(invalid(setting, "must be greater than 0"));
+    }
+    Ok(())
+}
+
+fn in_range(setting: &str, value: usize, min: usize, max: usize) -> Result<(), ConfigError> {
+    if value < min || value > max {
+        return Err(invalid(
+            setting,
+            format!("must be between {min} and {max} (got {value})"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::layering::tests::{base, env};
+    use super::*;
+
+    #[test]
+    fn errors_name_the_setting() {
+        let cases: Vec<(Vec<(String, String)>, &str)> = vec![
+            (
+                env(&[("KINESIS_PROXY__BATCHING__MAX_BATCH_RECORDS", "501")]),
+                "batching.max_batch_records",
+            ),
+            (
+                env(&[("KINESIS_PROXY__BATCHING__LINGER_MS", "soon")]),
+                "KINESIS_PROXY__BATCHING__LINGER_MS",
+            ),
+            (
+                env(&[("KINESIS_PROXY__SERVER__NOPE", "1")]),
+                "KINESIS_PROXY__SERVER__NOPE",
+            ),
+            (
+                env(&[("KINESIS_PROXY__SERVER__LISTEN", "localhost")]),
+                "server.listen",
+            ),
+            (
+                env(&[("KINESIS_PROXY__KINESIS__DEFAULT_REGION", "Mars")]),
+                "kinesis.default_region",
+            ),
+            (
+                env(&[("KINESIS_PROXY__STREAMS__ALLOW", "bad/name")]),
+                "streams.allow",
+            ),
+        ];
+        for (mut vars, needle) in cases {
+            vars.extend(base());
+            let err = Settings::from_sources(None, vars)
+                .expect_err(needle)
+                .to_string();
+            assert!(err.contains(needle), "{err:?} should name {needle}");
+        }
+        let err = Settings::from_sources(Some(("c.toml", "[server]\nlisten_port = 1\n")), base())
+            .expect_err("unknown key")
+            .to_string();
+        assert!(err.contains("listen_port"), "{err}");
+    }
+}

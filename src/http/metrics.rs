@@ -1,0 +1,89 @@
+//! The HTTP edge's observable events: requests answered per route template and status, and
+//! events refused before they reached a pipeline. Route handles are registered at startup, so the
+//! success path does no registry lookup.
+
+use std::time::Duration;
+
+use metrics::{Counter, Histogram};
+
+use super::paths::{ROUTE_RECORDS, ROUTE_SHORT, ROUTE_STREAM};
+use crate::telemetry::{EVENTS_REJECTED, HTTP_DURATION, HTTP_REQUESTS};
+
+/// Handles of one route's request metrics, registered at startup: the success path of a
+/// request then does no registry lookup (the lookups were ~3% of the proxy's CPU per request).
+#[derive(Debug)]
+pub struct RouteMetrics {
+    route: &'static str,
+    ok: Counter,
+    duration: Histogram,
+}
+
+impl RouteMetrics {
+    pub fn new(route: &'static str) -> Self {
+        Self {
+            route,
+            ok: metrics::counter!(HTTP_REQUESTS, "route" => route, "status" => status_label(200)),
+            duration: metrics::histogram!(HTTP_DURATION, "route" => route),
+        }
+    }
+
+    /// A request on this route was answered.
+    pub fn answered(&self, status: u16, took: Duration) {
+        if status == 200 {
+            self.ok.increment(1);
+        } else {
+            metrics::counter!(HTTP_REQUESTS, "route" => self.route, "status" => status_label(status))
+                .increment(1);
+        }
+        self.duration.record(took.as_secs_f64());
+    }
+}
+
+/// Request metrics of the write routes, registered once (after the recorder is installed).
+#[derive(Debug)]
+pub struct RouteMetricsSet {
+    pub(crate) stream: RouteMetrics,
+    pub(crate) short: RouteMetrics,
+    pub(crate) records: RouteMetrics,
+}
+
+impl RouteMetricsSet {
+    pub fn new() -> Self {
+        Self {
+            stream: RouteMetrics::new(ROUTE_STREAM),
+            short: RouteMetrics::new(ROUTE_SHORT),
+            records: RouteMetrics::new(ROUTE_RECORDS),
+        }
+    }
+}
+
+impl Default for RouteMetricsSet {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Events refused before Kinesis (validation, auth, limits, backpressure), by stable code.
+pub fn events_rejected(code: &'static str, events: u64) {
+    metrics::counter!(EVENTS_REJECTED, "code" => code).increment(events);
+}
+
+fn status_label(status: u16) -> &'static str {
+    match status {
+        200 => "200",
+        202 => "202",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        413 => "413",
+        415 => "415",
+        429 => "429",
+        500 => "500",
+        503 => "503",
+        s if s < 300 => "2xx",
+        s if s < 500 => "4xx",
+        _ => "5xx",
+    }
+}

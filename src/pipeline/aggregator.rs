@@ -1,0 +1,361 @@
+//! The aggregator of one pipeline: the loop, on its own thread, that takes records from the
+//! queue, decides when a batch goes out, starts the `PutRecords` calls on the runtime (bounded
+//! in flight), puts failed entries back after their backoff and fails records at their deadline.
+//!
+//! When to flush: a batch goes out when it is full (records or bytes), when no call is in flight
+//! (clients are waiting for their acknowledgement, so holding records back while the pipe is
+//! idle only adds latency), or when its oldest record has waited `linger` while other calls are
+//! in flight (so batches grow under load, when batching pays, and never wait long).
+//!
+//! It owns all its state, so no locks; a blocking receiver must not sit on a tokio worker, which
+//! is why this is a thread and not a task.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+
+use super::admission::Budget;
+use super::batch::{Batch, FlushReason, PushError};
+use super::call::Call;
+use super::metrics::StreamMetrics;
+use super::outcome::{FailureKind, RecordFailure};
+use super::pending::{Completion, PendingRecord, Submission};
+use super::settings::PipelineSettings;
+use crate::kinesis::PutRecordsApi;
+
+/// The aggregator's state; owned by its thread, so no locks.
+pub(super) struct Aggregator<K> {
+    metrics: Arc<StreamMetrics>,
+    api: Arc<K>,
+    settings: PipelineSettings,
+    queue: Receiver<Submission>,
+    completions: Receiver<Completion>,
+    /// Cloned into each call's task.
+    completions_tx: Sender<Completion>,
+    runtime: tokio::runtime::Handle,
+    draining: Arc<AtomicBool>,
+    budget: Arc<Budget>,
+    /// Records that may go into the next batch, oldest first (retries go to the front).
+    ready: VecDeque<PendingRecord>,
+    ready_bytes: usize,
+    /// Records waiting out their backoff before a retry.
+    backing_off: Vec<PendingRecord>,
+    in_flight: usize,
+    /// When the latest submission was taken from the queue.
+    last_arrival: Instant,
+    /// When the latest call finished. Its clients were just answered and, if they send one
+    /// event after another, their next events are on their way: an idle flush waits one
+    /// arrival gap for them too.
+    last_completion: Instant,
+    /// Every `Pipeline` handle is gone: no new records will come.
+    queue_closed: bool,
+    /// Set when draining starts: past it, what is left is failed and the thread ends.
+    grace_deadline: Option<Instant>,
+}
+
+impl<K: PutRecordsApi> Aggregator<K> {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        metrics: Arc<StreamMetrics>,
+        api: Arc<K>,
+        settings: PipelineSettings,
+        queue: Receiver<Submission>,
+        (completions_tx, completions): (Sender<Completion>, Receiver<Completion>),
+        runtime: tokio::runtime::Handle,
+        draining: Arc<AtomicBool>,
+        budget: Arc<Budget>,
+    ) -> Self {
+        Self {
+            metrics,
+            api,
+            settings,
+            queue,
+            completions,
+            completions_tx,
+            runtime,
+            draining,
+            budget,
+            ready: VecDeque::new(),
+            ready_bytes: 0,
+            backing_off: Vec::new(),
+            in_flight: 0,
+            last_arrival: Instant::now(),
+            last_completion: Instant::now(),
+            queue_closed: false,
+            grace_deadline: None,
+        }
+    }
+
+    pub(super) fn run(mut self) {
+        tracing::debug!(stream = %self.metrics.stream, "aggregator started");
+        loop {
+            let now = Instant::now();
+            let wait = self.next_wakeup(now).saturating_duration_since(now);
+            // Woken by a new record only while nothing waits to be sent. Otherwise the queue is
+            // drained on the timers (arrival gap, linger) and on completions, so a busy stream
+            // costs no thread wake-up per record. Once closed, the queue would report
+            // "disconnected" at once on every turn.
+            let queue = if self.queue_closed || !self.ready.is_empty() {
+                crossbeam_channel::never()
+            } else {
+                self.queue.clone()
+            };
+            crossbeam_channel::select! {
+                // The first record after a quiet spell.
+                recv(queue) -> submission => match submission {
+                    Ok(submission) => self.accept(submission),
+                    Err(_) => self.queue_closed = true,
+                },
+                // A call finished: its slot is free and its failed entries come back.
+                recv(self.completions) -> completion => {
+                    if let Ok(completion) = completion {
+                        self.complete(completion);
+                    }
+                },
+                // An arrival-gap, linger, backoff or deadline timer is due.
+                default(wait) => {},
+            }
+            while let Ok(more) = self.completions.try_recv() {
+                self.complete(more);
+            }
+            self.drain_queue();
+            let now = Instant::now();
+            if self.grace_deadline.is_none()
+                && (self.queue_closed || self.draining.load(Ordering::Relaxed))
+            {
+                self.grace_deadline = Some(now + self.settings.shutdown_grace);
+            }
+            self.promote_due_retries(now);
+            self.expire(now);
+            self.flush_what_is_due(now);
+            let (records, bytes) = self.budget.depth();
+            self.metrics.queue_depth(records, bytes);
+            if self.queue_closed
+                && self.ready.is_empty()
+                && self.backing_off.is_empty()
+                && self.in_flight == 0
+            {
+                break;
+            }
+        }
+        tracing::debug!(stream = %self.metrics.stream, "aggregator drained and stopped");
+    }
+
+    /// Takes everything waiting in the queue without blocking.
+    fn drain_queue(&mut self) {
+        while !self.queue_closed {
+            match self.queue.try_recv() {
+                Ok(submission) => self.accept(submission),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => self.queue_closed = true,
+            }
+        }
+    }
+
+    fn accept(&mut self, submission: Submission) {
+        self.last_arrival = Instant::now();
+        match submission {
+            Submission::One(record) => self.push_ready_back(*record),
+            Submission::Many(records) => records.into_iter().for_each(|r| self.push_ready_back(r)),
+        }
+    }
+
+    fn push_ready_back(&mut self, record: PendingRecord) {
+        self.ready_bytes += record.record.kinesis_size();
+        self.ready.push_back(record);
+    }
+
+    fn complete(&mut self, completion: Completion) {
+        self.in_flight -= 1;
+        self.last_completion = Instant::now();
+        self.backing_off.extend(completion.retries);
+        if completion.shrink_batches {
+            self.shrink_batches();
+        }
+    }
+
+    /// Some endpoints (emulators, proxies in front of Kinesis) cap the HTTP body below what
+    /// Kinesis' own limit allows, and base64 makes the body a third larger than the data. When
+    /// one answers 413, halve the batch byte cap (never below one record of the largest size
+    /// Kinesis takes by default) instead of failing the records.
+    fn shrink_batches(&mut self) {
+        const FLOOR: usize = 1024 * 1024;
+        let before = self.settings.batch.max_bytes;
+        let after = (before / 2).max(FLOOR).min(before);
+        if after < before {
+            self.settings.batch.max_bytes = after;
+            tracing::warn!(stream = %self.metrics.stream, before, after, "Kinesis endpoint refused a request as too large; batches are now capped lower");
+        }
+    }
+
+    /// Retries whose backoff is over go to the front: they are the oldest records.
+    fn promote_due_retries(&mut self, now: Instant) {
+        if self.backing_off.is_empty() {
+            return;
+        }
+        let mut due: Vec<PendingRecord> = Vec::new();
+        let mut i = 0;
+        while i < self.backing_off.len() {
+            if self.backing_off[i].ready_at <= now {
+                due.push(self.backing_off.swap_remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        due.sort_by_key(|r| std::cmp::Reverse(r.received_at));
+        for record in due {
+            self.ready_bytes += record.record.kinesis_size();
+            self.ready.push_front(record);
+        }
+    }
+
+    /// Answers the records whose deadline has passed, and after the grace period, all of them.
+    fn expire(&mut self, now: Instant) {
+        let past_grace = self.grace_deadline.is_some_and(|g| now >= g);
+        if past_grace {
+            let left: Vec<PendingRecord> = self
+                .ready
+                .drain(..)
+                .chain(self.backing_off.drain(..))
+                .collect();
+            self.ready_bytes = 0;
+            if !left.is_empty() {
+                tracing::error!(stream = %self.metrics.stream, records = left.len(), "shutdown grace period over: failing records not yet in Kinesis");
+            }
+            for record in left {
+                record.finish(
+                    &self.metrics,
+                    Err(RecordFailure {
+                        kind: FailureKind::ShuttingDown,
+                        kinesis_code: "shutting_down".into(),
+                        message: "the proxy shut down before the record could be written".into(),
+                    }),
+                );
+            }
+            return;
+        }
+        // Records are ordered by age at the front of `ready`; retries sit there too.
+        while self.ready.front().is_some_and(|r| r.deadline <= now) {
+            if let Some(record) = self.ready.pop_front() {
+                self.ready_bytes -= record.record.kinesis_size();
+                record.fail_at_deadline(&self.metrics);
+            }
+        }
+        let mut i = 0;
+        while i < self.backing_off.len() {
+            if self.backing_off[i].deadline <= now {
+                self.backing_off
+                    .swap_remove(i)
+                    .fail_at_deadline(&self.metrics);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn flush_what_is_due(&mut self, now: Instant) {
+        while self.in_flight < self.settings.max_in_flight_calls && !self.ready.is_empty() {
+            let full = self.ready.len() >= self.settings.batch.max_records
+                || self.ready_bytes >= self.settings.batch.max_bytes;
+            let closing = self.grace_deadline.is_some();
+            let lingered = self
+                .ready
+                .front()
+                .is_some_and(|r| now.saturating_duration_since(r.ready_at) >= self.settings.linger);
+            // Nothing in flight and the burst of arrivals is over (counting the clients the
+            // last call just answered as part of it): waiting longer would only add latency.
+            let quiet_since = self.last_arrival.max(self.last_completion);
+            let idle = self.in_flight == 0
+                && now.saturating_duration_since(quiet_since) >= self.settings.arrival_gap;
+            if !(full || closing || lingered || idle) {
+                break;
+            }
+            let fallback_reason = if closing {
+                FlushReason::Shutdown
+            } else if idle && !lingered {
+                FlushReason::Idle
+            } else {
+                FlushReason::Linger
+            };
+            self.start_call(fallback_reason);
+        }
+    }
+
+    /// Takes the next batch from the front of `ready` and sends it on the runtime.
+    fn start_call(&mut self, fallback_reason: FlushReason) {
+        let mut batch = Batch::new(self.settings.batch);
+        let mut reason = fallback_reason;
+        while let Some(record) = self.ready.pop_front() {
+            let size = record.record.kinesis_size();
+            match batch.try_push(record, size) {
+                Ok(()) => self.ready_bytes -= size,
+                Err(PushError::Full(record)) => {
+                    reason = FlushReason::Bytes;
+                    self.ready.push_front(record);
+                    break;
+                }
+                Err(PushError::TooLarge(record)) => {
+                    // Handlers check the stream's record limit; this only triggers when the
+                    // batch cap is set below it. Fail it alone rather than poison a batch.
+                    self.ready_bytes -= size;
+                    record.finish(
+                        &self.metrics,
+                        Err(RecordFailure {
+                            kind: FailureKind::Rejected,
+                            kinesis_code: "record_too_large".into(),
+                            message: format!(
+                                "record of {size} bytes exceeds batching.max_batch_bytes ({})",
+                                self.settings.batch.max_bytes
+                            ),
+                        }),
+                    );
+                }
+            }
+            if batch.is_full() {
+                reason = FlushReason::Full;
+                break;
+            }
+        }
+        if batch.is_empty() {
+            return;
+        }
+        self.metrics
+            .batch_flushed(reason, batch.len(), batch.bytes());
+        let records = batch.into_items();
+        self.in_flight += 1;
+        let call = Call::new(
+            self.metrics.clone(),
+            self.api.clone(),
+            self.settings.backoff,
+            self.completions_tx.clone(),
+        );
+        self.runtime.spawn(call.run(records));
+    }
+
+    /// When the loop must wake up even if nothing arrives: the next linger expiry, backoff end
+    /// or deadline. Capped so a draining flag set elsewhere is noticed promptly.
+    fn next_wakeup(&self, now: Instant) -> Instant {
+        let mut wake = now + Duration::from_millis(100);
+        if let Some(front) = self.ready.front() {
+            if self.in_flight < self.settings.max_in_flight_calls {
+                // Look at the queue again one arrival gap from now: to see whether the burst
+                // is over, or whether a full batch has gathered.
+                let gap = self.settings.arrival_gap.max(Duration::from_micros(50));
+                wake = wake
+                    .min(front.ready_at + self.settings.linger)
+                    .min(now.max(self.last_arrival) + gap);
+            }
+            wake = wake.min(front.deadline);
+        }
+        for record in &self.backing_off {
+            wake = wake.min(record.ready_at).min(record.deadline);
+        }
+        if let Some(grace) = self.grace_deadline {
+            wake = wake.min(grace);
+        }
+        wake
+    }
+}

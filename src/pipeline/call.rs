@@ -1,0 +1,168 @@
+//! One `PutRecords` call, run as a task on the Kinesis runtime: sends a batch, answers each
+//! accepted record's waiting handler, and hands the entries worth retrying (only those, never the
+//! whole batch) back to the aggregator with their backoff.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::Sender;
+
+use super::metrics::StreamMetrics;
+use super::outcome::{Accepted, FailureKind, RecordFailure};
+use super::pending::{Completion, PendingRecord};
+use super::retry::{classify_call_failure, classify_entry_error, Backoff, Retryability};
+use crate::domain::Record;
+use crate::kinesis::{kinesis_code_label, CallFailure, EntryResult, PutRecordsApi};
+
+/// One `PutRecords` call and the handling of its results, run as a task on the runtime.
+pub(super) struct Call<K> {
+    metrics: Arc<StreamMetrics>,
+    api: Arc<K>,
+    backoff: Backoff,
+    completions: Sender<Completion>,
+    /// Filled while handling results; handed back on drop, so the aggregator always gets its
+    /// in-flight slot back, even if this task is cancelled by the runtime shutting down.
+    retries: Vec<PendingRecord>,
+    shrink_batches: bool,
+}
+
+impl<K> Drop for Call<K> {
+    fn drop(&mut self) {
+        let retries = std::mem::take(&mut self.retries);
+        // The aggregator outlives its calls; if it is gone there is nobody left to tell.
+        let _ = self.completions.send(Completion {
+            retries,
+            shrink_batches: self.shrink_batches,
+        });
+    }
+}
+
+impl<K: PutRecordsApi> Call<K> {
+    pub(super) fn new(
+        metrics: Arc<StreamMetrics>,
+        api: Arc<K>,
+        backoff: Backoff,
+        completions: Sender<Completion>,
+    ) -> Self {
+        Self {
+            metrics,
+            api,
+            backoff,
+            completions,
+            retries: Vec::new(),
+            shrink_batches: false,
+        }
+    }
+
+    pub(super) async fn run(mut self, mut records: Vec<PendingRecord>) {
+        for record in &mut records {
+            record.attempts += 1;
+        }
+        let started = Instant::now();
+        let result = {
+            let refs: Vec<&Record> = records.iter().map(|r| &r.record).collect();
+            self.api.put_records(&self.metrics.stream, refs).await
+        };
+        let outcome = match &result {
+            Ok(entries)
+                if entries
+                    .iter()
+                    .any(|e| matches!(e, EntryResult::Failed { .. })) =>
+            {
+                "partial"
+            }
+            Ok(_) => "ok",
+            Err(failure) => kinesis_code_label(&failure.code),
+        };
+        self.metrics
+            .put_records_finished(outcome, records.len(), started.elapsed());
+        match result {
+            Ok(entries) => {
+                for (record, entry) in records.into_iter().zip(entries) {
+                    match entry {
+                        EntryResult::Accepted {
+                            shard_id,
+                            sequence_number,
+                        } => record.finish(
+                            &self.metrics,
+                            Ok(Accepted {
+                                shard_id,
+                                sequence_number,
+                            }),
+                        ),
+                        EntryResult::Failed { code, message } => {
+                            self.metrics.entry_failed(&code);
+                            let retryable = classify_entry_error(&code);
+                            let kind = match retryable {
+                                Retryability::Retryable => FailureKind::RetriesExhausted,
+                                Retryability::Fatal => FailureKind::Rejected,
+                            };
+                            self.retry_or_fail(record, retryable, kind, code, message);
+                        }
+                    }
+                }
+            }
+            Err(failure) if failure.code == CallFailure::REQUEST_TOO_LARGE && records.len() > 1 => {
+                // Not the records' fault: resend them at once in smaller batches.
+                self.shrink_batches = true;
+                for mut record in records {
+                    record.ready_at = Instant::now();
+                    self.retries.push(record);
+                }
+            }
+            Err(failure) => {
+                let retryable = classify_call_failure(&failure);
+                // No answer, or a 5xx for the whole call: Kinesis is unavailable (503 to the
+                // client). Whole-call throttling is a rejection of this load (500, as entries).
+                let kinesis_down =
+                    failure.is_unreachable() || failure.status.is_some_and(|s| s >= 500);
+                let kind = match retryable {
+                    Retryability::Fatal => FailureKind::Rejected,
+                    Retryability::Retryable if kinesis_down => FailureKind::Unavailable,
+                    Retryability::Retryable => FailureKind::RetriesExhausted,
+                };
+                if retryable == Retryability::Fatal {
+                    tracing::warn!(stream = %self.metrics.stream, code = %failure.code, message = %failure.message, records = records.len(), "PutRecords refused; failing the batch's records");
+                } else {
+                    tracing::debug!(stream = %self.metrics.stream, code = %failure.code, message = %failure.message, records = records.len(), "PutRecords failed; will retry");
+                }
+                for record in records {
+                    self.retry_or_fail(
+                        record,
+                        retryable,
+                        kind,
+                        failure.code.clone(),
+                        failure.message.clone(),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Schedules the record for another attempt if that is useful and it can still start before
+    /// its deadline; otherwise answers it with the failure.
+    fn retry_or_fail(
+        &mut self,
+        mut record: PendingRecord,
+        retryable: Retryability,
+        kind: FailureKind,
+        code: String,
+        message: String,
+    ) {
+        let failure = RecordFailure {
+            kind,
+            kinesis_code: code,
+            message,
+        };
+        let ready_at =
+            Instant::now() + self.backoff.delay_random(record.attempts.saturating_sub(1));
+        if retryable == Retryability::Retryable && ready_at < record.deadline {
+            record.ready_at = ready_at;
+            record.last_failure = Some(failure);
+            self.metrics.record_retried();
+            self.retries.push(record);
+        } else {
+            record.finish(&self.metrics, Err(failure));
+        }
+    }
+}

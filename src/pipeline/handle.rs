@@ -1,0 +1,187 @@
+//! The handlers' side of one pipeline: admission against the budget and a `try_send` into the
+//! bounded queue, never a wait. Starting a pipeline starts its aggregator thread.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Sender, TrySendError};
+use tokio::sync::oneshot;
+
+use super::admission::{Budget, Ticket};
+use super::aggregator::Aggregator;
+use super::metrics::StreamMetrics;
+use super::outcome::{RecordOutcome, SubmitError};
+use super::pending::{PendingRecord, Submission};
+use super::settings::PipelineSettings;
+use crate::domain::{Record, Region, StreamName};
+use crate::kinesis::PutRecordsApi;
+
+/// The handlers' side of one pipeline.
+#[derive(Debug)]
+pub struct Pipeline {
+    region: Region,
+    stream: StreamName,
+    sender: Sender<Submission>,
+    budget: Arc<Budget>,
+    record_deadline: Duration,
+    /// Largest record the stream takes, learned from `DescribeStreamSummary` when available.
+    max_record_bytes: AtomicUsize,
+    ack_on_enqueue: bool,
+    metrics: Arc<StreamMetrics>,
+}
+
+impl Pipeline {
+    /// Starts the aggregator thread of a new pipeline. The thread ends once every `Pipeline`
+    /// handle is dropped and everything admitted has been answered (or the grace period ran out).
+    #[allow(clippy::too_many_arguments)]
+    pub fn start<K: PutRecordsApi>(
+        region: Region,
+        stream: StreamName,
+        api: Arc<K>,
+        settings: PipelineSettings,
+        max_record_bytes: usize,
+        ack_on_enqueue: bool,
+        runtime: tokio::runtime::Handle,
+        draining: Arc<AtomicBool>,
+    ) -> std::io::Result<(Arc<Pipeline>, JoinHandle<()>)> {
+        let (sender, queue) = crossbeam_channel::bounded(settings.queue_max_records);
+        let budget = Arc::new(Budget::new(
+            settings.queue_max_records,
+            settings.queue_max_bytes,
+        ));
+        let metrics = Arc::new(StreamMetrics::new(&stream));
+        let pipeline = Arc::new(Pipeline {
+            region: region.clone(),
+            stream: stream.clone(),
+            sender,
+            budget: budget.clone(),
+            record_deadline: settings.record_deadline,
+            max_record_bytes: AtomicUsize::new(max_record_bytes),
+            ack_on_enqueue,
+            metrics: metrics.clone(),
+        });
+        let (completions_tx, completions) = crossbeam_channel::unbounded();
+        let aggregator = Aggregator::new(
+            metrics,
+            api,
+            settings,
+            queue,
+            (completions_tx, completions),
+            runtime,
+            draining,
+            budget,
+        );
+        let handle = std::thread::Builder::new()
+            .name(format!("agg-{}", truncate_thread_name(stream.as_str())))
+            .spawn(move || aggregator.run())?;
+        Ok((pipeline, handle))
+    }
+
+    pub fn region(&self) -> &Region {
+        &self.region
+    }
+
+    pub fn stream(&self) -> &StreamName {
+        &self.stream
+    }
+
+    pub fn ack_on_enqueue(&self) -> bool {
+        self.ack_on_enqueue
+    }
+
+    pub fn max_record_bytes(&self) -> usize {
+        self.max_record_bytes.load(Ordering::Relaxed)
+    }
+
+    pub fn set_max_record_bytes(&self, bytes: usize) {
+        self.max_record_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Records and bytes currently admitted (queued, in flight or backing off).
+    pub fn depth(&self) -> (usize, usize) {
+        self.budget.depth()
+    }
+
+    /// Queues one record. Returns the receiver of its outcome, or `None` when the stream
+    /// acknowledges at enqueue.
+    pub fn submit_one(
+        &self,
+        record: Record,
+        received_at: Instant,
+    ) -> Result<Option<oneshot::Receiver<RecordOutcome>>, SubmitError> {
+        let size = record.kinesis_size();
+        if !self.budget.try_take(1, size) {
+            return Err(SubmitError::QueueFull);
+        }
+        let (pending, receiver) = self.pending(record, size, received_at);
+        self.send(Submission::One(Box::new(pending)))?;
+        self.metrics.events_received(1);
+        Ok(receiver)
+    }
+
+    /// Queues all records of one request, or none of them.
+    pub fn submit_many(
+        &self,
+        records: Vec<Record>,
+        received_at: Instant,
+    ) -> Result<Vec<Option<oneshot::Receiver<RecordOutcome>>>, SubmitError> {
+        let total: usize = records.iter().map(Record::kinesis_size).sum();
+        if !self.budget.try_take(records.len(), total) {
+            return Err(SubmitError::QueueFull);
+        }
+        let mut pending = Vec::with_capacity(records.len());
+        let mut receivers = Vec::with_capacity(records.len());
+        for record in records {
+            let size = record.kinesis_size();
+            let (p, r) = self.pending(record, size, received_at);
+            pending.push(p);
+            receivers.push(r);
+        }
+        let count = pending.len() as u64;
+        self.send(Submission::Many(pending))?;
+        self.metrics.events_received(count);
+        Ok(receivers)
+    }
+
+    fn pending(
+        &self,
+        record: Record,
+        size: usize,
+        received_at: Instant,
+    ) -> (PendingRecord, Option<oneshot::Receiver<RecordOutcome>>) {
+        let (reply, receiver) = if self.ack_on_enqueue {
+            (None, None)
+        } else {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        };
+        let pending = PendingRecord {
+            record,
+            reply,
+            received_at,
+            deadline: received_at + self.record_deadline,
+            attempts: 0,
+            ready_at: received_at,
+            last_failure: None,
+            _ticket: Ticket::new(&self.budget, size),
+        };
+        (pending, receiver)
+    }
+
+    fn send(&self, submission: Submission) -> Result<(), SubmitError> {
+        // The budget bounds records below the channel's capacity, so `Full` is not expected;
+        // should it happen, the submission (and its tickets) is dropped and the client told.
+        match self.sender.try_send(submission) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(SubmitError::QueueFull),
+            Err(TrySendError::Disconnected(_)) => Err(SubmitError::Closed),
+        }
+    }
+}
+
+fn truncate_thread_name(name: &str) -> &str {
+    // Linux thread names hold 15 bytes; stream names are ASCII.
+    &name[..name.len().min(11)]
+}

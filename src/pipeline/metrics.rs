@@ -1,0 +1,115 @@
+//! The pipeline's observable events, one method per event so the log line and the counter cannot
+//! drift apart (as in Vector's internal events). Handles are registered once per pipeline, so the
+//! hot path does no registry lookup. Labels: region and stream (bounded by
+//! `limits.max_pipelines`), flush reasons, outcomes and a fixed set of Kinesis error codes.
+
+use std::time::Duration;
+
+use metrics::{Counter, Gauge, Histogram};
+
+use super::batch::FlushReason;
+use super::outcome::{FailureKind, RecordOutcome};
+use crate::domain::StreamName;
+use crate::kinesis::kinesis_code_label;
+use crate::telemetry::{
+    ACK_LATENCY, BATCH_BYTES, BATCH_RECORDS, EVENTS_RECEIVED, FAILED_ENTRIES, FLUSHES,
+    PUT_RECORDS_CALLS, PUT_RECORDS_DURATION, PUT_RECORDS_IN_FLIGHT, QUEUE_BYTES, QUEUE_RECORDS,
+    RECORDS_ACCEPTED, RECORDS_FAILED, RECORD_ATTEMPTS, RETRIES,
+};
+
+fn failure_label(kind: FailureKind) -> &'static str {
+    match kind {
+        FailureKind::RetriesExhausted => "retries_exhausted",
+        FailureKind::Unavailable => "unavailable",
+        FailureKind::Rejected => "rejected",
+        FailureKind::ShuttingDown => "shutting_down",
+    }
+}
+
+/// Handles of one stream's metrics, registered when its pipeline starts.
+#[derive(Debug)]
+pub struct StreamMetrics {
+    pub stream: StreamName,
+    received: Counter,
+    accepted: Counter,
+    ack_latency: Histogram,
+    attempts: Histogram,
+    retries: Counter,
+    queue_records: Gauge,
+    queue_bytes: Gauge,
+    batch_records: Histogram,
+    batch_bytes: Histogram,
+    in_flight: Gauge,
+}
+
+impl StreamMetrics {
+    pub fn new(stream: &StreamName) -> Self {
+        let s = stream.as_str().to_owned();
+        Self {
+            stream: stream.clone(),
+            received: metrics::counter!(EVENTS_RECEIVED, "stream" => s.clone()),
+            accepted: metrics::counter!(RECORDS_ACCEPTED, "stream" => s.clone()),
+            ack_latency: metrics::histogram!(ACK_LATENCY, "stream" => s.clone()),
+            attempts: metrics::histogram!(RECORD_ATTEMPTS, "stream" => s.clone()),
+            retries: metrics::counter!(RETRIES, "stream" => s.clone()),
+            queue_records: metrics::gauge!(QUEUE_RECORDS, "stream" => s.clone()),
+            queue_bytes: metrics::gauge!(QUEUE_BYTES, "stream" => s.clone()),
+            batch_records: metrics::histogram!(BATCH_RECORDS, "stream" => s.clone()),
+            batch_bytes: metrics::histogram!(BATCH_BYTES, "stream" => s.clone()),
+            in_flight: metrics::gauge!(PUT_RECORDS_IN_FLIGHT, "stream" => s),
+        }
+    }
+
+    /// Valid events were queued for this stream.
+    pub fn events_received(&self, events: u64) {
+        self.received.increment(events);
+    }
+
+    /// A record was answered: accepted or finally failed.
+    pub fn record_finished(&self, outcome: &RecordOutcome, attempts: u32, since_receipt: Duration) {
+        self.attempts.record(f64::from(attempts));
+        match outcome {
+            Ok(_) => {
+                self.accepted.increment(1);
+                self.ack_latency.record(since_receipt.as_secs_f64());
+            }
+            Err(failure) => {
+                metrics::counter!(RECORDS_FAILED, "stream" => self.stream.as_str().to_owned(), "reason" => failure_label(failure.kind))
+                    .increment(1);
+                tracing::debug!(stream = %self.stream, reason = failure_label(failure.kind), code = %failure.kinesis_code, attempts, "record failed");
+            }
+        }
+    }
+
+    pub fn record_retried(&self) {
+        self.retries.increment(1);
+    }
+
+    pub fn queue_depth(&self, records: usize, bytes: usize) {
+        self.queue_records.set(records as f64);
+        self.queue_bytes.set(bytes as f64);
+    }
+
+    pub fn batch_flushed(&self, reason: FlushReason, records: usize, bytes: usize) {
+        self.batch_records.record(records as f64);
+        self.batch_bytes.record(bytes as f64);
+        metrics::counter!(FLUSHES, "stream" => self.stream.as_str().to_owned(), "reason" => reason.as_str()).increment(1);
+        self.in_flight.increment(1.0);
+    }
+
+    /// A call ended; `outcome` is `ok`, `partial` (some entries failed) or the error code.
+    pub fn put_records_finished(&self, outcome: &'static str, records: usize, took: Duration) {
+        self.in_flight.decrement(1.0);
+        let stream = self.stream.as_str().to_owned();
+        metrics::counter!(PUT_RECORDS_CALLS, "stream" => stream.clone(), "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!(PUT_RECORDS_DURATION, "stream" => stream, "outcome" => outcome)
+            .record(took.as_secs_f64());
+        tracing::trace!(stream = %self.stream, outcome, records, took_ms = took.as_millis() as u64, "PutRecords finished");
+    }
+
+    pub fn entry_failed(&self, code: &str) {
+        metrics::counter!(FAILED_ENTRIES, "stream" => self.stream.as_str().to_owned(), "error_code" => kinesis_code_label(code))
+            .increment(1);
+    }
+}

@@ -1,0 +1,42 @@
+//! What a record's journey ends in, as the layers above see it: where Kinesis put it, or why it
+//! was finally not written, and why a submission was refused at the door. The HTTP edge maps
+//! these to answers; nothing here knows about HTTP.
+
+/// Where Kinesis put a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub shard_id: String,
+    pub sequence_number: String,
+}
+
+/// Why a record was finally not written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Kinesis kept rejecting the entry (throttling, internal failure) until its deadline.
+    RetriesExhausted,
+    /// Kinesis did not answer (timeouts, connection failures) until the record's deadline.
+    Unavailable,
+    /// Kinesis refused it for good (validation, missing stream, access denied, KMS).
+    Rejected,
+    /// The shutdown grace period ended before the record could be sent.
+    ShuttingDown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordFailure {
+    pub kind: FailureKind,
+    /// The last error code Kinesis (or the transport) gave, for the client and the logs.
+    pub kinesis_code: String,
+    pub message: String,
+}
+
+pub type RecordOutcome = Result<Accepted, RecordFailure>;
+
+/// Why a submission was refused at the door.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubmitError {
+    /// The pipeline's record or byte budget is used up: the client should back off.
+    QueueFull,
+    /// The pipeline is draining for shutdown.
+    Closed,
+}

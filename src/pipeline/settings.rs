@@ -1,0 +1,21 @@
+//! The settings of one pipeline, resolved from the configuration by the registry.
+
+use std::time::Duration;
+
+use super::batch::BatchLimits;
+use super::retry::Backoff;
+
+/// Settings of one pipeline, resolved from the configuration.
+#[derive(Debug, Clone)]
+pub struct PipelineSettings {
+    pub batch: BatchLimits,
+    pub linger: Duration,
+    /// With no call in flight, a batch goes out once no record has arrived for this long.
+    pub arrival_gap: Duration,
+    pub max_in_flight_calls: usize,
+    pub queue_max_records: usize,
+    pub queue_max_bytes: usize,
+    pub record_deadline: Duration,
+    pub backoff: Backoff,
+    pub shutdown_grace: Duration,
+}
