@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 use crate::config::Settings;
 use crate::http::auth::ApiKeys;
 use crate::http::rate_limit::RateLimits;
-use crate::http::{self, AppState, RouteMetricsSet};
+use crate::http::{self, AccessLog, AppState, RouteMetricsSet};
 use crate::kinesis::{load_sdk_config, KinesisClients, KinesisHealth};
 use crate::pipeline::Pipelines;
 use crate::telemetry;
@@ -102,6 +102,7 @@ impl Application {
             kinesis_runtime.handle().clone(),
             draining.clone(),
         ));
+        pipelines.spawn_reaper();
         let health = Arc::new(KinesisHealth::default());
         health.spawn_probe(
             kinesis_runtime.handle(),
@@ -121,6 +122,7 @@ impl Application {
             prometheus: telemetry::prometheus(),
             // After the recorder is installed (above), or the handles would record nowhere.
             route_metrics: RouteMetricsSet::new(),
+            access_log: AccessLog::from_setting(&settings.log.access),
         });
 
         // Histograms keep their samples until upkeep folds them in; a scrape does it too, but
@@ -141,6 +143,7 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
+                .wrap(actix_web::middleware::from_fn(http::access::log_and_count))
                 .configure(http::configure)
                 .default_service(web::to(http::not_found))
         })

@@ -96,7 +96,7 @@ fn describe() {
     );
     describe_counter!(
         EVENTS_REJECTED,
-        "Events or requests refused before reaching Kinesis, by error code."
+        "Events refused before reaching Kinesis, by stream (empty when the stream had no pipeline yet) and error code. A request refused before its body was parsed counts as one event."
     );
     describe_counter!(
         RECORDS_ACCEPTED,

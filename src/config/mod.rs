@@ -214,6 +214,10 @@ pub struct LimitSettings {
     pub max_records_per_request: usize,
     /// Distinct (region, stream) pipelines; each owns a queue, a thread and a client.
     pub max_pipelines: usize,
+    /// A pipeline unused for this long, with nothing in it, is given back (its thread ends).
+    pub pipeline_idle_timeout_ms: u64,
+    /// A stream Kinesis reported missing is answered 404 for this long without asking again.
+    pub missing_stream_ttl_ms: u64,
 }
 
 impl Default for LimitSettings {
@@ -222,12 +226,14 @@ impl Default for LimitSettings {
             max_body_bytes: 10 * 1024 * 1024,
             max_records_per_request: 10_000,
             max_pipelines: 64,
+            pipeline_idle_timeout_ms: 300_000,
+            missing_stream_ttl_ms: 10_000,
         }
     }
 }
 
-/// Limits in events/s and bytes/s; 0 turns a limit off. A burst of 0 means "the rate, or the
-/// largest request the proxy accepts if that is more", so no valid request is refused forever.
+/// Limits in events/s and bytes/s; 0 turns a limit off. A burst of 0 means one second's worth
+/// (the rate). A request larger than its burst is refused for good (413), never 429 forever.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitSettings {
@@ -293,6 +299,8 @@ pub struct LogSettings {
     pub level: String,
     /// `text` for people, `json` for log pipelines.
     pub format: String,
+    /// Access log lines: `all` requests, only `errors` (status 400 and up), or `off`.
+    pub access: String,
 }
 
 impl Default for LogSettings {
@@ -300,6 +308,7 @@ impl Default for LogSettings {
         Self {
             level: "info".into(),
             format: "text".into(),
+            access: "all".into(),
         }
     }
 }
@@ -325,6 +334,23 @@ impl Settings {
                 .allowed_regions
                 .iter()
                 .any(|r| r == "*" || r == region.as_str())
+    }
+
+    /// The regions a request may name, for messages: "us-west-2", "us-west-2 and eu-west-1",
+    /// "us-west-2, eu-west-1 and eu-central-1".
+    pub fn served_regions(&self) -> String {
+        let mut regions = vec![self.kinesis.default_region.as_str()];
+        regions.extend(
+            self.kinesis
+                .allowed_regions
+                .iter()
+                .map(String::as_str)
+                .filter(|r| *r != self.kinesis.default_region),
+        );
+        match regions.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+            _ => self.kinesis.default_region.clone(),
+        }
     }
 
     pub fn default_region(&self) -> Region {
@@ -368,6 +394,15 @@ impl BatchingSettings {
 impl RetrySettings {
     pub fn record_deadline(&self) -> Duration {
         Duration::from_millis(self.record_deadline_ms)
+    }
+}
+
+impl LimitSettings {
+    pub fn pipeline_idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.pipeline_idle_timeout_ms)
+    }
+    pub fn missing_stream_ttl(&self) -> Duration {
+        Duration::from_millis(self.missing_stream_ttl_ms)
     }
 }
 

@@ -124,6 +124,18 @@ impl Settings {
             1_000_000,
         )?;
         in_range("limits.max_pipelines", self.limits.max_pipelines, 1, 10_000)?;
+        at_least(
+            "limits.pipeline_idle_timeout_ms",
+            self.limits.pipeline_idle_timeout_ms,
+            100,
+        )?;
+        // DescribeStreamSummary is limited to 20 calls/s per account: a missing stream must
+        // not be asked about on every request.
+        at_least(
+            "limits.missing_stream_ttl_ms",
+            self.limits.missing_stream_ttl_ms,
+            1_000,
+        )?;
         let keys = self.auth.api_keys()?;
         if self.auth.required && keys.is_empty() {
             return Err(invalid(
@@ -137,6 +149,15 @@ impl Settings {
                 format!("must be \"text\" or \"json\" (got {:?})", self.log.format),
             ));
         }
+        if !matches!(self.log.access.as_str(), "all" | "errors" | "off") {
+            return Err(invalid(
+                "log.access",
+                format!(
+                    "must be \"all\", \"errors\" or \"off\" (got {:?})",
+                    self.log.access
+                ),
+            ));
+        }
         Ok(())
     }
 }
@@ -144,6 +165,16 @@ impl Settings {
 fn positive(setting: &str, value: u64) -> Result<(), ConfigError> {
     if value == 0 {
         return Err(invalid(setting, "must be greater than 0"));
+    }
+    Ok(())
+}
+
+fn at_least(setting: &str, value: u64, min: u64) -> Result<(), ConfigError> {
+    if value < min {
+        return Err(invalid(
+            setting,
+            format!("must be at least {min} (got {value})"),
+        ));
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::domain::{Region, StreamName};
 use crate::pipeline::{FailureKind, RecordFailure};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -68,6 +69,10 @@ pub enum ApiError {
     KinesisRetriesExhausted(String),
     #[error("{0}")]
     KinesisRejected(String),
+    #[error("{0}")]
+    StreamNotFound(String),
+    #[error("{0}")]
+    RequestExceedsBurst(String),
     #[error("no route for this method and path; see the README for the API")]
     NotFound,
     #[error("method not allowed for this route")]
@@ -113,6 +118,8 @@ impl ApiError {
             Self::KinesisUnavailable(_) => "kinesis_unavailable",
             Self::KinesisRetriesExhausted(_) => "kinesis_retries_exhausted",
             Self::KinesisRejected(_) => "kinesis_rejected",
+            Self::StreamNotFound(_) => "stream_not_found",
+            Self::RequestExceedsBurst(_) => "request_exceeds_burst",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Internal(_) => "internal",
@@ -131,21 +138,42 @@ impl ApiError {
         }
     }
 
-    /// Maps a record's final failure to the error its client sees.
-    pub fn from_record_failure(failure: &RecordFailure) -> Self {
+    /// Maps a record's final failure to the error its client sees. The words are ours: what
+    /// Kinesis said can carry account ids, role ARNs and key ids, so it goes to the log only.
+    pub fn from_record_failure(
+        failure: &RecordFailure,
+        region: &Region,
+        stream: &StreamName,
+    ) -> Self {
+        let code = failure.kinesis_code.as_str();
         match failure.kind {
-            FailureKind::Unavailable => Self::KinesisUnavailable(format!(
-                "Kinesis could not be reached before the record's deadline (last error: {}: {})",
-                failure.kinesis_code, failure.message
+            FailureKind::Unavailable => Self::KinesisUnavailable(
+                "Kinesis did not answer before the record's deadline; retry after the Retry-After delay".into(),
+            ),
+            FailureKind::RetriesExhausted if code.contains("Throughput") || code.contains("Throttl") => {
+                Self::KinesisRetriesExhausted(format!(
+                    "stream {stream} was over its write capacity until the record's deadline (Kinesis kept throttling it); retry later, or ask the operator for more shards"
+                ))
+            }
+            FailureKind::RetriesExhausted => Self::KinesisRetriesExhausted(
+                "Kinesis kept failing the record until its deadline; retry later".into(),
+            ),
+            FailureKind::StreamNotFound => Self::StreamNotFound(format!(
+                "stream {stream} does not exist in Kinesis in region {region}"
             )),
-            FailureKind::RetriesExhausted => Self::KinesisRetriesExhausted(format!(
-                "Kinesis kept rejecting the record until its deadline (last error: {}: {})",
-                failure.kinesis_code, failure.message
-            )),
-            FailureKind::Rejected => Self::KinesisRejected(format!(
-                "Kinesis refused the record ({}: {})",
-                failure.kinesis_code, failure.message
-            )),
+            FailureKind::Rejected => Self::KinesisRejected(match code {
+                c if c.starts_with("KMS") => format!(
+                    "the KMS key of stream {stream} refused the write; the proxy's log has the details for its operator"
+                ),
+                "AccessDeniedException" | "UnrecognizedClientException" | "ExpiredTokenException"
+                | "IncompleteSignature" | "MissingAuthenticationToken" => format!(
+                    "the proxy's AWS credentials may not write to stream {stream}; the proxy's log has the details for its operator"
+                ),
+                "ValidationException" | "InvalidArgumentException" => {
+                    "Kinesis refused the record as invalid; the proxy's log has the details for its operator".into()
+                }
+                _ => "Kinesis refused the record; the proxy's log has the details for its operator".into(),
+            }),
             FailureKind::ShuttingDown => Self::ShuttingDown,
         }
     }
@@ -168,9 +196,11 @@ impl ResponseError for ApiError {
             | Self::TooManyRecords(_) => StatusCode::BAD_REQUEST,
             Self::MissingApiKey | Self::InvalidApiKey => StatusCode::UNAUTHORIZED,
             Self::StreamNotAllowed(_) => StatusCode::FORBIDDEN,
-            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::NotFound | Self::StreamNotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::BodyTooLarge(_) | Self::RecordTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTooLarge(_) | Self::RecordTooLarge(_) | Self::RequestExceedsBurst(_) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             Self::UnsupportedMediaType(_) | Self::UnsupportedContentEncoding(_) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }

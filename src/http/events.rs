@@ -7,14 +7,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use actix_web::http::header;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
 
 use super::auth::API_KEY_HEADER;
 use super::body::{body_kind, read_body, BodyKind};
 use super::error::ApiError;
 use super::ingest::{self, ParsedRequest};
-use super::metrics::{events_rejected, RouteMetrics};
+use super::metrics::events_rejected;
 use super::paths::ROUTE_RECORDS;
 use super::state::AppState;
 use crate::domain::{truncate_for_message, Record, Region, StreamName};
@@ -57,10 +58,9 @@ pub(super) async fn put_event_stream_route(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    observe(
-        &state.route_metrics.stream,
-        put_event(&req, payload, &state).await,
-    )
+    let mut facts = RequestFacts::new(1);
+    let result = put_event(&req, payload, &state, &mut facts).await;
+    answer(&req, facts, result)
 }
 
 pub(super) async fn put_event_short_route(
@@ -68,10 +68,9 @@ pub(super) async fn put_event_short_route(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    observe(
-        &state.route_metrics.short,
-        put_event(&req, payload, &state).await,
-    )
+    let mut facts = RequestFacts::new(1);
+    let result = put_event(&req, payload, &state, &mut facts).await;
+    answer(&req, facts, result)
 }
 
 pub(super) async fn put_records(
@@ -79,126 +78,150 @@ pub(super) async fn put_records(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    observe(
-        &state.route_metrics.records,
-        put_many(&req, payload, &state).await,
-    )
+    // Until the body is parsed, a refused request counts as one event.
+    let mut facts = RequestFacts::new(1);
+    let result = put_many(&req, payload, &state, &mut facts).await;
+    answer(&req, facts, result)
 }
 
-/// Counts the answer, and the refused events by code.
-fn observe(
-    route: &RouteMetrics,
-    result: Result<(HttpResponse, Instant), (ApiError, Instant, u64)>,
-) -> HttpResponse {
-    match result {
-        Ok((response, started)) => {
-            route.answered(response.status().as_u16(), started.elapsed());
-            response
-        }
-        Err((error, started, events)) => {
-            // Failures after Kinesis had the records are counted as records_failed instead.
-            if events > 0 {
-                events_rejected(error.code(), events);
-            }
-            let response = error.error_response();
-            route.answered(response.status().as_u16(), started.elapsed());
-            response
+/// A refusal, and whether its events count as rejected at the door (false once Kinesis had
+/// them: those are counted as `records_failed` by the pipeline).
+struct Refusal {
+    error: ApiError,
+    at_the_door: bool,
+}
+
+impl From<ApiError> for Refusal {
+    fn from(error: ApiError) -> Self {
+        Self {
+            error,
+            at_the_door: true,
         }
     }
 }
 
-type Handled = Result<(HttpResponse, Instant), (ApiError, Instant, u64)>;
+fn after_kinesis(error: ApiError) -> Refusal {
+    Refusal {
+        error,
+        at_the_door: false,
+    }
+}
 
-async fn put_event(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Handled {
+/// Counts refused events by stream and code, and leaves the request's facts for the access log.
+fn answer(
+    req: &HttpRequest,
+    facts: RequestFacts,
+    result: Result<HttpResponse, Refusal>,
+) -> HttpResponse {
+    let response = match result {
+        Ok(response) => response,
+        Err(Refusal { error, at_the_door }) => {
+            if at_the_door {
+                events_rejected(facts.stream_label(), error.code(), facts.events);
+            }
+            error.error_response()
+        }
+    };
+    req.extensions_mut().insert(facts);
+    response
+}
+
+async fn put_event(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    facts: &mut RequestFacts,
+) -> Result<HttpResponse, Refusal> {
     let started = Instant::now();
-    let fail = |e: ApiError| (e, started, 1);
-    let Admitted { stream, key } = admit_request(req, state).map_err(fail)?;
-    match body_kind(req).map_err(fail)? {
+    let Admitted { stream, key } = admit_request(req, state, facts)?;
+    match body_kind(req)? {
         BodyKind::Json => {}
         BodyKind::Ndjson => {
-            return Err(fail(ApiError::UnsupportedMediaType(format!(
+            return Err(ApiError::UnsupportedMediaType(format!(
                 "NDJSON is accepted on {ROUTE_RECORDS}; this route takes one application/json event"
-            ))))
+            ))
+            .into())
         }
     }
-    let body = read_body(req, payload, state.settings.limits.max_body_bytes)
-        .await
-        .map_err(fail)?;
+    let body = read_body(req, payload, state.settings.limits.max_body_bytes).await?;
     let ParsedRequest {
         mut records,
         region,
-    } = ingest::parse_single(&body).map_err(fail)?;
-    let pipeline = pipeline_for(state, region.as_deref(), &stream).map_err(fail)?;
+    } = ingest::parse_single(&body)?;
+    let pipeline = pipeline_for(state, region.as_deref(), &stream, facts).await?;
     let Some(record) = records.pop() else {
-        return Err(fail(ApiError::Internal("parsed no record".into())));
+        return Err(ApiError::Internal("parsed no record".into()).into());
     };
-    check_record_size(&pipeline, &record, None).map_err(fail)?;
-    state
-        .rate_limits
-        .check(key, pipeline.region(), &stream, 1, record.kinesis_size())
-        .map_err(fail)?;
-    let receiver = pipeline
-        .submit_one(record, started)
-        .map_err(|e| fail(submit_error(e)))?;
+    check_record_size(&pipeline, &record, None)?;
+    state.rate_limits.check(
+        key,
+        pipeline.region(),
+        &stream,
+        1,
+        record.kinesis_size(),
+        |r, s| state.pipelines.is_running(r, s),
+    )?;
+    let receiver = pipeline.submit_one(record, started).map_err(submit_error)?;
     let Some(receiver) = receiver else {
-        return Ok((
-            HttpResponse::Accepted().json(QueuedBody { queued: 1 }),
-            started,
-        ));
+        return Ok(HttpResponse::Accepted().json(QueuedBody { queued: 1 }));
     };
     match receiver.await {
-        Ok(Ok(accepted)) => Ok((
-            HttpResponse::Ok().json(AcceptedBody {
-                shard_id: &accepted.shard_id,
-                sequence_number: &accepted.sequence_number,
-            }),
-            started,
-        )),
-        Ok(Err(failure)) => Err((ApiError::from_record_failure(&failure), started, 0)),
+        Ok(Ok(accepted)) => Ok(HttpResponse::Ok().json(AcceptedBody {
+            shard_id: &accepted.shard_id,
+            sequence_number: &accepted.sequence_number,
+        })),
+        Ok(Err(failure)) => Err(after_kinesis(ApiError::from_record_failure(
+            &failure,
+            pipeline.region(),
+            pipeline.stream(),
+        ))),
         // The pipeline dropped the record without an answer: only possible while the process
         // is being torn down. Not acknowledged, so the client may safely retry.
-        Err(_) => Err((ApiError::ShuttingDown, started, 0)),
+        Err(_) => Err(after_kinesis(ApiError::ShuttingDown)),
     }
 }
 
-async fn put_many(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Handled {
+async fn put_many(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    facts: &mut RequestFacts,
+) -> Result<HttpResponse, Refusal> {
     let started = Instant::now();
-    let fail = |e: ApiError| (e, started, 1);
-    let Admitted { stream, key } = admit_request(req, state).map_err(fail)?;
-    let kind = body_kind(req).map_err(fail)?;
-    let body = read_body(req, payload, state.settings.limits.max_body_bytes)
-        .await
-        .map_err(fail)?;
+    let Admitted { stream, key } = admit_request(req, state, facts)?;
+    let kind = body_kind(req)?;
+    let body = read_body(req, payload, state.settings.limits.max_body_bytes).await?;
     let max_records = state.settings.limits.max_records_per_request;
     let parsed = match kind {
         BodyKind::Json => ingest::parse_records_json(&body, max_records),
         BodyKind::Ndjson => ingest::parse_ndjson(&body, max_records),
-    }
-    .map_err(fail)?;
-    let count = parsed.records.len() as u64;
-    let fail_all = |e: ApiError| (e, started, count);
-    let pipeline = pipeline_for(state, parsed.region.as_deref(), &stream).map_err(fail_all)?;
+    }?;
+    facts.events = parsed.records.len() as u64;
+    let pipeline = pipeline_for(state, parsed.region.as_deref(), &stream, facts).await?;
     let mut bytes = 0;
     for (index, record) in parsed.records.iter().enumerate() {
-        check_record_size(&pipeline, record, Some(index)).map_err(fail_all)?;
+        check_record_size(&pipeline, record, Some(index))?;
         bytes += record.kinesis_size();
     }
-    state
-        .rate_limits
-        .check(key, pipeline.region(), &stream, parsed.records.len(), bytes)
-        .map_err(fail_all)?;
+    state.rate_limits.check(
+        key,
+        pipeline.region(),
+        &stream,
+        parsed.records.len(),
+        bytes,
+        |r, s| state.pipelines.is_running(r, s),
+    )?;
     let receivers = pipeline
         .submit_many(parsed.records, started)
-        .map_err(|e| fail_all(submit_error(e)))?;
+        .map_err(submit_error)?;
     if receivers.iter().all(Option::is_none) {
-        return Ok((
-            HttpResponse::Accepted().json(QueuedBody {
-                queued: receivers.len(),
-            }),
-            started,
-        ));
+        return Ok(HttpResponse::Accepted().json(QueuedBody {
+            queued: receivers.len(),
+        }));
     }
     let mut results = Vec::with_capacity(receivers.len());
+    // The error shared by every failed record so far; `None` once two differ.
+    let mut common_error: Option<Option<ApiError>> = None;
     let mut failed = 0;
     for receiver in receivers.into_iter().flatten() {
         let outcome: RecordOutcome = match receiver.await {
@@ -216,21 +239,76 @@ async fn put_many(req: &HttpRequest, payload: web::Payload, state: &AppState) ->
             },
             Err(failure) => {
                 failed += 1;
-                let error = ApiError::from_record_failure(&failure);
-                RecordResultBody::Failed {
+                let error =
+                    ApiError::from_record_failure(&failure, pipeline.region(), pipeline.stream());
+                let body = RecordResultBody::Failed {
                     error_code: error.code(),
                     error_message: error.to_string(),
-                }
+                };
+                common_error = match common_error {
+                    None => Some(Some(error)),
+                    Some(Some(first)) if first.code() == error.code() => Some(Some(first)),
+                    Some(_) => Some(None),
+                };
+                body
             }
         });
     }
-    Ok((
-        HttpResponse::Ok().json(RecordsResponse {
-            failed_record_count: failed,
-            records: results,
-        }),
-        started,
-    ))
+    let body = RecordsResponse {
+        failed_record_count: failed,
+        records: results,
+    };
+    match common_error {
+        // Every record failed, all for the same reason: answer with that reason's status (503
+        // and Retry-After when Kinesis is unavailable), so load balancers and status-based
+        // dashboards see the failure. The per-record body stays. Partial failures, or
+        // failures for different reasons, are a 200 whose body says which records failed.
+        Some(Some(error)) if failed == body.records.len() => {
+            let mut response = error.error_response();
+            let mut builder = HttpResponse::build(response.status());
+            for (name, value) in response.headers_mut().drain() {
+                if let Some(name) = name {
+                    if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+                        builder.insert_header((name, value));
+                    }
+                }
+            }
+            Ok(builder.json(body))
+        }
+        _ => Ok(HttpResponse::Ok().json(body)),
+    }
+}
+
+/// What the edge learned about a request, left in its extensions for the access log
+/// (`access::log_and_count`) and used for the rejection counter's labels.
+#[derive(Debug, Clone, Default)]
+pub(super) struct RequestFacts {
+    /// The stream named in the path, once it passed the allow-list.
+    pub(super) stream: Option<StreamName>,
+    /// Whether the stream has a pipeline: only then is its name a metric label (bounded by
+    /// `limits.max_pipelines`; with a wildcard allow-list, names are not).
+    pub(super) stream_has_pipeline: bool,
+    /// The name of the API key, never the key.
+    pub(super) key: Option<String>,
+    /// Events the request carried, once known (a request refused before its body was parsed
+    /// counts as one).
+    pub(super) events: u64,
+}
+
+impl RequestFacts {
+    fn new(events: u64) -> Self {
+        Self {
+            events,
+            ..Self::default()
+        }
+    }
+
+    fn stream_label(&self) -> &str {
+        match &self.stream {
+            Some(stream) if self.stream_has_pipeline => stream.as_str(),
+            _ => "",
+        }
+    }
 }
 
 /// Who is asking and where to: the outcome of the checks that need no body.
@@ -241,13 +319,19 @@ struct Admitted<'a> {
 }
 
 /// The checks that need no body: draining, API key, stream name, allow-list.
-fn admit_request<'a>(req: &HttpRequest, state: &'a AppState) -> Result<Admitted<'a>, ApiError> {
+fn admit_request<'a>(
+    req: &HttpRequest,
+    state: &'a AppState,
+    facts: &mut RequestFacts,
+) -> Result<Admitted<'a>, ApiError> {
     if state.draining.load(Ordering::Relaxed) {
         return Err(ApiError::ShuttingDown);
     }
     let key = if state.settings.auth.required {
         let presented = req.headers().get(API_KEY_HEADER).map(|v| v.as_bytes());
-        Some(state.api_keys.authenticate(presented)?)
+        let name = state.api_keys.authenticate(presented)?;
+        facts.key = Some(name.to_owned());
+        Some(name)
     } else {
         None
     };
@@ -261,13 +345,15 @@ fn admit_request<'a>(req: &HttpRequest, state: &'a AppState) -> Result<Admitted<
     if !state.allowed_streams.matches(&stream) {
         return Err(ApiError::StreamNotAllowed(stream.to_string()));
     }
+    facts.stream = Some(stream.clone());
     Ok(Admitted { stream, key })
 }
 
-fn pipeline_for(
+async fn pipeline_for(
     state: &AppState,
     region: Option<&str>,
     stream: &StreamName,
+    facts: &mut RequestFacts,
 ) -> Result<Arc<Pipeline>, ApiError> {
     let region = match region {
         None => state.default_region.clone(),
@@ -275,22 +361,27 @@ fn pipeline_for(
             let region = Region::parse(raw).map_err(|e| ApiError::InvalidRegion(e.to_string()))?;
             if !state.settings.region_allowed(&region) {
                 return Err(ApiError::RegionNotAllowed(format!(
-                    "region {region} is not served here: only {} and kinesis.allowed_regions ({})",
-                    state.default_region,
-                    state.settings.kinesis.allowed_regions.join(", ")
+                    "region {region} is not served by this proxy; it serves {}",
+                    state.settings.served_regions()
                 )));
             }
             region
         }
     };
-    state
+    let pipeline = state
         .pipelines
         .get_or_start(&region, stream)
+        .await
         .map_err(|e| match e {
             StartError::ShuttingDown => ApiError::ShuttingDown,
+            StartError::StreamNotFound => ApiError::StreamNotFound(format!(
+                "stream {stream} does not exist in Kinesis in region {region}"
+            )),
             StartError::TooManyPipelines { .. } => ApiError::TooManyStreams(e.to_string()),
             StartError::Thread(_) => ApiError::Internal(e.to_string()),
-        })
+        })?;
+    facts.stream_has_pipeline = true;
+    Ok(pipeline)
 }
 
 fn check_record_size(

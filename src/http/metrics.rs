@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use metrics::{Counter, Histogram};
 
-use super::paths::{ROUTE_RECORDS, ROUTE_SHORT, ROUTE_STREAM};
+use super::paths::{ALL_ROUTES, UNMATCHED};
 use crate::telemetry::{EVENTS_REJECTED, HTTP_DURATION, HTTP_REQUESTS};
 
 /// Handles of one route's request metrics, registered at startup: the success path of a
@@ -39,21 +39,30 @@ impl RouteMetrics {
     }
 }
 
-/// Request metrics of the write routes, registered once (after the recorder is installed).
+/// Request metrics of every route, and of requests no route matched, registered once (after
+/// the recorder is installed).
 #[derive(Debug)]
 pub struct RouteMetricsSet {
-    pub(crate) stream: RouteMetrics,
-    pub(crate) short: RouteMetrics,
-    pub(crate) records: RouteMetrics,
+    routes: Vec<RouteMetrics>,
+    unmatched: RouteMetrics,
 }
 
 impl RouteMetricsSet {
     pub fn new() -> Self {
         Self {
-            stream: RouteMetrics::new(ROUTE_STREAM),
-            short: RouteMetrics::new(ROUTE_SHORT),
-            records: RouteMetrics::new(ROUTE_RECORDS),
+            routes: ALL_ROUTES
+                .iter()
+                .map(|route| RouteMetrics::new(route))
+                .collect(),
+            unmatched: RouteMetrics::new(UNMATCHED),
         }
+    }
+
+    /// The handles of the route named `route` (its template), or of "unmatched".
+    pub fn route(&self, route: Option<&str>) -> &RouteMetrics {
+        route
+            .and_then(|name| self.routes.iter().find(|r| r.route == name))
+            .unwrap_or(&self.unmatched)
     }
 }
 
@@ -64,8 +73,11 @@ impl Default for RouteMetricsSet {
 }
 
 /// Events refused before Kinesis (validation, auth, limits, backpressure), by stable code.
-pub fn events_rejected(code: &'static str, events: u64) {
-    metrics::counter!(EVENTS_REJECTED, "code" => code).increment(events);
+/// `stream` is empty when the request was refused before its stream had a pipeline, so names a
+/// client makes up never become labels.
+pub fn events_rejected(stream: &str, code: &'static str, events: u64) {
+    metrics::counter!(EVENTS_REJECTED, "stream" => stream.to_owned(), "code" => code)
+        .increment(events);
 }
 
 fn status_label(status: u16) -> &'static str {

@@ -8,6 +8,7 @@
 //! body come first, so a refused request costs little, and an unauthenticated client learns
 //! nothing about streams.
 
+pub mod access;
 pub mod auth;
 mod body;
 pub mod error;
@@ -22,4 +23,4 @@ mod state;
 
 pub use metrics::RouteMetricsSet;
 pub use routes::{configure, not_found};
-pub use state::AppState;
+pub use state::{AccessLog, AppState};

@@ -23,22 +23,28 @@ pub struct Rate {
 }
 
 impl Rate {
-    /// `per_second` 0 turns the limit off; `burst` 0 picks `max(per_second, largest_request)`,
-    /// so every request the proxy accepts can pass the limiter once it is idle.
-    pub fn from_settings(per_second: u32, burst: u32, largest_request: usize) -> Option<Self> {
+    /// `per_second` 0 turns the limit off; `burst` 0 means one second's worth.
+    pub fn from_settings(per_second: u32, burst: u32) -> Option<Self> {
         let per_second = NonZeroU32::new(per_second)?;
-        let largest = u32::try_from(largest_request).unwrap_or(u32::MAX);
-        let burst = NonZeroU32::new(if burst == 0 {
-            per_second.get().max(largest)
-        } else {
-            burst
-        })?;
+        let burst = NonZeroU32::new(burst).unwrap_or(per_second);
         Some(Self { per_second, burst })
     }
 
     fn limiter(self) -> DefaultDirectRateLimiter {
         DefaultDirectRateLimiter::direct(Quota::per_second(self.per_second).allow_burst(self.burst))
     }
+}
+
+/// Why a limiter refused.
+enum Refused {
+    /// Over the rate now: retry after this long.
+    Wait(Duration),
+    /// Larger than the burst: it can never pass.
+    TooLarge {
+        amount: u32,
+        burst: u32,
+        unit: &'static str,
+    },
 }
 
 /// The events and bytes limiters of one key or stream.
@@ -59,9 +65,12 @@ impl Limiter {
         })
     }
 
-    /// Takes `events` and `bytes` from the buckets, or says how long to wait.
-    fn check(&self, events: usize, bytes: usize) -> Result<(), Duration> {
-        for (limiter, amount) in [(&self.events, events), (&self.bytes, bytes)] {
+    /// Takes `events` and `bytes` from the buckets, or says why not.
+    fn check(&self, events: usize, bytes: usize) -> Result<(), Refused> {
+        for (limiter, amount, unit) in [
+            (&self.events, events, "events"),
+            (&self.bytes, bytes, "bytes"),
+        ] {
             let (Some(limiter), Some(amount)) = (
                 limiter,
                 NonZeroU32::new(u32::try_from(amount).unwrap_or(u32::MAX)),
@@ -71,11 +80,18 @@ impl Limiter {
             match limiter.check_n(amount) {
                 Ok(Ok(())) => {}
                 Ok(Err(not_until)) => {
-                    return Err(not_until.wait_time_from(DefaultClock::default().now()))
+                    return Err(Refused::Wait(
+                        not_until.wait_time_from(DefaultClock::default().now()),
+                    ))
                 }
-                // Larger than the burst: only possible with a burst set below the largest
-                // request; waiting a second is the honest answer the client can act on.
-                Err(_) => return Err(Duration::from_secs(1)),
+                // More than the bucket holds: waiting never helps.
+                Err(capacity) => {
+                    return Err(Refused::TooLarge {
+                        amount: amount.get(),
+                        burst: capacity.0,
+                        unit,
+                    })
+                }
             }
         }
         Ok(())
@@ -90,24 +106,21 @@ pub struct RateLimits {
     /// Used when authentication is off: all anonymous clients share it.
     anonymous: Option<Limiter>,
     per_stream: RwLock<HashMap<(Region, StreamName), Arc<Limiter>>>,
+    /// Past this many stream limiters, those of streams without a pipeline are dropped, so the
+    /// map stays bounded as pipelines come and go.
+    max_streams: usize,
 }
 
 impl RateLimits {
     pub fn new(settings: &Settings, key_names: &[&str]) -> Self {
         let r: &RateLimitSettings = &settings.rate_limits;
-        let max_events = settings.limits.max_records_per_request;
-        let max_bytes = settings.limits.max_body_bytes;
         let key_rates = (
-            Rate::from_settings(r.key_events_per_second, r.key_events_burst, max_events),
-            Rate::from_settings(r.key_bytes_per_second, r.key_bytes_burst, max_bytes),
+            Rate::from_settings(r.key_events_per_second, r.key_events_burst),
+            Rate::from_settings(r.key_bytes_per_second, r.key_bytes_burst),
         );
         let stream_rates = (
-            Rate::from_settings(
-                r.stream_events_per_second,
-                r.stream_events_burst,
-                max_events,
-            ),
-            Rate::from_settings(r.stream_bytes_per_second, r.stream_bytes_burst, max_bytes),
+            Rate::from_settings(r.stream_events_per_second, r.stream_events_burst),
+            Rate::from_settings(r.stream_bytes_per_second, r.stream_bytes_burst),
         );
         let per_key = key_names
             .iter()
@@ -121,10 +134,12 @@ impl RateLimits {
             per_key,
             anonymous: Limiter::new(key_rates.0, key_rates.1),
             per_stream: RwLock::new(HashMap::new()),
+            max_streams: settings.limits.max_pipelines,
         }
     }
 
     /// Checks the caller's key (`None` when authentication is off) and then the stream.
+    /// `is_running` tells which streams still have a pipeline (their limiters are kept).
     pub fn check(
         &self,
         key: Option<&str>,
@@ -132,6 +147,7 @@ impl RateLimits {
         stream: &StreamName,
         events: usize,
         bytes: usize,
+        is_running: impl Fn(&Region, &StreamName) -> bool,
     ) -> Result<(), ApiError> {
         if self.key_rates.0.is_some() || self.key_rates.1.is_some() {
             let limiter = match key {
@@ -139,26 +155,29 @@ impl RateLimits {
                 None => self.anonymous.as_ref(),
             };
             if let Some(limiter) = limiter {
-                limiter.check(events, bytes).map_err(|wait| {
-                    rate_limited(
-                        wait,
-                        "this API key's rate limit (rate_limits.key_*)".to_owned(),
-                    )
+                limiter.check(events, bytes).map_err(|refused| {
+                    refusal(refused, "this API key's rate limit", "rate_limits.key_")
                 })?;
             }
         }
-        if let Some(limiter) = self.stream_limiter(region, stream) {
-            limiter.check(events, bytes).map_err(|wait| {
-                rate_limited(
-                    wait,
-                    format!("stream {stream}'s rate limit (rate_limits.stream_*)"),
+        if let Some(limiter) = self.stream_limiter(region, stream, is_running) {
+            limiter.check(events, bytes).map_err(|refused| {
+                refusal(
+                    refused,
+                    &format!("stream {stream}'s rate limit"),
+                    "rate_limits.stream_",
                 )
             })?;
         }
         Ok(())
     }
 
-    fn stream_limiter(&self, region: &Region, stream: &StreamName) -> Option<Arc<Limiter>> {
+    fn stream_limiter(
+        &self,
+        region: &Region,
+        stream: &StreamName,
+        is_running: impl Fn(&Region, &StreamName) -> bool,
+    ) -> Option<Arc<Limiter>> {
         if self.stream_rates.0.is_none() && self.stream_rates.1.is_none() {
             return None;
         }
@@ -172,6 +191,9 @@ impl RateLimits {
             return Some(limiter.clone());
         }
         let mut map = self.per_stream.write().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= self.max_streams {
+            map.retain(|(r, s), _| is_running(r, s));
+        }
         let limiter = map
             .entry(key)
             .or_insert_with(|| {
@@ -187,13 +209,24 @@ impl RateLimits {
     }
 }
 
-fn rate_limited(wait: Duration, which: String) -> ApiError {
-    ApiError::RateLimited {
-        message: format!(
-            "request exceeds {which}; retry after {} ms",
-            wait.as_millis().max(1)
-        ),
-        retry_after: wait,
+/// The client's answer: 429 with the wait when over the rate, 413 when the request can never
+/// fit the burst (a retry would be refused the same way forever).
+fn refusal(refused: Refused, which: &str, setting_prefix: &str) -> ApiError {
+    match refused {
+        Refused::Wait(wait) => ApiError::RateLimited {
+            message: format!(
+                "request exceeds {which}; retry after {} ms",
+                wait.as_millis().max(1)
+            ),
+            retry_after: wait,
+        },
+        Refused::TooLarge {
+            amount,
+            burst,
+            unit,
+        } => ApiError::RequestExceedsBurst(format!(
+            "the request carries {amount} {unit} but {which} lets at most {burst} {unit} through at once ({setting_prefix}{unit}_burst); split it into smaller requests"
+        )),
     }
 }
 
@@ -220,11 +253,11 @@ mod tests {
         let (region, stream) = ids();
         for _ in 0..5 {
             limits
-                .check(Some("a"), &region, &stream, 1, 1)
+                .check(Some("a"), &region, &stream, 1, 1, running)
                 .expect("within burst");
         }
         let err = limits
-            .check(Some("a"), &region, &stream, 1, 1)
+            .check(Some("a"), &region, &stream, 1, 1, running)
             .expect_err("over");
         assert_eq!(err.code(), "rate_limited");
         let wait = err.retry_after().expect("retry after");
@@ -234,7 +267,7 @@ mod tests {
         );
         // Another key has its own bucket.
         limits
-            .check(Some("b"), &region, &stream, 1, 1)
+            .check(Some("b"), &region, &stream, 1, 1, running)
             .expect("own bucket");
     }
 
@@ -243,18 +276,58 @@ mod tests {
         let limits = RateLimits::new(&settings(0, 0), &["a", "b"]);
         let (region, stream) = ids();
         limits
-            .check(Some("a"), &region, &stream, 1, 600)
+            .check(Some("a"), &region, &stream, 1, 600, running)
             .expect("first");
         let err = limits
-            .check(Some("b"), &region, &stream, 1, 600)
+            .check(Some("b"), &region, &stream, 1, 600, running)
             .expect_err("stream bucket shared");
         assert!(err.to_string().contains("stream s"), "{err}");
     }
 
+    fn running(_: &Region, _: &StreamName) -> bool {
+        true
+    }
+
     #[test]
-    fn automatic_burst_fits_the_largest_request() {
-        let rate = Rate::from_settings(100, 0, 10_000).expect("on");
-        assert_eq!(rate.burst.get(), 10_000);
-        assert!(Rate::from_settings(0, 50, 10).is_none(), "0 turns it off");
+    fn automatic_burst_is_one_seconds_worth() {
+        let rate = Rate::from_settings(100, 0).expect("on");
+        assert_eq!(rate.burst.get(), 100);
+        assert_eq!(Rate::from_settings(100, 7).expect("on").burst.get(), 7);
+        assert!(Rate::from_settings(0, 50).is_none(), "0 turns it off");
+    }
+
+    #[test]
+    fn a_request_larger_than_the_burst_is_refused_for_good() {
+        let limits = RateLimits::new(&settings(2, 2), &["a"]);
+        let (region, stream) = ids();
+        for _ in 0..3 {
+            let err = limits
+                .check(Some("a"), &region, &stream, 3, 1, running)
+                .expect_err("never fits");
+            assert_eq!(err.code(), "request_exceeds_burst");
+            assert!(err.retry_after().is_none(), "a retry cannot help");
+            assert!(
+                err.to_string().contains("rate_limits.key_events_burst"),
+                "{err}"
+            );
+        }
+        limits
+            .check(Some("a"), &region, &stream, 2, 1, running)
+            .expect("a request of the burst's size passes");
+    }
+
+    #[test]
+    fn stream_limiters_of_streams_without_a_pipeline_are_dropped() {
+        let mut s = settings(0, 0);
+        s.limits.max_pipelines = 2;
+        let limits = RateLimits::new(&s, &["a"]);
+        for name in ["s1", "s2", "s3", "s4"] {
+            let stream = StreamName::parse(name).expect("name");
+            limits
+                .check(Some("a"), &Region::us_west_2(), &stream, 1, 1, |_, _| false)
+                .expect("fits");
+        }
+        let kept = limits.per_stream.read().expect("lock").len();
+        assert!(kept <= 2, "{kept} limiters kept");
     }
 }

@@ -13,6 +13,25 @@ use crate::domain::{Region, StreamPatterns};
 use crate::kinesis::KinesisHealth;
 use crate::pipeline::Pipelines;
 
+/// Which requests get an access-log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLog {
+    All,
+    Errors,
+    Off,
+}
+
+impl AccessLog {
+    /// From `log.access` (validated at startup).
+    pub fn from_setting(value: &str) -> Self {
+        match value {
+            "off" => Self::Off,
+            "errors" => Self::Errors,
+            _ => Self::All,
+        }
+    }
+}
+
 /// Shared by all workers.
 pub struct AppState {
     pub settings: Arc<Settings>,
@@ -25,4 +44,5 @@ pub struct AppState {
     pub health: Arc<KinesisHealth>,
     pub prometheus: PrometheusHandle,
     pub route_metrics: RouteMetricsSet,
+    pub access_log: AccessLog,
 }

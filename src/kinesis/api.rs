@@ -44,6 +44,8 @@ impl CallFailure {
     pub const CONNECTION: &'static str = "connection";
     /// The endpoint answered HTTP 413 to the request as a whole.
     pub const REQUEST_TOO_LARGE: &'static str = "request_too_large";
+    /// Kinesis' code for a stream that does not exist.
+    pub const STREAM_NOT_FOUND: &'static str = "ResourceNotFoundException";
 
     /// True when no answer came from Kinesis at all, which is what "unavailable" means to a client.
     pub fn is_unreachable(&self) -> bool {

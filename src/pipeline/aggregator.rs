@@ -24,6 +24,7 @@ use super::metrics::StreamMetrics;
 use super::outcome::{FailureKind, RecordFailure};
 use super::pending::{Completion, PendingRecord, Submission};
 use super::settings::PipelineSettings;
+use super::status::StreamStatus;
 use crate::kinesis::PutRecordsApi;
 
 /// The aggregator's state; owned by its thread, so no locks.
@@ -38,6 +39,8 @@ pub(super) struct Aggregator<K> {
     runtime: tokio::runtime::Handle,
     draining: Arc<AtomicBool>,
     budget: Arc<Budget>,
+    /// Shared with the handle; calls flag a missing stream here.
+    status: Arc<StreamStatus>,
     /// Records that may go into the next batch, oldest first (retries go to the front).
     ready: VecDeque<PendingRecord>,
     ready_bytes: usize,
@@ -67,6 +70,7 @@ impl<K: PutRecordsApi> Aggregator<K> {
         runtime: tokio::runtime::Handle,
         draining: Arc<AtomicBool>,
         budget: Arc<Budget>,
+        status: Arc<StreamStatus>,
     ) -> Self {
         Self {
             metrics,
@@ -78,6 +82,7 @@ impl<K: PutRecordsApi> Aggregator<K> {
             runtime,
             draining,
             budget,
+            status,
             ready: VecDeque::new(),
             ready_bytes: 0,
             backing_off: Vec::new(),
@@ -331,6 +336,7 @@ impl<K: PutRecordsApi> Aggregator<K> {
             self.api.clone(),
             self.settings.backoff,
             self.completions_tx.clone(),
+            self.status.clone(),
         );
         self.runtime.spawn(call.run(records));
     }

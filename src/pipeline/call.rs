@@ -11,6 +11,7 @@ use super::metrics::StreamMetrics;
 use super::outcome::{Accepted, FailureKind, RecordFailure};
 use super::pending::{Completion, PendingRecord};
 use super::retry::{classify_call_failure, classify_entry_error, Backoff, Retryability};
+use super::status::StreamStatus;
 use crate::domain::Record;
 use crate::kinesis::{kinesis_code_label, CallFailure, EntryResult, PutRecordsApi};
 
@@ -20,6 +21,7 @@ pub(super) struct Call<K> {
     api: Arc<K>,
     backoff: Backoff,
     completions: Sender<Completion>,
+    status: Arc<StreamStatus>,
     /// Filled while handling results; handed back on drop, so the aggregator always gets its
     /// in-flight slot back, even if this task is cancelled by the runtime shutting down.
     retries: Vec<PendingRecord>,
@@ -43,12 +45,14 @@ impl<K: PutRecordsApi> Call<K> {
         api: Arc<K>,
         backoff: Backoff,
         completions: Sender<Completion>,
+        status: Arc<StreamStatus>,
     ) -> Self {
         Self {
             metrics,
             api,
             backoff,
             completions,
+            status,
             retries: Vec::new(),
             shrink_batches: false,
         }
@@ -95,7 +99,7 @@ impl<K: PutRecordsApi> Call<K> {
                             let retryable = classify_entry_error(&code);
                             let kind = match retryable {
                                 Retryability::Retryable => FailureKind::RetriesExhausted,
-                                Retryability::Fatal => FailureKind::Rejected,
+                                Retryability::Fatal => self.fatal_kind(&code),
                             };
                             self.retry_or_fail(record, retryable, kind, code, message);
                         }
@@ -117,7 +121,7 @@ impl<K: PutRecordsApi> Call<K> {
                 let kinesis_down =
                     failure.is_unreachable() || failure.status.is_some_and(|s| s >= 500);
                 let kind = match retryable {
-                    Retryability::Fatal => FailureKind::Rejected,
+                    Retryability::Fatal => self.fatal_kind(&failure.code),
                     Retryability::Retryable if kinesis_down => FailureKind::Unavailable,
                     Retryability::Retryable => FailureKind::RetriesExhausted,
                 };
@@ -136,6 +140,16 @@ impl<K: PutRecordsApi> Call<K> {
                     );
                 }
             }
+        }
+    }
+
+    /// The kind of a final refusal; a missing stream also flags the pipeline for retirement.
+    fn fatal_kind(&self, code: &str) -> FailureKind {
+        if code == CallFailure::STREAM_NOT_FOUND {
+            self.status.mark_missing();
+            FailureKind::StreamNotFound
+        } else {
+            FailureKind::Rejected
         }
     }
 

@@ -15,6 +15,7 @@ use super::metrics::StreamMetrics;
 use super::outcome::{RecordOutcome, SubmitError};
 use super::pending::{PendingRecord, Submission};
 use super::settings::PipelineSettings;
+use super::status::StreamStatus;
 use crate::domain::{Record, Region, StreamName};
 use crate::kinesis::PutRecordsApi;
 
@@ -30,6 +31,7 @@ pub struct Pipeline {
     max_record_bytes: AtomicUsize,
     ack_on_enqueue: bool,
     metrics: Arc<StreamMetrics>,
+    status: Arc<StreamStatus>,
 }
 
 impl Pipeline {
@@ -52,6 +54,8 @@ impl Pipeline {
             settings.queue_max_bytes,
         ));
         let metrics = Arc::new(StreamMetrics::new(&stream));
+        let status = Arc::new(StreamStatus::new());
+        status.touch();
         let pipeline = Arc::new(Pipeline {
             region: region.clone(),
             stream: stream.clone(),
@@ -61,6 +65,7 @@ impl Pipeline {
             max_record_bytes: AtomicUsize::new(max_record_bytes),
             ack_on_enqueue,
             metrics: metrics.clone(),
+            status: status.clone(),
         });
         let (completions_tx, completions) = crossbeam_channel::unbounded();
         let aggregator = Aggregator::new(
@@ -72,6 +77,7 @@ impl Pipeline {
             runtime,
             draining,
             budget,
+            status,
         );
         let handle = std::thread::Builder::new()
             .name(format!("agg-{}", truncate_thread_name(stream.as_str())))
@@ -97,6 +103,21 @@ impl Pipeline {
 
     pub fn set_max_record_bytes(&self, bytes: usize) {
         self.max_record_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Kinesis said the stream does not exist: the registry retires this pipeline.
+    pub fn stream_missing(&self) -> bool {
+        self.status.is_missing()
+    }
+
+    /// A request is about to use the pipeline (it is not idle).
+    pub fn touch(&self) {
+        self.status.touch();
+    }
+
+    /// How long since a request last used the pipeline.
+    pub fn idle_for(&self) -> Duration {
+        self.status.idle_for()
     }
 
     /// Records and bytes currently admitted (queued, in flight or backing off).

@@ -22,6 +22,7 @@ fn failure_label(kind: FailureKind) -> &'static str {
         FailureKind::RetriesExhausted => "retries_exhausted",
         FailureKind::Unavailable => "unavailable",
         FailureKind::Rejected => "rejected",
+        FailureKind::StreamNotFound => "stream_not_found",
         FailureKind::ShuttingDown => "shutting_down",
     }
 }

@@ -22,6 +22,7 @@ mod pending;
 pub mod registry;
 pub mod retry;
 mod settings;
+mod status;
 
 pub use handle::Pipeline;
 pub use outcome::{Accepted, FailureKind, RecordFailure, RecordOutcome, SubmitError};

@@ -16,8 +16,10 @@ pub enum FailureKind {
     RetriesExhausted,
     /// Kinesis did not answer (timeouts, connection failures) until the record's deadline.
     Unavailable,
-    /// Kinesis refused it for good (validation, missing stream, access denied, KMS).
+    /// Kinesis refused it for good (validation, access denied, KMS).
     Rejected,
+    /// Kinesis says the stream does not exist (in this region, for these credentials).
+    StreamNotFound,
     /// The shutdown grace period ended before the record could be sent.
     ShuttingDown,
 }
@@ -25,8 +27,10 @@ pub enum FailureKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordFailure {
     pub kind: FailureKind,
-    /// The last error code Kinesis (or the transport) gave, for the client and the logs.
+    /// The last error code Kinesis (or the transport) gave, for logs and metrics.
     pub kinesis_code: String,
+    /// What Kinesis said, for the logs only: it can name accounts, roles and keys, so it never
+    /// reaches a client.
     pub message: String,
 }
 

@@ -283,21 +283,48 @@ fn entries_failing_past_their_deadline_are_answered_with_the_last_error() {
 fn fatal_call_errors_fail_at_once_without_retry() {
     let api = FakeKinesis::new(Duration::ZERO, |_, _| {
         Err(CallFailure {
-            code: "ResourceNotFoundException".into(),
+            code: "AccessDeniedException".into(),
             status: Some(400),
-            message: "Stream test not found".into(),
+            message: "User arn:aws:sts::123:assumed-role/x is not authorized".into(),
         })
     });
     let mut h = Harness::start(api.clone(), settings());
     let outcomes = h.send_all(5);
+    assert!(!h.pipeline().stream_missing());
     h.close();
     for outcome in outcomes {
         let failure = outcome.expect_err("rejected");
         assert_eq!(failure.kind, FailureKind::Rejected);
-        assert_eq!(failure.kinesis_code, "ResourceNotFoundException");
+        assert_eq!(failure.kinesis_code, "AccessDeniedException");
     }
     let sent: usize = api.calls().iter().map(Vec::len).sum();
     assert_eq!(sent, 5, "never retried");
+}
+
+#[test]
+fn a_missing_stream_fails_its_records_and_flags_the_pipeline_for_retirement() {
+    let api = FakeKinesis::new(Duration::ZERO, |_, _| {
+        Err(CallFailure {
+            code: "ResourceNotFoundException".into(),
+            status: Some(400),
+            message: "Stream test under account 000000000000 not found.".into(),
+        })
+    });
+    let mut h = Harness::start(api.clone(), settings());
+    let outcomes = h.send_all(3);
+    assert!(h.pipeline().stream_missing(), "the registry must retire it");
+    h.close();
+    for outcome in outcomes {
+        assert_eq!(
+            outcome.expect_err("missing").kind,
+            FailureKind::StreamNotFound
+        );
+    }
+    assert_eq!(
+        api.calls().iter().map(Vec::len).sum::<usize>(),
+        3,
+        "never retried"
+    );
 }
 
 #[test]

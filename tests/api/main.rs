@@ -5,6 +5,7 @@ mod helpers;
 
 mod batching;
 mod dashboard;
+mod first_hour;
 mod guard_rails;
 mod layout;
 mod retries;

@@ -2,8 +2,7 @@
 //! event it acknowledged is in the stream. Also: invalid configuration stops it at startup with
 //! a message naming the setting.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,58 +10,16 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::helpers::app::API_KEY;
+use crate::helpers::binary::{proxy_command, RunningProxy};
 use crate::helpers::emulator::{create_stream, kinesalite, read_all, unique_stream_name};
-
-fn proxy_command(endpoint: &str) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_kinesis-proxy"));
-    command
-        .arg("--config")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"))
-        .env("KINESIS_PROXY__SERVER__LISTEN", "127.0.0.1:0")
-        .env("KINESIS_PROXY__SERVER__WORKERS", "1")
-        .env("KINESIS_PROXY__SERVER__KINESIS_THREADS", "1")
-        .env("KINESIS_PROXY__KINESIS__ENDPOINT_URL", endpoint)
-        .env("KINESIS_PROXY__STREAMS__ALLOW", "it-*")
-        .env("KINESIS_PROXY__AUTH__KEYS", format!("tests:{API_KEY}"))
-        .env("KINESIS_PROXY__LOG__FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .env("AWS_ACCESS_KEY_ID", "local")
-        .env("AWS_SECRET_ACCESS_KEY", "local")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    command
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_and_every_acknowledged_event_is_stored() {
     let emulator = kinesalite().await.endpoint.clone();
     let stream = unique_stream_name("it-");
     create_stream(&emulator, &stream, 2).await;
-    let mut child = proxy_command(&emulator)
-        .spawn()
-        .expect("proxy binary starts");
-
-    // The bound port is in the "listening" log line.
-    let stdout = child.stdout.take().expect("stdout");
-    let (port_tx, port_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if !sent {
-                if let Ok(entry) = serde_json::from_str::<Value>(&line) {
-                    if let Some(port) = entry["port"].as_u64() {
-                        let _ = port_tx.send(port);
-                        sent = true;
-                    }
-                }
-            }
-        }
-    });
-    let port = port_rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("proxy logged its port");
+    let mut proxy = RunningProxy::spawn(proxy_command(&emulator));
+    let port = proxy.port;
     let url = format!("http://127.0.0.1:{port}/kinesis/stream/{stream}");
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
@@ -109,12 +66,12 @@ async fn sigterm_drains_and_every_acknowledged_event_is_stored() {
     tokio::time::sleep(Duration::from_millis(700)).await;
     let signalled = Command::new("kill")
         .arg("-TERM")
-        .arg(child.id().to_string())
+        .arg(proxy.child.id().to_string())
         .status()
         .expect("kill");
     assert!(signalled.success());
     let started = Instant::now();
-    let status = tokio::task::spawn_blocking(move || child.wait())
+    let status = tokio::task::spawn_blocking(move || proxy.child.wait())
         .await
         .expect("join")
         .expect("wait");

@@ -2,6 +2,7 @@
 //! a Prometheus server.
 
 pub mod app;
+pub mod binary;
 pub mod emulator;
 pub mod fault_proxy;
 #[path = "../../support/kinesis_read.rs"]
