@@ -1,9 +1,13 @@
 //! What a run measured: one `ScenarioReport` per scenario, the targets checked against them,
-//! printed as a markdown table and written as JSON.
+//! printed as a markdown table (and a progress line as each run ends) and written as JSON.
+//!
+//! Shapes and printing only: the figures are measured in `scenarios/run.rs` and the targets
+//! checked in `scenarios/judge.rs`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
@@ -167,7 +171,7 @@ pub struct RunReport {
     pub scenarios: Vec<ScenarioReport>,
 }
 
-pub fn machine() -> BTreeMap<String, String> {
+fn machine() -> BTreeMap<String, String> {
     let mut machine = BTreeMap::new();
     // Which proxy was measured: the commit, and whether src/ differed from it.
     let git = |args: &[&str]| {
@@ -211,6 +215,27 @@ pub fn machine() -> BTreeMap<String, String> {
         }
     }
     machine
+}
+
+/// The whole run's report: the command, build profile, time and machine around `scenarios`.
+pub fn run_report(scenarios: Vec<ScenarioReport>) -> RunReport {
+    RunReport {
+        command: command_line(),
+        profile: if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+        unix_time: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        machine: machine(),
+        scenarios,
+    }
+}
+
+fn command_line() -> String {
+    std::env::args().collect::<Vec<_>>().join(" ")
 }
 
 pub fn write_json(path: &Path, report: &RunReport) -> Result<(), Error> {
@@ -321,4 +346,19 @@ pub fn markdown(report: &RunReport) -> String {
         }
     }
     out
+}
+
+/// Progress line printed as each run ends.
+pub fn one_line(report: &ScenarioReport) -> String {
+    format!(
+        "load: {:<22} {:>9} req/s {:>10} events/s  p99 {} ms  server CPU {:.2} s",
+        report.name,
+        thousands(report.requests_per_sec),
+        thousands(report.events_per_sec),
+        report
+            .latency
+            .as_ref()
+            .map_or_else(|| "-".into(), |l| format!("{:.1}", l.p99_ms)),
+        report.server_cpu_s,
+    )
 }

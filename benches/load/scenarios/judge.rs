@@ -1,0 +1,276 @@
+//! Judging: checks each run's figures against its target from the load-benchmark issue (and
+//! the smoke test's against "the machinery works"), as `Check`s on the reports.
+//!
+//! Pure functions of the reports: nothing here runs anything, prints or writes; the report's
+//! shape and printing are `report.rs`.
+
+use crate::report::{self, Check, ScenarioReport};
+
+fn check(target: impl Into<String>, measured: impl Into<String>, pass: bool) -> Check {
+    Check {
+        target: target.into(),
+        measured: measured.into(),
+        pass,
+    }
+}
+
+/// Answers other than 2xx, as text (`"503: 12"`), or `None` when all were 2xx.
+fn refusals(report: &ScenarioReport) -> Option<String> {
+    let mut other: Vec<String> = report
+        .statuses
+        .iter()
+        .filter(|(code, _)| !code.starts_with('2'))
+        .map(|(code, n)| format!("{code}: {n}"))
+        .collect();
+    if report.transport_errors > 0 {
+        other.push(format!(
+            "transport errors: {} (first: {})",
+            report.transport_errors,
+            report.first_error.as_deref().unwrap_or("?")
+        ));
+    }
+    (!other.is_empty()).then(|| other.join(", "))
+}
+
+fn read_back_check(report: &ScenarioReport) -> Option<Check> {
+    let r = report.read_back.as_ref()?;
+    Some(check(
+        "every acknowledged event is in the stream",
+        format!(
+            "{} acknowledged, {} missing, {} unreadable answers, {} stored ({} ids stored twice)",
+            r.acknowledged, r.missing, r.unparsed_answers, r.stored_records, r.duplicates
+        ),
+        r.missing == 0 && r.unparsed_answers == 0 && r.acknowledged > 0,
+    ))
+}
+
+fn ack_bound_check(report: &ScenarioReport) -> Check {
+    let p99 = report.latency.as_ref().map(|l| l.p99_ms);
+    let measured = format!(
+        "ack p99 {} ms at {} (the proxy's own ack_latency p99: {} ms); bound {} ms (linger {} + 2 x PutRecords p99 {} ms)",
+        p99.map_or("-".into(), |v| format!("{v:.1}")),
+        report.load,
+        report
+            .put_records
+            .as_ref()
+            .and_then(|p| p.proxy_ack_p99_ms)
+            .map_or("-".into(), |v| format!("{v:.1}")),
+        report
+            .ack_p99_bound_ms
+            .map_or("-".into(), |v| format!("{v:.1}")),
+        report.linger_ms.unwrap_or_default(),
+        report
+            .put_records
+            .as_ref()
+            .and_then(|p| p.p99_ms)
+            .map_or("-".into(), |v| format!("{v:.1}")),
+    );
+    let pass = matches!((p99, report.ack_p99_bound_ms), (Some(p), Some(b)) if p <= b);
+    check(
+        "ack p99 <= linger + 2 x PutRecords p99 at half of peak",
+        measured,
+        pass,
+    )
+}
+
+/// Checks each scenario against its target from the issue.
+pub(super) fn evaluate(reports: &mut [ScenarioReport]) {
+    let single_events = reports
+        .iter()
+        .find(|r| r.name == "null-single")
+        .map(|r| r.events_per_sec);
+    let kinesalite_alone = reports
+        .iter()
+        .find(|r| r.name == "kinesalite-direct")
+        .map(|r| r.events_per_sec);
+    for report in reports.iter_mut() {
+        let put = report.put_records.clone();
+        let mut checks = Vec::new();
+        if report.server == "proxy" && report.name != "overload" {
+            checks.push(check(
+                "every request answered 2xx",
+                refusals(report).unwrap_or_else(|| "all 2xx".into()),
+                refusals(report).is_none(),
+            ));
+        }
+        match report.name.as_str() {
+            "null-single" => {
+                let ratio = report.ratio.unwrap_or(0.0);
+                checks.push(check(
+                    ">= 0.8x the bare handler's requests/s",
+                    format!(
+                        "{ratio:.2}x ({} vs {} req/s{})",
+                        report::thousands(report.requests_per_sec),
+                        report
+                            .ceiling
+                            .as_ref()
+                            .map_or("-".into(), |c| report::thousands(c.requests_per_sec)),
+                        report.ceiling.as_ref().map_or(String::new(), |c| format!(
+                            ", the mean of {} before and {} after",
+                            report::thousands(c.before_requests_per_sec),
+                            report::thousands(c.after_requests_per_sec)
+                        )),
+                    ),
+                    ratio >= 0.8,
+                ));
+                let per_1000 = put.as_ref().and_then(|p| p.calls_per_1000_events);
+                checks.push(check(
+                    "<= 10 PutRecords calls per 1,000 events",
+                    per_1000.map_or("-".into(), |v| format!("{v:.2}")),
+                    per_1000.is_some_and(|v| v <= 10.0),
+                ));
+            }
+            "null-many" => {
+                if let Some(single) = single_events {
+                    let factor = report.events_per_sec / single.max(1e-9);
+                    checks.push(check(
+                        ">= 5x null-single's events/s",
+                        format!(
+                            "{factor:.2}x ({} vs {} events/s)",
+                            report::thousands(report.events_per_sec),
+                            report::thousands(single)
+                        ),
+                        factor >= 5.0,
+                    ));
+                }
+                let mean = put.as_ref().and_then(|p| p.records_per_call);
+                checks.push(check(
+                    ">= 450 records per PutRecords (mean)",
+                    mean.map_or("-".into(), |v| format!("{v:.1}")),
+                    mean.is_some_and(|v| v >= 450.0),
+                ));
+            }
+            "kinesalite-single" => {
+                checks.push(check(
+                    ">= 10,000 events/s",
+                    match kinesalite_alone {
+                        Some(alone) => format!(
+                            "{} (kinesalite alone, no proxy: {} records/s)",
+                            report::thousands(report.events_per_sec),
+                            report::thousands(alone)
+                        ),
+                        None => report::thousands(report.events_per_sec),
+                    },
+                    report.events_per_sec >= 10_000.0,
+                ));
+                let per_10k = report.server_cpu_s_per_100k_events.map(|v| v / 10.0);
+                let floor_per_10k = report
+                    .http_floor
+                    .as_ref()
+                    .and_then(|f| f.server_cpu_s_per_100k_events)
+                    .map(|v| v / 10.0);
+                checks.push(check(
+                    "proxy CPU <= 0.15 s per 10,000 events",
+                    match (per_10k, floor_per_10k) {
+                        (Some(v), Some(floor)) => format!(
+                            "{v:.3} s (the bare handler alone at the same rate: {floor:.3} s)"
+                        ),
+                        (Some(v), None) => format!("{v:.3} s"),
+                        _ => "-".into(),
+                    },
+                    per_10k.is_some_and(|v| v <= 0.15),
+                ));
+            }
+            "null-half" | "kinesalite-half" => checks.push(ack_bound_check(report)),
+            "overload" => {
+                let refused: u64 = report
+                    .statuses
+                    .iter()
+                    .filter(|(code, _)| *code == "503" || *code == "429")
+                    .map(|(_, n)| n)
+                    .sum();
+                checks.push(check(
+                    "overload reached (requests refused with 503/429)",
+                    format!(
+                        "{refused} refused; {} events/s acknowledged of {} offered",
+                        report::thousands(report.events_per_sec),
+                        report::thousands(report.offered_requests_per_sec.unwrap_or(0.0) * 100.0),
+                    ),
+                    refused > 0,
+                ));
+                let m = &report.memory;
+                let s = &report.settings;
+                let get = |k: &str| s.get(k).map_or("?", String::as_str);
+                checks.push(check(
+                    "resident memory bounded: RSS does not grow over the second half of the window",
+                    format!(
+                        "peak RSS {:.1} MiB; max {:.1} MiB in the first half, {:.1} MiB in the second; \
+                         bound from settings: queue_max_records {} and queue_max_bytes {} per pipeline, 1 pipeline",
+                        m.peak_rss_mib,
+                        m.first_half_max_rss_mib,
+                        m.second_half_max_rss_mib,
+                        get("batching.queue_max_records"),
+                        get("batching.queue_max_bytes"),
+                    ),
+                    m.second_half_max_rss_mib <= m.first_half_max_rss_mib * 1.05 + 1.0,
+                ));
+            }
+            _ => {}
+        }
+        if let Some(c) = read_back_check(report) {
+            checks.push(c);
+        }
+        report.checks = checks;
+    }
+}
+
+/// The smoke test's checks: the run measured something, every figure the benchmark reports
+/// was read, and the proxy behaved (all 2xx, clean exit, read-back).
+pub(super) fn smoke_checks(report: &ScenarioReport) -> Vec<Check> {
+    let mut checks = vec![
+        check(
+            "requests answered 2xx",
+            format!("{:.0} req/s", report.requests_per_sec),
+            report.requests_per_sec > 0.0,
+        ),
+        check(
+            "no other answers",
+            refusals(report).unwrap_or_else(|| "all 2xx".into()),
+            refusals(report).is_none(),
+        ),
+        check(
+            "latency measured",
+            format!("{:?}", report.latency.as_ref().map(|l| l.p99_ms)),
+            report
+                .latency
+                .as_ref()
+                .is_some_and(|l| l.p50_ms > 0.0 && l.max_ms >= l.p99_ms),
+        ),
+        check(
+            "server CPU and memory measured",
+            format!(
+                "{:.3} s CPU, {:.1} MiB peak RSS",
+                report.server_cpu_s, report.memory.peak_rss_mib
+            ),
+            report.server_cpu_s > 0.0 && report.memory.peak_rss_mib > 0.0,
+        ),
+    ];
+    if report.server == "proxy" {
+        let put = report.put_records.as_ref();
+        checks.push(check(
+            "PutRecords calls and records per call read from /metrics",
+            format!(
+                "{:?} calls, {:?} records per call",
+                put.map(|p| p.calls),
+                put.and_then(|p| p.records_per_call)
+            ),
+            put.is_some_and(|p| p.calls > 0.0 && p.records_per_call.is_some_and(|r| r >= 1.0)),
+        ));
+        checks.push(check(
+            "the proxy exits cleanly on SIGTERM",
+            report.proxy_exit.clone().unwrap_or_default(),
+            report.proxy_exit.as_deref() == Some("exit status: 0"),
+        ));
+    }
+    if let Some(read_back) = read_back_check(report) {
+        checks.push(read_back);
+        if let Some(r) = &report.read_back {
+            checks.push(check(
+                "all 200 events acknowledged",
+                r.acknowledged.to_string(),
+                r.acknowledged == 200,
+            ));
+        }
+    }
+    checks
+}

@@ -1,0 +1,16 @@
+//! The load benchmark's scenarios, in separate parts: the catalogue (`catalogue.rs`, pure
+//! data), carrying out one run (`run.rs`, with `probes.rs` for what is read around it), the
+//! full benchmark that turns scenarios into runs (`bench.rs`), the smoke test (`smoke.rs`), and
+//! the targets checked on the results (`judge.rs`). The report's types and printing are
+//! `crate::report`.
+
+mod bench;
+mod catalogue;
+mod judge;
+mod probes;
+mod run;
+mod smoke;
+
+pub use bench::run_bench;
+pub use catalogue::catalogue;
+pub use smoke::run_smoke;

@@ -1,0 +1,426 @@
+//! Carrying out one run, fully resolved as a `RunPlan`: the backend (do-nothing endpoint or
+//! kinesalite), the server (the proxy or the bare handler), the load with its warm-up and
+//! measured window, the snapshots around the window, the read-back, and the `ScenarioReport`
+//! of what was measured. Also resolves the proxy settings a plan runs with.
+//!
+//! One run only: which runs a scenario needs (peaks, ceilings, HTTP floors, reruns) is
+//! `bench.rs`, and whether the figures meet a target is `judge.rs`; nothing here judges.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use kinesis_proxy::config::Settings;
+
+use super::catalogue::Backend;
+use super::probes::{put_records_figures, Profiler, Scraper, Snapshot};
+use crate::child::HelperProcess;
+use crate::cli::env_name;
+use crate::kinesalite::{self, Kinesalite};
+use crate::loadgen::{LoadResult, LoadSpec, Pace, Route, RunningLoad};
+use crate::procfs::{self, RssSampler};
+use crate::proxy_process::{self, ProxyProcess, API_KEY};
+use crate::report::{self, Latency, Memory, ReadBack, ScenarioReport};
+use crate::{Context, Error};
+
+/// The stream every run writes to (each kinesalite is fresh, so one name is enough).
+pub(super) const STREAM: &str = "bench-events";
+
+/// How long the connections may take to finish their last request once the window closes.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Which process serves the load.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Server {
+    Proxy,
+    /// The bare actix-web handler, with this many workers.
+    Bare {
+        workers: usize,
+    },
+}
+
+/// When the measured window closes.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Window {
+    Lasts(Duration),
+    /// When the request budget is spent (or this long has passed: an error).
+    UntilDone {
+        requests: u64,
+        timeout: Duration,
+    },
+}
+
+/// One run, fully resolved.
+#[derive(Debug, Clone)]
+pub(super) struct RunPlan {
+    pub(super) name: String,
+    pub(super) about: String,
+    pub(super) server: Server,
+    pub(super) backend: Backend,
+    pub(super) route: Route,
+    pub(super) connections: usize,
+    pub(super) pace: Pace,
+    pub(super) warmup: Duration,
+    pub(super) window: Window,
+    /// Proxy environment: `(KINESIS_PROXY__..., value)`, later entries win.
+    pub(super) env: Vec<(String, String)>,
+    pub(super) read_back: bool,
+    /// Wait up to this long for other processes to go quiet first.
+    pub(super) wait_quiet: Duration,
+    /// Record a `perf` profile of the server over the window into this file.
+    pub(super) perf: Option<PathBuf>,
+    /// GET the proxy's `/metrics` this often during the run, as Prometheus would. It matters:
+    /// the exporter keeps every histogram observation until a scrape folds them into buckets.
+    pub(super) scrape_every: Option<Duration>,
+}
+
+/// Resolves the proxy's settings exactly as the proxy will (config.toml, then environment), so
+/// the report states what was in effect and bad `--set` values fail before anything starts.
+pub(super) fn resolve_settings(env: &[(String, String)]) -> Result<Settings, Error> {
+    let path = proxy_process::config_path();
+    let text = std::fs::read_to_string(path).context(format_args!("reading {path}"))?;
+    // The endpoint does not matter here; the rest is what every proxy gets.
+    let base = proxy_process::base_env("http://127.0.0.1:1", STREAM);
+    let settings = Settings::from_sources(
+        Some((path, &text)),
+        base.into_iter().chain(env.iter().cloned()),
+    )
+    .context("resolving the proxy settings")?;
+    settings.validate().context("the proxy settings")?;
+    Ok(settings)
+}
+
+/// `section.key` settings as proxy environment variables.
+pub(super) fn settings_env(
+    scenario: &[(&str, &str)],
+    sets: &[(String, String)],
+) -> Vec<(String, String)> {
+    scenario
+        .iter()
+        .map(|(k, v)| (env_name(k), (*v).to_owned()))
+        .chain(sets.iter().map(|(k, v)| (env_name(k), v.clone())))
+        .collect()
+}
+
+pub(super) fn proxy_workers(settings: &Settings) -> usize {
+    match settings.server.workers {
+        0 => crate::cli::cores(),
+        n => n,
+    }
+}
+
+pub(super) fn build_runtime(threads: usize) -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("loadgen")
+        .enable_all()
+        .build()
+        .context("building the load generator runtime")
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// Carries out one run: backend, server, load with warm-up and window, read-back.
+pub(super) async fn execute(plan: &RunPlan, proxy_exe: &Path) -> Result<ScenarioReport, Error> {
+    let settings = resolve_settings(&plan.env)?;
+    let busy_before = if plan.wait_quiet.is_zero() {
+        None
+    } else {
+        Some(procfs::wait_for_quiet(plan.wait_quiet)?)
+    };
+    eprintln!("load: running {} ({})", plan.name, plan.about);
+
+    // The backend first: the proxy checks Kinesis as it starts.
+    let mut null_endpoint = None;
+    let mut emulator = None;
+    let (endpoint, backend_pid) = match plan.backend {
+        Backend::None => (String::new(), None),
+        Backend::Null { delay_ms } => {
+            let helper = HelperProcess::spawn(&[
+                "--serve-null-kinesis".into(),
+                "--delay-ms".into(),
+                delay_ms.to_string(),
+            ])?;
+            let endpoint = format!("http://127.0.0.1:{}", helper.port);
+            let pid = helper.pid;
+            null_endpoint = Some(helper);
+            (endpoint, Some(pid))
+        }
+        Backend::Kinesalite { shards } => {
+            let k = Kinesalite::start(STREAM, shards)?;
+            let found = (k.endpoint.clone(), Some(k.pid));
+            emulator = Some(k);
+            found
+        }
+    };
+
+    let mut proxy = None;
+    let mut bare = None;
+    let (port, server_pid) = match plan.server {
+        Server::Proxy => {
+            let mut env = proxy_process::base_env(&endpoint, STREAM);
+            env.extend(plan.env.iter().cloned());
+            let started = ProxyProcess::start(proxy_exe, &env)?;
+            started.wait_ready(Duration::from_secs(15)).await?;
+            let found = (started.port, started.pid);
+            proxy = Some(started);
+            found
+        }
+        Server::Bare { workers } => {
+            let helper = HelperProcess::spawn(&["--serve-bare".into(), workers.to_string()])?;
+            let found = (helper.port, helper.pid);
+            bare = Some(helper);
+            found
+        }
+    };
+
+    let sampler = RssSampler::start(server_pid)?;
+    let sampling_since = Instant::now();
+    let scraper = match (&proxy, plan.scrape_every) {
+        (Some(proxy), Some(every)) => Some(Scraper::start(proxy.port, every)),
+        _ => None,
+    };
+    let tag = format!("{}-{:08x}", plan.name, rand::random::<u32>());
+    let mut load = RunningLoad::start(LoadSpec {
+        port,
+        stream: STREAM.into(),
+        api_key: proxy.is_some().then(|| API_KEY.to_owned()),
+        route: plan.route,
+        connections: plan.connections,
+        pace: plan.pace,
+        max_requests: match plan.window {
+            Window::UntilDone { requests, .. } => Some(requests),
+            Window::Lasts(_) => None,
+        },
+        collect_acks: plan.read_back,
+        tag,
+    })
+    .await?;
+    tokio::time::sleep(plan.warmup).await;
+    let before = Snapshot::take(server_pid, backend_pid, proxy.as_ref()).await?;
+    let profiler = match &plan.perf {
+        Some(path) => Some(Profiler::start(server_pid, path)?),
+        None => None,
+    };
+    load.begin_window();
+    match plan.window {
+        Window::Lasts(duration) => tokio::time::sleep(duration).await,
+        Window::UntilDone { timeout, .. } => load.wait_done(timeout).await?,
+    }
+    load.end_window();
+    let after = Snapshot::take(server_pid, backend_pid, proxy.as_ref()).await?;
+    if let Some(profiler) = profiler {
+        profiler.stop()?;
+    }
+    let result = load.finish(DRAIN_TIMEOUT).await;
+    let samples = sampler.finish();
+    if let Some(scraper) = scraper {
+        scraper.stop().await?;
+    }
+    let (_, peak_rss) = procfs::memory(server_pid)?;
+    let result = match result {
+        Ok(result) => result,
+        Err(err) => {
+            let output = proxy.as_ref().map(ProxyProcess::output).unwrap_or_default();
+            return Err(format!("{err}; proxy output:\n{output}").into());
+        }
+    };
+    // SIGTERM: the proxy drains; every acknowledged event is already in the stream.
+    let proxy_exit = proxy.map(ProxyProcess::stop);
+    drop(bare);
+    drop(null_endpoint);
+
+    let read_back = match (&emulator, plan.read_back) {
+        (Some(k), true) => Some(read_back(&k.endpoint, &result).await?),
+        _ => None,
+    };
+    drop(emulator);
+
+    let window_from = before.at.duration_since(sampling_since).as_secs_f64();
+    let window_to = after.at.duration_since(sampling_since).as_secs_f64();
+    let middle = (window_from + window_to) / 2.0;
+    let max_rss = |from: f64, to: f64| {
+        samples
+            .iter()
+            .filter(|(t, _)| *t >= from && *t <= to)
+            .map(|(_, rss)| *rss)
+            .max()
+            .unwrap_or(0) as f64
+            / MIB
+    };
+    let memory = Memory {
+        peak_rss_mib: peak_rss as f64 / MIB,
+        max_sampled_rss_mib: samples.iter().map(|(_, r)| *r).max().unwrap_or(0) as f64 / MIB,
+        window_start_rss_mib: before.server_rss as f64 / MIB,
+        window_end_rss_mib: after.server_rss as f64 / MIB,
+        first_half_max_rss_mib: max_rss(window_from, middle),
+        second_half_max_rss_mib: max_rss(middle, window_to),
+        rss_series_mib: per_second(&samples, window_from),
+    };
+
+    let put_records = match (&before.metrics, &after.metrics) {
+        (Some(b), Some(a)) => Some(put_records_figures(b, a, &result)),
+        _ => None,
+    };
+    let linger_ms = (plan.server == Server::Proxy).then_some(settings.batching.linger_ms);
+    let ack_p99_bound_ms = match (linger_ms, put_records.as_ref().and_then(|p| p.p99_ms)) {
+        (Some(linger), Some(p99)) => Some(linger as f64 + 2.0 * p99),
+        _ => None,
+    };
+    let server_cpu_s = after.server_cpu - before.server_cpu;
+    let latency = match (
+        result.latency_ms(0.5),
+        result.latency_ms(0.99),
+        result.latency_ms(1.0),
+    ) {
+        (Some(p50_ms), Some(p99_ms), Some(max_ms)) => Some(Latency {
+            p50_ms,
+            p99_ms,
+            max_ms,
+        }),
+        _ => None,
+    };
+    Ok(ScenarioReport {
+        name: plan.name.clone(),
+        about: plan.about.clone(),
+        server: match plan.server {
+            Server::Proxy => "proxy".into(),
+            Server::Bare { .. } => "bare".into(),
+        },
+        backend: plan.backend.label(),
+        route: plan.route.label(),
+        connections: plan.connections,
+        load: match plan.pace {
+            Pace::Closed => "closed".into(),
+            Pace::Open { requests_per_sec } => {
+                format!("open {} req/s", report::thousands(requests_per_sec))
+            }
+        },
+        offered_requests_per_sec: match plan.pace {
+            Pace::Closed => None,
+            Pace::Open { requests_per_sec } => Some(requests_per_sec),
+        },
+        sent_requests_per_sec: result.sent_per_sec(),
+        attempts: 1,
+        window_s: result.window.as_secs_f64(),
+        requests_per_sec: result.requests_per_sec(),
+        events_per_sec: result.events_per_sec(),
+        statuses: result
+            .statuses
+            .iter()
+            .map(|(code, n)| (code.to_string(), *n))
+            .collect(),
+        transport_errors: result.errors,
+        first_error: result.first_error.clone(),
+        latency,
+        ceiling: None,
+        http_floor: None,
+        ratio: None,
+        put_records,
+        linger_ms,
+        ack_p99_bound_ms,
+        server_cpu_s,
+        server_cpu_s_per_100k_events: (result.ok_events > 0)
+            .then(|| server_cpu_s / result.ok_events as f64 * 100_000.0),
+        backend_cpu_s: match (before.backend_cpu, after.backend_cpu) {
+            (Some(b), Some(a)) => Some(a - b),
+            _ => None,
+        },
+        loadgen_cpu_s: after.own_cpu - before.own_cpu,
+        other_cpu_s: (after.machine_busy - before.machine_busy)
+            - server_cpu_s
+            - (after.own_cpu - before.own_cpu)
+            - before
+                .backend_cpu
+                .zip(after.backend_cpu)
+                .map_or(0.0, |(b, a)| a - b),
+        busy_cores_before: busy_before,
+        memory,
+        read_back,
+        proxy_exit,
+        settings: settings_in_effect(&settings, plan),
+        checks: Vec::new(),
+    })
+}
+
+/// One RSS sample a second, timed from the window's start, in MiB.
+fn per_second(samples: &[(f64, u64)], window_from: f64) -> Vec<(f64, f64)> {
+    let mut series: Vec<(f64, f64)> = Vec::new();
+    for &(t, rss) in samples {
+        let at = t - window_from;
+        if series.last().is_none_or(|(last, _)| at - last >= 1.0) {
+            series.push(((at * 10.0).round() / 10.0, rss as f64 / MIB));
+        }
+    }
+    series
+}
+
+fn settings_in_effect(settings: &Settings, plan: &RunPlan) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    if let Server::Bare { workers } = plan.server {
+        out.insert("bare.workers".into(), workers.to_string());
+        return out;
+    }
+    let b = &settings.batching;
+    for (key, value) in [
+        ("server.workers", proxy_workers(settings).to_string()),
+        (
+            "server.kinesis_threads",
+            settings.server.kinesis_threads.to_string(),
+        ),
+        ("batching.linger_ms", b.linger_ms.to_string()),
+        (
+            "batching.max_in_flight_calls",
+            b.max_in_flight_calls.to_string(),
+        ),
+        (
+            "batching.max_batch_records",
+            b.max_batch_records.to_string(),
+        ),
+        ("batching.max_batch_bytes", b.max_batch_bytes.to_string()),
+        (
+            "batching.queue_max_records",
+            b.queue_max_records.to_string(),
+        ),
+        ("batching.queue_max_bytes", b.queue_max_bytes.to_string()),
+        (
+            "limits.max_pipelines",
+            settings.limits.max_pipelines.to_string(),
+        ),
+    ] {
+        out.insert(key.into(), value);
+    }
+    for (name, value) in &plan.env {
+        out.insert(name.clone(), value.clone());
+    }
+    out.insert(
+        "bench.scrape_every_s".into(),
+        plan.scrape_every
+            .map_or("0 (only around the window)".into(), |d| {
+                format!("{}", d.as_secs_f64())
+            }),
+    );
+    out
+}
+
+/// Reads the whole stream back and looks up every acknowledged event by its sequence number.
+async fn read_back(endpoint: &str, result: &LoadResult) -> Result<ReadBack, Error> {
+    let stored = kinesalite::read_back(endpoint, STREAM).await?;
+    let found = result
+        .acked
+        .iter()
+        .filter(|(id, sequence)| stored.get(sequence) == Some(id))
+        .count();
+    let mut per_id: HashMap<&str, usize> = HashMap::with_capacity(stored.len());
+    for id in stored.values() {
+        *per_id.entry(id.as_str()).or_default() += 1;
+    }
+    Ok(ReadBack {
+        acknowledged: result.acked.len(),
+        found,
+        missing: result.acked.len() - found,
+        stored_records: stored.len(),
+        duplicates: per_id.values().filter(|n| **n > 1).count(),
+        unparsed_answers: result.unparsed_acks,
+    })
+}
