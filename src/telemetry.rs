@@ -32,6 +32,13 @@ pub const PUT_RECORDS_DURATION: &str = "kinesis_proxy_put_records_duration_secon
 pub const PUT_RECORDS_IN_FLIGHT: &str = "kinesis_proxy_put_records_in_flight";
 pub const FAILED_ENTRIES: &str = "kinesis_proxy_failed_entries_total";
 pub const KINESIS_REACHABLE: &str = "kinesis_proxy_kinesis_reachable";
+pub const SHARD_MAP_REFRESHES: &str = "kinesis_proxy_shard_map_refreshes_total";
+pub const SHARD_MAP_AVAILABLE: &str = "kinesis_proxy_shard_map_available";
+pub const SHARD_PREDICTIONS_CONTRADICTED: &str = "kinesis_proxy_shard_predictions_contradicted_total";
+pub const SHARD_ENTRIES: &str = "kinesis_proxy_shard_entries_total";
+pub const SHARD_THROTTLED: &str = "kinesis_proxy_shard_throttled_total";
+pub const SHARD_WAITING: &str = "kinesis_proxy_shard_waiting_records";
+pub const SHARD_RATE: &str = "kinesis_proxy_shard_rate_records_per_second";
 
 /// Installs the global Prometheus recorder once per process (tests start many apps in one
 /// process; they share it) and returns the handle `/metrics` renders.
@@ -148,6 +155,31 @@ fn describe() {
     describe_counter!(
         FAILED_ENTRIES,
         "Entries Kinesis failed inside a 200 PutRecords response, by error code."
+    );
+    describe_counter!(
+        SHARD_MAP_REFRESHES,
+        "Shard map loads by cause: start, periodic, mispredicted (Kinesis put a record on another shard than predicted), failed (ListShards failed)."
+    );
+    describe_gauge!(
+        SHARD_MAP_AVAILABLE,
+        "1 once the stream's shard map is loaded; absent while the stream is sent shard-blind."
+    );
+    describe_counter!(
+        SHARD_PREDICTIONS_CONTRADICTED,
+        "Accepted entries Kinesis put on another shard than the shard map predicted."
+    );
+    describe_counter!(SHARD_ENTRIES, "PutRecords entries answered, by shard.");
+    describe_counter!(
+        SHARD_THROTTLED,
+        "Entries Kinesis throttled (ProvisionedThroughputExceeded), by shard."
+    );
+    describe_gauge!(
+        SHARD_WAITING,
+        "Records waiting to be sent, by shard (including those waiting for the shard's budget)."
+    );
+    describe_gauge!(
+        SHARD_RATE,
+        "The shard's current adaptive write rate, records per second."
     );
     describe_gauge!(
         KINESIS_REACHABLE,

@@ -18,7 +18,7 @@ use crate::{Context, Error};
 const KEEP_ALIVE: Duration = Duration::from_millis(75_000);
 const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 
-/// The fields the proxy reads from one event (see `src/ingest.rs`).
+/// The fields the proxy reads from one event (see `src/http/ingest.rs`).
 #[derive(Deserialize)]
 #[allow(dead_code)] // Parsed to check them, as the proxy does; never read.
 struct EventFields<'a> {

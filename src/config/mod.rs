@@ -60,6 +60,7 @@ pub struct Settings {
     pub streams: StreamSettings,
     pub batching: BatchingSettings,
     pub retry: RetrySettings,
+    pub shards: ShardSettings,
     pub limits: LimitSettings,
     pub rate_limits: RateLimitSettings,
     pub auth: AuthSettings,
@@ -202,6 +203,63 @@ impl Default for RetrySettings {
             backoff_base_ms: 50,
             backoff_max_ms: 2_000,
         }
+    }
+}
+
+/// Shard awareness: the shard map and the adaptive per-shard write limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShardSettings {
+    /// Load each stream's shard map and send within per-shard limits; false: shard-blind.
+    pub aware: bool,
+    /// How often the shard map is reloaded (it is also reloaded at once when Kinesis puts a
+    /// record on another shard than predicted).
+    pub map_refresh_ms: u64,
+    /// Writes per shard and second that the proxy allows itself (Kinesis: 1,000 and 1 MiB).
+    pub records_per_second: u32,
+    pub bytes_per_second: u32,
+    /// On throttling, a shard's rate is multiplied by this...
+    pub decrease_factor: f64,
+    /// ...at most once per this long...
+    pub decrease_interval_ms: u64,
+    /// ...and never below this share of the limit.
+    pub min_share: f64,
+    /// After this long without throttling, the rate rises by `increase_step` of the limit...
+    pub quiet_period_ms: u64,
+    pub increase_step: f64,
+    /// ...every this long, up to the limit.
+    pub increase_interval_ms: u64,
+}
+
+impl Default for ShardSettings {
+    fn default() -> Self {
+        Self {
+            aware: true,
+            map_refresh_ms: 60_000,
+            records_per_second: 1_000,
+            bytes_per_second: 1024 * 1024,
+            decrease_factor: 0.7,
+            decrease_interval_ms: 500,
+            min_share: 0.05,
+            quiet_period_ms: 2_000,
+            increase_step: 0.05,
+            increase_interval_ms: 500,
+        }
+    }
+}
+
+impl ShardSettings {
+    pub fn map_refresh(&self) -> Duration {
+        Duration::from_millis(self.map_refresh_ms)
+    }
+    pub fn decrease_interval(&self) -> Duration {
+        Duration::from_millis(self.decrease_interval_ms)
+    }
+    pub fn quiet_period(&self) -> Duration {
+        Duration::from_millis(self.quiet_period_ms)
+    }
+    pub fn increase_interval(&self) -> Duration {
+        Duration::from_millis(self.increase_interval_ms)
     }
 }
 

@@ -103,6 +103,15 @@ impl Settings {
                 ),
             ));
         }
+        let sh = &self.shards;
+        at_least("shards.map_refresh_ms", sh.map_refresh_ms, 1_000)?;
+        positive("shards.records_per_second", u64::from(sh.records_per_second))?;
+        at_least("shards.bytes_per_second", u64::from(sh.bytes_per_second), 1_024)?;
+        share("shards.decrease_factor", sh.decrease_factor, false)?;
+        share("shards.min_share", sh.min_share, true)?;
+        share("shards.increase_step", sh.increase_step, true)?;
+        positive("shards.decrease_interval_ms", sh.decrease_interval_ms)?;
+        positive("shards.increase_interval_ms", sh.increase_interval_ms)?;
         positive("retry.record_deadline_ms", self.retry.record_deadline_ms)?;
         positive("retry.backoff_base_ms", self.retry.backoff_base_ms)?;
         if self.retry.backoff_max_ms < self.retry.backoff_base_ms {
@@ -165,6 +174,19 @@ impl Settings {
 fn positive(setting: &str, value: u64) -> Result<(), ConfigError> {
     if value == 0 {
         return Err(invalid(setting, "must be greater than 0"));
+    }
+    Ok(())
+}
+
+/// A fraction in (0, 1), or (0, 1] when `one_allowed`.
+fn share(setting: &str, value: f64, one_allowed: bool) -> Result<(), ConfigError> {
+    let fits = value > 0.0 && (value < 1.0 || (one_allowed && value == 1.0));
+    if !fits {
+        let range = if one_allowed { "(0, 1]" } else { "(0, 1)" };
+        return Err(invalid(
+            setting,
+            format!("must be a fraction in {range} (got {value})"),
+        ));
     }
     Ok(())
 }

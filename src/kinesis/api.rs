@@ -4,6 +4,7 @@
 
 use std::future::Future;
 
+use super::shard_map::ShardMap;
 use crate::domain::{Record, StreamName};
 
 /// What Kinesis said about one entry of a `PutRecords` call.
@@ -19,13 +20,29 @@ pub enum EntryResult {
     },
 }
 
-/// The one operation the pipeline needs. Results come back in request order, one per record.
+/// What the pipeline needs from Kinesis: `PutRecords` (results in request order, one per
+/// record) and the stream's open shards.
 pub trait PutRecordsApi: Send + Sync + 'static {
     fn put_records<'a>(
         &'a self,
         stream: &'a StreamName,
         records: Vec<&'a Record>,
     ) -> impl Future<Output = Result<Vec<EntryResult>, CallFailure>> + Send + 'a;
+
+    /// The stream's open shards (`ListShards`). Fakes that do not model shards keep the
+    /// default, and the pipeline sends shard-blind.
+    fn open_shards<'a>(
+        &'a self,
+        _stream: &'a StreamName,
+    ) -> impl Future<Output = Result<ShardMap, CallFailure>> + Send + 'a {
+        async {
+            Err(CallFailure {
+                code: "unsupported".into(),
+                status: None,
+                message: "this Kinesis client has no shard map".into(),
+            })
+        }
+    }
 }
 
 /// A whole `PutRecords` call that failed, described without the SDK's types.

@@ -19,6 +19,7 @@ use aws_sdk_kinesis::Client;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 use super::api::{CallFailure, EntryResult, PutRecordsApi};
+use super::shard_map::{ShardMap, ShardRange};
 use crate::config::KinesisSettings;
 use crate::domain::{Record, Region, StreamName};
 
@@ -71,6 +72,52 @@ impl SdkKinesis {
 }
 
 impl PutRecordsApi for SdkKinesis {
+    /// All pages of `ListShards`, keeping the open shards (no ending sequence number).
+    async fn open_shards<'a>(&'a self, stream: &'a StreamName) -> Result<ShardMap, CallFailure> {
+        let mut shards = Vec::new();
+        let mut next_token: Option<String> = None;
+        // A stream has at most a few thousand shards; the cap stops a misbehaving endpoint
+        // from paging forever.
+        for _ in 0..1_000 {
+            let request = match &next_token {
+                // With a token, the stream name must not be sent again.
+                Some(token) => self.client.list_shards().next_token(token),
+                None => self.client.list_shards().stream_name(stream.as_str()),
+            };
+            let page = request.send().await.map_err(call_failure)?;
+            for shard in page.shards() {
+                let open = shard
+                    .sequence_number_range()
+                    .is_none_or(|r| r.ending_sequence_number().is_none());
+                let Some(range) = shard.hash_key_range() else {
+                    continue;
+                };
+                let (Ok(start), Ok(end)) = (
+                    range.starting_hash_key().parse::<u128>(),
+                    range.ending_hash_key().parse::<u128>(),
+                ) else {
+                    continue;
+                };
+                if open {
+                    shards.push(ShardRange {
+                        id: shard.shard_id().to_owned(),
+                        start,
+                        end,
+                    });
+                }
+            }
+            next_token = page.next_token().map(str::to_owned);
+            if next_token.is_none() {
+                break;
+            }
+        }
+        ShardMap::new(shards).map_err(|message| CallFailure {
+            code: "invalid_shard_map".into(),
+            status: None,
+            message,
+        })
+    }
+
     async fn put_records<'a>(
         &'a self,
         stream: &'a StreamName,

@@ -5,24 +5,30 @@
 //! When to flush: a batch goes out when it is full (records or bytes), when no call is in flight
 //! (clients are waiting for their acknowledgement, so holding records back while the pipe is
 //! idle only adds latency), or when its oldest record has waited `linger` while other calls are
-//! in flight (so batches grow under load, when batching pays, and never wait long).
+//! in flight (so batches grow under load, when batching pays, and never wait long). Only
+//! records whose shard has write budget count (`lanes`): the others wait in their lane, and the
+//! loop wakes when their shard's budget refills. The shard map arrives from `shard_refresh`;
+//! calls report throttled shards (their rate goes down) and wrong predictions (the map is
+//! reloaded).
 //!
 //! It owns all its state, so no locks; a blocking receiver must not sit on a tokio worker, which
 //! is why this is a thread and not a task.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use tokio::sync::Notify;
 
 use super::admission::Budget;
 use super::batch::{Batch, FlushReason, PushError};
 use super::call::Call;
 use super::metrics::StreamMetrics;
 use super::outcome::{FailureKind, RecordFailure};
+use super::lanes::{Eligible, Lanes};
 use super::pending::{Completion, PendingRecord, Submission};
+use super::shard_refresh::MapUpdate;
 use super::settings::PipelineSettings;
 use super::status::StreamStatus;
 use crate::kinesis::PutRecordsApi;
@@ -41,9 +47,16 @@ pub(super) struct Aggregator<K> {
     budget: Arc<Budget>,
     /// Shared with the handle; calls flag a missing stream here.
     status: Arc<StreamStatus>,
-    /// Records that may go into the next batch, oldest first (retries go to the front).
-    ready: VecDeque<PendingRecord>,
-    ready_bytes: usize,
+    /// Records waiting to be sent, per shard, oldest first (retries go to the front).
+    lanes: Lanes,
+    /// Shard maps from the refresher; `None` once it has stopped.
+    maps: Option<Receiver<MapUpdate>>,
+    /// Asks the refresher for an early reload.
+    map_wanted: Arc<Notify>,
+    /// The "no shard map" warning was logged (once per pipeline).
+    map_warned: bool,
+    /// When the per-shard gauges were last set (at most once a second).
+    shard_gauges_at: Instant,
     /// Records waiting out their backoff before a retry.
     backing_off: Vec<PendingRecord>,
     in_flight: usize,
@@ -71,7 +84,9 @@ impl<K: PutRecordsApi> Aggregator<K> {
         draining: Arc<AtomicBool>,
         budget: Arc<Budget>,
         status: Arc<StreamStatus>,
+        (maps, map_wanted): (Receiver<MapUpdate>, Arc<Notify>),
     ) -> Self {
+        let lanes = Lanes::new(settings.shard_limits);
         Self {
             metrics,
             api,
@@ -83,8 +98,11 @@ impl<K: PutRecordsApi> Aggregator<K> {
             draining,
             budget,
             status,
-            ready: VecDeque::new(),
-            ready_bytes: 0,
+            lanes,
+            maps: Some(maps),
+            map_wanted,
+            map_warned: false,
+            shard_gauges_at: Instant::now(),
             backing_off: Vec::new(),
             in_flight: 0,
             last_arrival: Instant::now(),
@@ -98,16 +116,21 @@ impl<K: PutRecordsApi> Aggregator<K> {
         tracing::debug!(stream = %self.metrics.stream, "aggregator started");
         loop {
             let now = Instant::now();
-            let wait = self.next_wakeup(now).saturating_duration_since(now);
-            // Woken by a new record only while nothing waits to be sent. Otherwise the queue is
+            let eligible = self.lanes.eligible(now, self.settings.batch.max_records);
+            let wait = self.next_wakeup(now, eligible).saturating_duration_since(now);
+            // Woken by a new record only while nothing could be sent. Otherwise the queue is
             // drained on the timers (arrival gap, linger) and on completions, so a busy stream
             // costs no thread wake-up per record. Once closed, the queue would report
             // "disconnected" at once on every turn.
-            let queue = if self.queue_closed || !self.ready.is_empty() {
+            let queue = if self.queue_closed || eligible.records > 0 {
                 crossbeam_channel::never()
             } else {
                 self.queue.clone()
             };
+            let maps = self
+                .maps
+                .clone()
+                .unwrap_or_else(crossbeam_channel::never);
             crossbeam_channel::select! {
                 // The first record after a quiet spell.
                 recv(queue) -> submission => match submission {
@@ -120,7 +143,12 @@ impl<K: PutRecordsApi> Aggregator<K> {
                         self.complete(completion);
                     }
                 },
-                // An arrival-gap, linger, backoff or deadline timer is due.
+                // A shard map was loaded (or could not be).
+                recv(maps) -> update => match update {
+                    Ok(update) => self.apply_map(update),
+                    Err(_) => self.maps = None,
+                },
+                // An arrival-gap, linger, budget, backoff or deadline timer is due.
                 default(wait) => {},
             }
             while let Ok(more) = self.completions.try_recv() {
@@ -138,8 +166,12 @@ impl<K: PutRecordsApi> Aggregator<K> {
             self.flush_what_is_due(now);
             let (records, bytes) = self.budget.depth();
             self.metrics.queue_depth(records, bytes);
+            if now.saturating_duration_since(self.shard_gauges_at) >= Duration::from_secs(1) {
+                self.shard_gauges_at = now;
+                self.metrics.shard_gauges(&self.lanes.snapshot());
+            }
             if self.queue_closed
-                && self.ready.is_empty()
+                && self.lanes.is_empty()
                 && self.backing_off.is_empty()
                 && self.in_flight == 0
             {
@@ -169,16 +201,57 @@ impl<K: PutRecordsApi> Aggregator<K> {
     }
 
     fn push_ready_back(&mut self, record: PendingRecord) {
-        self.ready_bytes += record.record.kinesis_size();
-        self.ready.push_back(record);
+        self.lanes.push_back(record);
     }
 
     fn complete(&mut self, completion: Completion) {
         self.in_flight -= 1;
-        self.last_completion = Instant::now();
+        let now = Instant::now();
+        self.last_completion = now;
         self.backing_off.extend(completion.retries);
         if completion.shrink_batches {
             self.shrink_batches();
+        }
+        let feedback = completion.shards;
+        if feedback.generation == self.lanes.generation() {
+            let map = self.lanes.map().cloned();
+            for (lane, (&sent, &throttled)) in
+                feedback.sent.iter().zip(&feedback.throttled).enumerate()
+            {
+                if throttled > 0 {
+                    self.lanes.throttled(feedback.generation, lane, now);
+                }
+                if let Some(shard) = map.as_ref().and_then(|m| m.shard(lane)) {
+                    self.metrics.shard_written(&shard.id, sent, throttled);
+                }
+            }
+        }
+        if feedback.mispredicted > 0 {
+            self.metrics.predictions_contradicted(feedback.mispredicted);
+            self.map_wanted.notify_one();
+        }
+    }
+
+    /// A map from the refresher: followed when it differs from the current one. When none can
+    /// be had, the pipeline keeps what it has (shard-blind if it never had one), and says so once.
+    fn apply_map(&mut self, update: MapUpdate) {
+        match update.result {
+            Ok(map) => {
+                if self.lanes.map().is_some_and(|m| **m == map) {
+                    return;
+                }
+                tracing::info!(stream = %self.metrics.stream, shards = map.len(), cause = update.cause.as_str(), "shard map loaded");
+                self.metrics
+                    .shard_map_loaded(update.cause.as_str(), map.shards());
+                self.lanes.set_map(Some(map), Instant::now());
+            }
+            Err(failure) => {
+                self.metrics.shard_map_failed();
+                if self.lanes.map().is_none() && !self.map_warned {
+                    self.map_warned = true;
+                    tracing::warn!(stream = %self.metrics.stream, code = %failure.code, message = %failure.message, "no shard map (ListShards failed): sending shard-blind, without per-shard limits");
+                }
+            }
         }
     }
 
@@ -210,10 +283,10 @@ impl<K: PutRecordsApi> Aggregator<K> {
                 i += 1;
             }
         }
+        // Newest first, each to the front: the oldest ends up first in its shard's lane.
         due.sort_by_key(|r| std::cmp::Reverse(r.received_at));
         for record in due {
-            self.ready_bytes += record.record.kinesis_size();
-            self.ready.push_front(record);
+            self.lanes.push_front(record);
         }
     }
 
@@ -222,11 +295,11 @@ impl<K: PutRecordsApi> Aggregator<K> {
         let past_grace = self.grace_deadline.is_some_and(|g| now >= g);
         if past_grace {
             let left: Vec<PendingRecord> = self
-                .ready
-                .drain(..)
+                .lanes
+                .drain_all()
+                .into_iter()
                 .chain(self.backing_off.drain(..))
                 .collect();
-            self.ready_bytes = 0;
             if !left.is_empty() {
                 tracing::error!(stream = %self.metrics.stream, records = left.len(), "shutdown grace period over: failing records not yet in Kinesis");
             }
@@ -242,12 +315,9 @@ impl<K: PutRecordsApi> Aggregator<K> {
             }
             return;
         }
-        // Records are ordered by age at the front of `ready`; retries sit there too.
-        while self.ready.front().is_some_and(|r| r.deadline <= now) {
-            if let Some(record) = self.ready.pop_front() {
-                self.ready_bytes -= record.record.kinesis_size();
-                record.fail_at_deadline(&self.metrics);
-            }
+        // Records are ordered by age at the front of each lane; retries sit there too.
+        for record in self.lanes.expire(now) {
+            record.fail_at_deadline(&self.metrics);
         }
         let mut i = 0;
         while i < self.backing_off.len() {
@@ -262,14 +332,17 @@ impl<K: PutRecordsApi> Aggregator<K> {
     }
 
     fn flush_what_is_due(&mut self, now: Instant) {
-        while self.in_flight < self.settings.max_in_flight_calls && !self.ready.is_empty() {
-            let full = self.ready.len() >= self.settings.batch.max_records
-                || self.ready_bytes >= self.settings.batch.max_bytes;
+        while self.in_flight < self.settings.max_in_flight_calls && !self.lanes.is_empty() {
+            let eligible = self.lanes.eligible(now, self.settings.batch.max_records);
+            if eligible.records == 0 {
+                break;
+            }
+            let full = eligible.records >= self.settings.batch.max_records
+                || eligible.bytes >= self.settings.batch.max_bytes;
             let closing = self.grace_deadline.is_some();
-            let lingered = self
-                .ready
-                .front()
-                .is_some_and(|r| now.saturating_duration_since(r.ready_at) >= self.settings.linger);
+            let lingered = eligible
+                .oldest_ready_at
+                .is_some_and(|t| now.saturating_duration_since(t) >= self.settings.linger);
             // Nothing in flight and the burst of arrivals is over (counting the clients the
             // last call just answered as part of it): waiting longer would only add latency.
             let quiet_since = self.last_arrival.max(self.last_completion);
@@ -289,23 +362,23 @@ impl<K: PutRecordsApi> Aggregator<K> {
         }
     }
 
-    /// Takes the next batch from the front of `ready` and sends it on the runtime.
+    /// Takes the next batch from the lanes (only shards with budget, rotating over them) and
+    /// sends it on the runtime.
     fn start_call(&mut self, fallback_reason: FlushReason) {
         let mut batch = Batch::new(self.settings.batch);
         let mut reason = fallback_reason;
-        while let Some(record) = self.ready.pop_front() {
-            let size = record.record.kinesis_size();
+        while let Some(record) = self.lanes.pop_eligible() {
+            let size = record.size;
             match batch.try_push(record, size) {
-                Ok(()) => self.ready_bytes -= size,
+                Ok(()) => {}
                 Err(PushError::Full(record)) => {
                     reason = FlushReason::Bytes;
-                    self.ready.push_front(record);
+                    self.lanes.unpop(record);
                     break;
                 }
                 Err(PushError::TooLarge(record)) => {
                     // Handlers check the stream's record limit; this only triggers when the
                     // batch cap is set below it. Fail it alone rather than poison a batch.
-                    self.ready_bytes -= size;
                     record.finish(
                         &self.metrics,
                         Err(RecordFailure {
@@ -337,24 +410,31 @@ impl<K: PutRecordsApi> Aggregator<K> {
             self.settings.backoff,
             self.completions_tx.clone(),
             self.status.clone(),
+            self.lanes.map().cloned(),
+            self.lanes.generation(),
         );
         self.runtime.spawn(call.run(records));
     }
 
-    /// When the loop must wake up even if nothing arrives: the next linger expiry, backoff end
-    /// or deadline. Capped so a draining flag set elsewhere is noticed promptly.
-    fn next_wakeup(&self, now: Instant) -> Instant {
+    /// When the loop must wake up even if nothing arrives: the next linger expiry, shard budget
+    /// refill, backoff end or deadline. Capped so a draining flag set elsewhere is noticed
+    /// promptly.
+    fn next_wakeup(&self, now: Instant, eligible: Eligible) -> Instant {
         let mut wake = now + Duration::from_millis(100);
-        if let Some(front) = self.ready.front() {
-            if self.in_flight < self.settings.max_in_flight_calls {
+        if !self.lanes.is_empty() && self.in_flight < self.settings.max_in_flight_calls {
+            if let Some(oldest) = eligible.oldest_ready_at {
                 // Look at the queue again one arrival gap from now: to see whether the burst
                 // is over, or whether a full batch has gathered.
                 let gap = self.settings.arrival_gap.max(Duration::from_micros(50));
                 wake = wake
-                    .min(front.ready_at + self.settings.linger)
+                    .min(oldest + self.settings.linger)
                     .min(now.max(self.last_arrival) + gap);
+            } else if let Some(refill) = self.lanes.next_budget_at(now) {
+                wake = wake.min(refill);
             }
-            wake = wake.min(front.deadline);
+        }
+        if let Some(deadline) = self.lanes.earliest_deadline() {
+            wake = wake.min(deadline);
         }
         for record in &self.backing_off {
             wake = wake.min(record.ready_at).min(record.deadline);

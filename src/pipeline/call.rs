@@ -9,11 +9,14 @@ use crossbeam_channel::Sender;
 
 use super::metrics::StreamMetrics;
 use super::outcome::{Accepted, FailureKind, RecordFailure};
-use super::pending::{Completion, PendingRecord};
+use super::pending::{Completion, PendingRecord, ShardFeedback};
 use super::retry::{classify_call_failure, classify_entry_error, Backoff, Retryability};
 use super::status::StreamStatus;
 use crate::domain::Record;
-use crate::kinesis::{kinesis_code_label, CallFailure, EntryResult, PutRecordsApi};
+use crate::kinesis::{kinesis_code_label, CallFailure, EntryResult, PutRecordsApi, ShardMap};
+
+/// The entry error code of a shard over its write limit.
+const THROTTLED: &str = "ProvisionedThroughputExceededException";
 
 /// One `PutRecords` call and the handling of its results, run as a task on the runtime.
 pub(super) struct Call<K> {
@@ -26,6 +29,9 @@ pub(super) struct Call<K> {
     /// in-flight slot back, even if this task is cancelled by the runtime shutting down.
     retries: Vec<PendingRecord>,
     shrink_batches: bool,
+    /// The shard map the batch was assembled under, to check Kinesis' answers against.
+    map: Option<Arc<ShardMap>>,
+    shards: ShardFeedback,
 }
 
 impl<K> Drop for Call<K> {
@@ -35,6 +41,7 @@ impl<K> Drop for Call<K> {
         let _ = self.completions.send(Completion {
             retries,
             shrink_batches: self.shrink_batches,
+            shards: std::mem::take(&mut self.shards),
         });
     }
 }
@@ -46,7 +53,10 @@ impl<K: PutRecordsApi> Call<K> {
         backoff: Backoff,
         completions: Sender<Completion>,
         status: Arc<StreamStatus>,
+        map: Option<Arc<ShardMap>>,
+        generation: u64,
     ) -> Self {
+        let lanes = map.as_ref().map_or(1, |m| m.len());
         Self {
             metrics,
             api,
@@ -55,6 +65,34 @@ impl<K: PutRecordsApi> Call<K> {
             status,
             retries: Vec::new(),
             shrink_batches: false,
+            map,
+            shards: ShardFeedback {
+                generation,
+                sent: vec![0; lanes],
+                throttled: vec![0; lanes],
+                mispredicted: 0,
+            },
+        }
+    }
+
+    /// Counts an answered entry against its lane.
+    fn note_entry(&mut self, lane: usize, entry: &EntryResult) {
+        if let Some(sent) = self.shards.sent.get_mut(lane) {
+            *sent += 1;
+        }
+        match entry {
+            EntryResult::Accepted { shard_id, .. } => {
+                let predicted = self.map.as_ref().and_then(|m| m.shard(lane));
+                if predicted.is_some_and(|p| p.id != *shard_id) {
+                    self.shards.mispredicted += 1;
+                }
+            }
+            EntryResult::Failed { code, .. } if code == THROTTLED => {
+                if let Some(throttled) = self.shards.throttled.get_mut(lane) {
+                    *throttled += 1;
+                }
+            }
+            EntryResult::Failed { .. } => {}
         }
     }
 
@@ -83,6 +121,7 @@ impl<K: PutRecordsApi> Call<K> {
         match result {
             Ok(entries) => {
                 for (record, entry) in records.into_iter().zip(entries) {
+                    self.note_entry(record.lane, &entry);
                     match entry {
                         EntryResult::Accepted {
                             shard_id,

@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, TrySendError};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 
 use super::admission::{Budget, Ticket};
 use super::aggregator::Aggregator;
@@ -15,6 +15,7 @@ use super::metrics::StreamMetrics;
 use super::outcome::{RecordOutcome, SubmitError};
 use super::pending::{PendingRecord, Submission};
 use super::settings::PipelineSettings;
+use super::shard_refresh;
 use super::status::StreamStatus;
 use crate::domain::{Record, Region, StreamName};
 use crate::kinesis::PutRecordsApi;
@@ -68,6 +69,18 @@ impl Pipeline {
             status: status.clone(),
         });
         let (completions_tx, completions) = crossbeam_channel::unbounded();
+        let (maps_tx, maps) = crossbeam_channel::unbounded();
+        let map_wanted = Arc::new(Notify::new());
+        if settings.shard_aware {
+            shard_refresh::spawn(
+                api.clone(),
+                stream.clone(),
+                settings.map_refresh,
+                &runtime,
+                maps_tx,
+                map_wanted.clone(),
+            );
+        }
         let aggregator = Aggregator::new(
             metrics,
             api,
@@ -78,6 +91,7 @@ impl Pipeline {
             draining,
             budget,
             status,
+            (maps, map_wanted),
         );
         let handle = std::thread::Builder::new()
             .name(format!("agg-{}", truncate_thread_name(stream.as_str())))
@@ -178,16 +192,13 @@ impl Pipeline {
             let (tx, rx) = oneshot::channel();
             (Some(tx), Some(rx))
         };
-        let pending = PendingRecord {
+        let pending = PendingRecord::new(
             record,
             reply,
             received_at,
-            deadline: received_at + self.record_deadline,
-            attempts: 0,
-            ready_at: received_at,
-            last_failure: None,
-            _ticket: Ticket::new(&self.budget, size),
-        };
+            received_at + self.record_deadline,
+            Ticket::new(&self.budget, size),
+        );
         (pending, receiver)
     }
 

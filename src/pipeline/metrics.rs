@@ -10,11 +10,12 @@ use metrics::{Counter, Gauge, Histogram};
 use super::batch::FlushReason;
 use super::outcome::{FailureKind, RecordOutcome};
 use crate::domain::StreamName;
-use crate::kinesis::kinesis_code_label;
+use crate::kinesis::{kinesis_code_label, ShardRange};
 use crate::telemetry::{
     ACK_LATENCY, BATCH_BYTES, BATCH_RECORDS, EVENTS_RECEIVED, FAILED_ENTRIES, FLUSHES,
     PUT_RECORDS_CALLS, PUT_RECORDS_DURATION, PUT_RECORDS_IN_FLIGHT, QUEUE_BYTES, QUEUE_RECORDS,
-    RECORDS_ACCEPTED, RECORDS_FAILED, RECORD_ATTEMPTS, RETRIES,
+    RECORDS_ACCEPTED, RECORDS_FAILED, RECORD_ATTEMPTS, RETRIES, SHARD_ENTRIES, SHARD_MAP_AVAILABLE,
+    SHARD_MAP_REFRESHES, SHARD_PREDICTIONS_CONTRADICTED, SHARD_RATE, SHARD_THROTTLED, SHARD_WAITING,
 };
 
 fn failure_label(kind: FailureKind) -> &'static str {
@@ -112,5 +113,59 @@ impl StreamMetrics {
     pub fn entry_failed(&self, code: &str) {
         metrics::counter!(FAILED_ENTRIES, "stream" => self.stream.as_str().to_owned(), "error_code" => kinesis_code_label(code))
             .increment(1);
+    }
+}
+
+/// Shard awareness: the map, the predictions, and each shard's writes, throttles, backlog and
+/// current rate. Shard labels only for streams in use (bounded by their shard counts).
+impl StreamMetrics {
+    /// A new map; the counters of its shards start at 0 so a healthy stream shows them.
+    pub fn shard_map_loaded(&self, cause: &'static str, shards: &[ShardRange]) {
+        let stream = self.stream.as_str().to_owned();
+        metrics::counter!(SHARD_MAP_REFRESHES, "stream" => stream.clone(), "cause" => cause)
+            .increment(1);
+        metrics::gauge!(SHARD_MAP_AVAILABLE, "stream" => stream.clone()).set(1.0);
+        metrics::counter!(SHARD_PREDICTIONS_CONTRADICTED, "stream" => stream.clone()).increment(0);
+        for shard in shards {
+            metrics::counter!(SHARD_ENTRIES, "stream" => stream.clone(), "shard" => shard.id.clone())
+                .increment(0);
+            metrics::counter!(SHARD_THROTTLED, "stream" => stream.clone(), "shard" => shard.id.clone())
+                .increment(0);
+        }
+    }
+
+    /// `ListShards` failed; the pipeline keeps its map, or sends shard-blind without one.
+    pub fn shard_map_failed(&self) {
+        metrics::counter!(SHARD_MAP_REFRESHES, "stream" => self.stream.as_str().to_owned(), "cause" => "failed")
+            .increment(1);
+    }
+
+    pub fn predictions_contradicted(&self, entries: u32) {
+        metrics::counter!(SHARD_PREDICTIONS_CONTRADICTED, "stream" => self.stream.as_str().to_owned())
+            .increment(u64::from(entries));
+    }
+
+    /// One call's entries for one shard, and how many of them Kinesis throttled.
+    pub fn shard_written(&self, shard: &str, entries: u32, throttled: u32) {
+        let stream = self.stream.as_str().to_owned();
+        metrics::counter!(SHARD_ENTRIES, "stream" => stream.clone(), "shard" => shard.to_owned())
+            .increment(u64::from(entries));
+        if throttled > 0 {
+            metrics::counter!(SHARD_THROTTLED, "stream" => stream, "shard" => shard.to_owned())
+                .increment(u64::from(throttled));
+        }
+    }
+
+    /// Per shard: records waiting for it, and its current rate (records/s).
+    pub fn shard_gauges(&self, lanes: &[(Option<&str>, usize, Option<f64>)]) {
+        for (shard, waiting, rate) in lanes {
+            let (Some(shard), Some(rate)) = (shard, rate) else {
+                continue;
+            };
+            let stream = self.stream.as_str().to_owned();
+            metrics::gauge!(SHARD_WAITING, "stream" => stream.clone(), "shard" => (*shard).to_owned())
+                .set(*waiting as f64);
+            metrics::gauge!(SHARD_RATE, "stream" => stream, "shard" => (*shard).to_owned()).set(*rate);
+        }
     }
 }

@@ -16,17 +16,20 @@ mod aggregator;
 pub mod batch;
 mod call;
 mod handle;
+mod lanes;
 pub mod metrics;
 mod outcome;
 mod pending;
 pub mod registry;
 pub mod retry;
 mod settings;
+mod shard_refresh;
 mod status;
 
 pub use handle::Pipeline;
 pub use outcome::{Accepted, FailureKind, RecordFailure, RecordOutcome, SubmitError};
 pub use registry::{Pipelines, StartError};
+pub use lanes::ShardLimits;
 pub use settings::PipelineSettings;
 
 #[cfg(test)]

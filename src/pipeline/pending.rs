@@ -9,11 +9,19 @@ use super::admission::Ticket;
 use super::metrics::StreamMetrics;
 use super::outcome::{FailureKind, RecordFailure, RecordOutcome};
 use crate::domain::Record;
+use crate::kinesis::hash_key;
 
 /// A record on its way through the pipeline with what is needed to answer for it.
 #[derive(Debug)]
 pub(super) struct PendingRecord {
     pub(super) record: Record,
+    /// `record.kinesis_size()`, kept: batching and shard budgets read it often.
+    pub(super) size: usize,
+    /// The 128-bit key Kinesis routes it by (explicit hash key, or MD5 of the partition key),
+    /// computed on the handler's thread so the aggregator's stays free.
+    pub(super) hash_key: u128,
+    /// Its shard's lane under the current map (set by `Lanes`).
+    pub(super) lane: usize,
     /// `None` when the stream acknowledges at enqueue: nobody waits for this one.
     pub(super) reply: Option<oneshot::Sender<RecordOutcome>>,
     pub(super) received_at: Instant,
@@ -27,6 +35,28 @@ pub(super) struct PendingRecord {
 }
 
 impl PendingRecord {
+    pub(super) fn new(
+        record: Record,
+        reply: Option<oneshot::Sender<RecordOutcome>>,
+        received_at: Instant,
+        deadline: Instant,
+        ticket: Ticket,
+    ) -> Self {
+        Self {
+            size: record.kinesis_size(),
+            hash_key: hash_key(&record),
+            lane: 0,
+            record,
+            reply,
+            received_at,
+            deadline,
+            attempts: 0,
+            ready_at: received_at,
+            last_failure: None,
+            _ticket: ticket,
+        }
+    }
+
     pub(super) fn finish(mut self, metrics: &StreamMetrics, outcome: RecordOutcome) {
         metrics.record_finished(&outcome, self.attempts, self.received_at.elapsed());
         let reply = self.reply.take();
@@ -61,6 +91,19 @@ pub(super) struct Completion {
     pub(super) retries: Vec<PendingRecord>,
     /// The endpoint refused the request body as too large (HTTP 413): send smaller batches.
     pub(super) shrink_batches: bool,
+    pub(super) shards: ShardFeedback,
+}
+
+/// What a call learned about the shards it wrote to, for the adaptive limits and the map.
+#[derive(Debug, Default)]
+pub(super) struct ShardFeedback {
+    /// The map generation the batch's lanes belong to (feedback on an older map is ignored).
+    pub(super) generation: u64,
+    /// Per lane: entries Kinesis answered, and of them how many it throttled.
+    pub(super) sent: Vec<u32>,
+    pub(super) throttled: Vec<u32>,
+    /// Accepted entries that Kinesis put on another shard than the map predicted.
+    pub(super) mispredicted: u32,
 }
 
 impl std::fmt::Debug for Submission {

@@ -19,6 +19,7 @@ use tokio::sync::{OnceCell, Semaphore};
 
 use super::batch::BatchLimits;
 use super::handle::Pipeline;
+use super::lanes::ShardLimits;
 use super::retry::Backoff;
 use super::settings::PipelineSettings;
 use crate::config::Settings;
@@ -26,6 +27,20 @@ use crate::domain::{Region, StreamName};
 use crate::kinesis::{CallFailure, KinesisClients};
 
 type Key = (Region, StreamName);
+
+fn shard_limits(settings: &Settings) -> ShardLimits {
+    let shards = &settings.shards;
+    ShardLimits {
+        records_per_second: f64::from(shards.records_per_second),
+        bytes_per_second: f64::from(shards.bytes_per_second),
+        decrease_factor: shards.decrease_factor,
+        decrease_interval: shards.decrease_interval(),
+        min_share: shards.min_share,
+        increase_step: shards.increase_step,
+        increase_interval: shards.increase_interval(),
+        quiet_period: shards.quiet_period(),
+    }
+}
 
 /// Why no pipeline could be had for a (region, stream).
 #[derive(Debug, thiserror::Error)]
@@ -271,6 +286,9 @@ impl Pipelines {
                 max: Duration::from_millis(self.settings.retry.backoff_max_ms),
             },
             shutdown_grace: self.settings.server.shutdown_grace(),
+            shard_aware: self.settings.shards.aware,
+            map_refresh: self.settings.shards.map_refresh(),
+            shard_limits: shard_limits(&self.settings),
         };
         let batch_cap = settings.batch.max_bytes;
         let (pipeline, thread) = Pipeline::start(

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::batch::BatchLimits;
+use super::lanes::ShardLimits;
 use super::retry::Backoff;
 
 /// Settings of one pipeline, resolved from the configuration.
@@ -18,4 +19,8 @@ pub struct PipelineSettings {
     pub record_deadline: Duration,
     pub backoff: Backoff,
     pub shutdown_grace: Duration,
+    /// Load the shard map and send within per-shard limits; false: shard-blind.
+    pub shard_aware: bool,
+    pub map_refresh: Duration,
+    pub shard_limits: ShardLimits,
 }

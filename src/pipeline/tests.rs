@@ -91,6 +91,18 @@ fn settings() -> PipelineSettings {
             max: Duration::from_millis(20),
         },
         shutdown_grace: Duration::from_secs(5),
+        shard_aware: true,
+        map_refresh: Duration::from_secs(60),
+        shard_limits: ShardLimits {
+            records_per_second: 1_000.0,
+            bytes_per_second: 1_048_576.0,
+            decrease_factor: 0.7,
+            decrease_interval: Duration::from_millis(500),
+            min_share: 0.05,
+            increase_step: 0.05,
+            increase_interval: Duration::from_millis(500),
+            quiet_period: Duration::from_secs(2),
+        },
     }
 }
 

@@ -1,0 +1,447 @@
+//! The records waiting to be sent, one lane per shard, each lane with its own write budget, so
+//! a batch takes records only from shards that can take them now and one hot shard never holds
+//! back the others.
+//!
+//! Without a shard map (not loaded yet, or `ListShards` not allowed) there is one lane without
+//! a budget: exactly the shard-blind behaviour of a plain queue.
+//!
+//! Budgets are token buckets of records and bytes per second per shard (Kinesis: 1,000 and
+//! 1 MiB), written here rather than with `governor` because the rate must change at run time
+//! (adaptive, below) and batch assembly must know how many records a shard can take *before*
+//! taking them; governor's quotas are fixed at construction and it has no way to peek.
+//!
+//! Adaptive rate (AIMD, as TCP): a shard whose entries Kinesis throttles gets its rate
+//! multiplied by `decrease_factor` (at most once per `decrease_interval`, so one throttled batch
+//! counts once), never below `min_share` of the limit; after `quiet_period` without throttling
+//! it rises by `increase_step` of the limit every `increase_interval`, up to the limit. Replicas
+//! sharing a stream each back off when together they exceed a shard, and converge on a fair
+//! share of it without talking to each other.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::pending::PendingRecord;
+use crate::kinesis::ShardMap;
+
+/// Per-shard limits and how the rate adapts (`[shards]` in the configuration).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ShardLimits {
+    pub records_per_second: f64,
+    pub bytes_per_second: f64,
+    pub decrease_factor: f64,
+    pub decrease_interval: Duration,
+    pub min_share: f64,
+    pub increase_step: f64,
+    pub increase_interval: Duration,
+    pub quiet_period: Duration,
+}
+
+/// A token bucket whose rate can change; it holds at most one second's worth.
+#[derive(Debug, Clone)]
+struct Bucket {
+    tokens: f64,
+    rate: f64,
+    updated: Instant,
+}
+
+impl Bucket {
+    fn full(rate: f64, now: Instant) -> Self {
+        Self {
+            tokens: rate,
+            rate,
+            updated: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
+        self.updated = now;
+    }
+
+    /// How long until `amount` tokens are there (zero when they are).
+    fn time_until(&self, amount: f64) -> Duration {
+        if self.tokens >= amount || self.rate <= 0.0 {
+            return Duration::ZERO;
+        }
+        Duration::from_secs_f64((amount.min(self.rate) - self.tokens) / self.rate)
+    }
+}
+
+/// One shard's write budget and its adaptive share of the limit.
+#[derive(Debug, Clone)]
+struct ShardBudget {
+    records: Bucket,
+    bytes: Bucket,
+    /// Current rate as a share of the configured limit, in `min_share..=1`.
+    share: f64,
+    last_throttle: Option<Instant>,
+    last_decrease: Option<Instant>,
+    last_increase: Instant,
+}
+
+impl ShardBudget {
+    fn new(limits: &ShardLimits, now: Instant) -> Self {
+        Self {
+            records: Bucket::full(limits.records_per_second, now),
+            bytes: Bucket::full(limits.bytes_per_second, now),
+            share: 1.0,
+            last_throttle: None,
+            last_decrease: None,
+            last_increase: now,
+        }
+    }
+
+    fn refill(&mut self, limits: &ShardLimits, now: Instant) {
+        let quiet = self
+            .last_throttle
+            .is_none_or(|t| now.saturating_duration_since(t) >= limits.quiet_period);
+        if self.share < 1.0
+            && quiet
+            && now.saturating_duration_since(self.last_increase) >= limits.increase_interval
+        {
+            self.set_share((self.share + limits.increase_step).min(1.0), limits);
+            self.last_increase = now;
+        }
+        self.records.refill(now);
+        self.bytes.refill(now);
+    }
+
+    fn set_share(&mut self, share: f64, limits: &ShardLimits) {
+        self.share = share;
+        self.records.rate = limits.records_per_second * share;
+        self.bytes.rate = limits.bytes_per_second * share;
+    }
+
+    /// Kinesis throttled entries of this shard.
+    fn throttled(&mut self, limits: &ShardLimits, now: Instant) {
+        self.last_throttle = Some(now);
+        let due = self
+            .last_decrease
+            .is_none_or(|t| now.saturating_duration_since(t) >= limits.decrease_interval);
+        if due {
+            let share = (self.share * limits.decrease_factor).max(limits.min_share);
+            self.set_share(share, limits);
+            self.last_decrease = Some(now);
+            self.last_increase = now;
+            // What was already granted this second was too much: start from empty.
+            self.records.tokens = self.records.tokens.min(0.0);
+            self.bytes.tokens = self.bytes.tokens.min(0.0);
+        }
+    }
+
+    fn fits(&self, size: usize) -> bool {
+        self.records.tokens >= 1.0 && (self.bytes.tokens >= size as f64 || self.bytes.tokens >= self.bytes.rate)
+    }
+}
+
+struct Lane {
+    queue: VecDeque<PendingRecord>,
+    bytes: usize,
+    /// `None`: no limit (no shard map).
+    budget: Option<ShardBudget>,
+}
+
+impl Lane {
+    fn new(budget: Option<ShardBudget>) -> Self {
+        Self {
+            queue: VecDeque::new(),
+            bytes: 0,
+            budget,
+        }
+    }
+}
+
+/// What the lanes can send right now.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Eligible {
+    pub records: usize,
+    pub bytes: usize,
+    /// When the longest-waiting record that can go now became ready.
+    pub oldest_ready_at: Option<Instant>,
+}
+
+/// The lanes of one pipeline and the map they follow.
+pub(super) struct Lanes {
+    lanes: Vec<Lane>,
+    map: Option<Arc<ShardMap>>,
+    /// Bumped at every map change, so feedback about lanes of an older map is ignored.
+    generation: u64,
+    limits: ShardLimits,
+    /// The lane the next batch starts taking from: batches rotate over the shards.
+    cursor: usize,
+    len: usize,
+    bytes: usize,
+}
+
+impl Lanes {
+    pub(super) fn new(limits: ShardLimits) -> Self {
+        Self {
+            lanes: vec![Lane::new(None)],
+            map: None,
+            generation: 0,
+            limits,
+            cursor: 0,
+            len: 0,
+            bytes: 0,
+        }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub(super) fn map(&self) -> Option<&Arc<ShardMap>> {
+        self.map.as_ref()
+    }
+
+    pub(super) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    fn lane_of(&self, record: &PendingRecord) -> usize {
+        match &self.map {
+            Some(map) => map.shard_for(record.hash_key),
+            None => 0,
+        }
+    }
+
+    /// A new record, behind the others of its shard.
+    pub(super) fn push_back(&mut self, mut record: PendingRecord) {
+        let lane = self.lane_of(&record);
+        record.lane = lane;
+        self.len += 1;
+        self.bytes += record.size;
+        self.lanes[lane].bytes += record.size;
+        self.lanes[lane].queue.push_back(record);
+    }
+
+    /// A record that was here before the others of its shard (a retry, or one taken back).
+    pub(super) fn push_front(&mut self, mut record: PendingRecord) {
+        let lane = self.lane_of(&record);
+        record.lane = lane;
+        self.len += 1;
+        self.bytes += record.size;
+        self.lanes[lane].bytes += record.size;
+        self.lanes[lane].queue.push_front(record);
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let limits = self.limits;
+        for lane in &mut self.lanes {
+            if let Some(budget) = &mut lane.budget {
+                budget.refill(&limits, now);
+            }
+        }
+    }
+
+    /// What could go into batches now, counting at most `max_records` records.
+    pub(super) fn eligible(&mut self, now: Instant, max_records: usize) -> Eligible {
+        self.refill(now);
+        let mut eligible = Eligible::default();
+        for lane in &self.lanes {
+            let Some(front) = lane.queue.front() else {
+                continue;
+            };
+            let (records, bytes) = match &lane.budget {
+                None => (lane.queue.len(), lane.bytes),
+                Some(budget) => {
+                    let mut tokens_records = budget.records.tokens;
+                    let mut tokens_bytes = budget.bytes.tokens;
+                    let (mut records, mut bytes) = (0, 0);
+                    for record in lane.queue.iter().take(max_records) {
+                        let fits = tokens_records >= 1.0
+                            && (tokens_bytes >= record.size as f64
+                                || tokens_bytes >= budget.bytes.rate);
+                        if !fits {
+                            break;
+                        }
+                        tokens_records -= 1.0;
+                        tokens_bytes -= record.size as f64;
+                        records += 1;
+                        bytes += record.size;
+                    }
+                    (records, bytes)
+                }
+            };
+            if records > 0 {
+                eligible.records += records;
+                eligible.bytes += bytes;
+                eligible.oldest_ready_at = Some(match eligible.oldest_ready_at {
+                    Some(t) => t.min(front.ready_at),
+                    None => front.ready_at,
+                });
+            }
+        }
+        eligible
+    }
+
+    /// The next record a batch may take now, rotating over the shards; its shard's budget is
+    /// charged. `None` when no shard with records has budget.
+    pub(super) fn pop_eligible(&mut self) -> Option<PendingRecord> {
+        let count = self.lanes.len();
+        for step in 0..count {
+            let index = (self.cursor + step) % count;
+            let lane = &mut self.lanes[index];
+            let Some(front) = lane.queue.front() else {
+                continue;
+            };
+            if let Some(budget) = &mut lane.budget {
+                if !budget.fits(front.size) {
+                    continue;
+                }
+                budget.records.tokens -= 1.0;
+                budget.bytes.tokens -= front.size as f64;
+            }
+            let record = lane.queue.pop_front()?;
+            lane.bytes -= record.size;
+            self.len -= 1;
+            self.bytes -= record.size;
+            self.cursor = (index + 1) % count;
+            return Some(record);
+        }
+        None
+    }
+
+    /// Gives back a record `pop_eligible` handed out (its batch was full), with its budget.
+    pub(super) fn unpop(&mut self, record: PendingRecord) {
+        if let Some(budget) = self
+            .lanes
+            .get_mut(record.lane)
+            .and_then(|l| l.budget.as_mut())
+        {
+            budget.records.tokens += 1.0;
+            budget.bytes.tokens += record.size as f64;
+        }
+        self.push_front(record);
+    }
+
+    /// Takes out the records whose deadline has passed.
+    pub(super) fn expire(&mut self, now: Instant) -> Vec<PendingRecord> {
+        let mut expired = Vec::new();
+        for lane in &mut self.lanes {
+            while lane.queue.front().is_some_and(|r| r.deadline <= now) {
+                if let Some(record) = lane.queue.pop_front() {
+                    lane.bytes -= record.size;
+                    self.len -= 1;
+                    self.bytes -= record.size;
+                    expired.push(record);
+                }
+            }
+        }
+        expired
+    }
+
+    /// Takes out every record (shutdown grace over).
+    pub(super) fn drain_all(&mut self) -> Vec<PendingRecord> {
+        self.len = 0;
+        self.bytes = 0;
+        self.lanes
+            .iter_mut()
+            .flat_map(|lane| {
+                lane.bytes = 0;
+                lane.queue.drain(..)
+            })
+            .collect()
+    }
+
+    /// The earliest deadline among the records at the front of their lanes.
+    pub(super) fn earliest_deadline(&self) -> Option<Instant> {
+        self.lanes
+            .iter()
+            .filter_map(|l| l.queue.front().map(|r| r.deadline))
+            .min()
+    }
+
+    /// When a shard that has records but no budget gets enough for its front record.
+    pub(super) fn next_budget_at(&self, now: Instant) -> Option<Instant> {
+        self.lanes
+            .iter()
+            .filter_map(|lane| {
+                let front = lane.queue.front()?;
+                let budget = lane.budget.as_ref()?;
+                if budget.fits(front.size) {
+                    return None;
+                }
+                let bytes_needed = (front.size as f64).min(budget.bytes.rate);
+                let wait = budget
+                    .records
+                    .time_until(1.0)
+                    .max(budget.bytes.time_until(bytes_needed));
+                Some(now + wait.max(Duration::from_micros(100)))
+            })
+            .min()
+    }
+
+    /// Follows a new map (or none): every waiting record moves to its shard's lane; shards
+    /// that stay keep their budget.
+    pub(super) fn set_map(&mut self, map: Option<ShardMap>, now: Instant) {
+        let old_ids: Vec<Option<String>> = match &self.map {
+            Some(m) => m.shards().iter().map(|s| Some(s.id.clone())).collect(),
+            None => vec![None],
+        };
+        let mut old_lanes = std::mem::take(&mut self.lanes);
+        let map = map.map(Arc::new);
+        self.lanes = match &map {
+            Some(m) => m
+                .shards()
+                .iter()
+                .map(|shard| {
+                    let kept = old_ids
+                        .iter()
+                        .position(|id| id.as_deref() == Some(shard.id.as_str()))
+                        .and_then(|i| old_lanes.get_mut(i))
+                        .and_then(|l| l.budget.take());
+                    Lane::new(Some(
+                        kept.unwrap_or_else(|| ShardBudget::new(&self.limits, now)),
+                    ))
+                })
+                .collect(),
+            None => vec![Lane::new(None)],
+        };
+        self.map = map;
+        self.generation += 1;
+        self.cursor = 0;
+        self.len = 0;
+        self.bytes = 0;
+        // Oldest first within each old lane, so every shard keeps its order.
+        for lane in old_lanes {
+            for record in lane.queue {
+                self.push_back(record);
+            }
+        }
+    }
+
+    /// Kinesis throttled entries sent to `lane` under map `generation`.
+    pub(super) fn throttled(&mut self, generation: u64, lane: usize, now: Instant) {
+        if generation != self.generation {
+            return;
+        }
+        let limits = self.limits;
+        if let Some(budget) = self.lanes.get_mut(lane).and_then(|l| l.budget.as_mut()) {
+            budget.throttled(&limits, now);
+        }
+    }
+
+    /// Per lane: shard id, records waiting, current rate in records/s (for metrics).
+    pub(super) fn snapshot(&self) -> Vec<(Option<&str>, usize, Option<f64>)> {
+        self.lanes
+            .iter()
+            .enumerate()
+            .map(|(i, lane)| {
+                (
+                    self.map
+                        .as_ref()
+                        .and_then(|m| m.shard(i))
+                        .map(|s| s.id.as_str()),
+                    lane.queue.len(),
+                    lane.budget.as_ref().map(|b| b.records.rate),
+                )
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,209 @@
+//! Lanes against hand-made shard maps and a hand-driven clock: budgets, rotation over shards,
+//! the adaptive rate, and following a new map.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::*;
+use crate::domain::{ExplicitHashKey, PartitionKey, Record};
+use crate::kinesis::ShardRange;
+use crate::pipeline::admission::{Budget, Ticket};
+
+fn limits(records_per_second: f64) -> ShardLimits {
+    ShardLimits {
+        records_per_second,
+        bytes_per_second: 1_000_000.0,
+        decrease_factor: 0.5,
+        decrease_interval: Duration::from_millis(500),
+        min_share: 0.1,
+        increase_step: 0.1,
+        increase_interval: Duration::from_millis(100),
+        quiet_period: Duration::from_secs(1),
+    }
+}
+
+/// Two shards: the lower half of the hash space and the upper half.
+fn two_shards(upper_id: &str) -> ShardMap {
+    ShardMap::new(vec![
+        ShardRange {
+            id: "shard-lower".into(),
+            start: 0,
+            end: u128::MAX / 2,
+        },
+        ShardRange {
+            id: upper_id.into(),
+            start: u128::MAX / 2 + 1,
+            end: u128::MAX,
+        },
+    ])
+    .expect("valid map")
+}
+
+/// A record routed by explicit hash key: `upper` picks the upper half.
+fn record(n: usize, upper: bool, now: Instant) -> PendingRecord {
+    let hash = if upper { u128::MAX - n as u128 } else { n as u128 };
+    let record = Record {
+        data: Bytes::from(format!("{{\"n\":{n}}}")),
+        partition_key: PartitionKey::parse(format!("k{n}")).expect("key"),
+        explicit_hash_key: Some(ExplicitHashKey::parse(&hash.to_string()).expect("hash key")),
+    };
+    let budget = Arc::new(Budget::new(1_000, 1 << 30));
+    let size = record.kinesis_size();
+    PendingRecord::new(
+        record,
+        None,
+        now,
+        now + Duration::from_secs(30),
+        Ticket::new(&budget, size),
+    )
+}
+
+fn drain(lanes: &mut Lanes) -> Vec<(usize, bool)> {
+    std::iter::from_fn(|| lanes.pop_eligible())
+        .map(|r| (r.record.data.len(), r.hash_key > u128::MAX / 2))
+        .collect()
+}
+
+#[test]
+fn without_a_map_one_lane_takes_everything_in_order() {
+    let now = Instant::now();
+    let mut lanes = Lanes::new(limits(10.0));
+    for n in 0..50 {
+        lanes.push_back(record(n, n % 2 == 0, now));
+    }
+    assert_eq!(lanes.eligible(now, 500).records, 50, "no budget without a map");
+    let order: Vec<usize> = std::iter::from_fn(|| lanes.pop_eligible())
+        .map(|r| r.hash_key as usize % 1000)
+        .collect();
+    assert_eq!(order.len(), 50);
+    assert!(lanes.is_empty());
+}
+
+#[test]
+fn a_shard_out_of_budget_waits_while_the_other_keeps_sending() {
+    let now = Instant::now();
+    let mut lanes = Lanes::new(limits(10.0));
+    lanes.set_map(Some(two_shards("shard-upper")), now);
+    for n in 0..30 {
+        lanes.push_back(record(n, false, now));
+    }
+    for n in 0..5 {
+        lanes.push_back(record(n, true, now));
+    }
+    let eligible = lanes.eligible(now, 500);
+    assert_eq!(eligible.records, 15, "10 of the hot shard's budget, all 5 of the other");
+    let taken = drain(&mut lanes);
+    assert_eq!(taken.len(), 15);
+    assert_eq!(taken.iter().filter(|(_, upper)| *upper).count(), 5);
+    // Rotation: the quiet shard's records are not stuck behind the hot shard's.
+    assert!(
+        taken[..10].iter().filter(|(_, upper)| *upper).count() == 5,
+        "{taken:?}"
+    );
+    assert_eq!(lanes.eligible(now, 500).records, 0, "hot shard out of budget");
+    let refill = lanes.next_budget_at(now).expect("a refill is due");
+    assert!(
+        refill > now && refill <= now + Duration::from_millis(101),
+        "{:?}",
+        refill - now
+    );
+    assert_eq!(
+        lanes.eligible(now + Duration::from_millis(500), 500).records,
+        5,
+        "half a second refills half the budget"
+    );
+}
+
+#[test]
+fn unpop_gives_the_budget_back() {
+    let now = Instant::now();
+    let mut lanes = Lanes::new(limits(2.0));
+    lanes.set_map(Some(two_shards("shard-upper")), now);
+    lanes.push_back(record(1, false, now));
+    lanes.push_back(record(2, false, now));
+    lanes.push_back(record(3, false, now));
+    let first = lanes.pop_eligible().expect("budget for one");
+    lanes.unpop(first);
+    assert_eq!(lanes.eligible(now, 500).records, 2);
+}
+
+#[test]
+fn throttling_halves_the_rate_once_per_interval_and_quiet_raises_it_again() {
+    let start = Instant::now();
+    let mut lanes = Lanes::new(limits(100.0));
+    lanes.set_map(Some(two_shards("shard-upper")), start);
+    let generation = lanes.generation();
+    let rate = |lanes: &Lanes| lanes.snapshot()[0].2.expect("limited");
+    lanes.throttled(generation, 0, start);
+    assert_eq!(rate(&lanes), 50.0);
+    lanes.throttled(generation, 0, start + Duration::from_millis(100));
+    assert_eq!(rate(&lanes), 50.0, "one decrease per interval");
+    lanes.throttled(generation, 0, start + Duration::from_millis(600));
+    assert_eq!(rate(&lanes), 25.0);
+    lanes.throttled(generation + 1, 0, start + Duration::from_millis(1_200));
+    assert_eq!(rate(&lanes), 25.0, "feedback about an older map is ignored");
+    // The other shard is untouched.
+    assert_eq!(lanes.snapshot()[1].2, Some(100.0));
+    // Still within the quiet period: no increase.
+    lanes.eligible(start + Duration::from_millis(1_500), 500);
+    assert_eq!(rate(&lanes), 25.0);
+    // Quiet long enough: +10% of the limit per 100 ms, up to the limit.
+    let mut at = start + Duration::from_millis(1_600);
+    lanes.eligible(at, 500);
+    assert_eq!(rate(&lanes), 35.0);
+    for _ in 0..20 {
+        at += Duration::from_millis(100);
+        lanes.eligible(at, 500);
+    }
+    assert_eq!(rate(&lanes), 100.0);
+}
+
+#[test]
+fn the_rate_never_falls_below_the_floor() {
+    let start = Instant::now();
+    let mut lanes = Lanes::new(limits(100.0));
+    lanes.set_map(Some(two_shards("shard-upper")), start);
+    for i in 0..20 {
+        lanes.throttled(lanes.generation(), 1, start + Duration::from_secs(i));
+    }
+    assert_eq!(lanes.snapshot()[1].2, Some(10.0));
+}
+
+#[test]
+fn a_new_map_moves_records_and_keeps_the_budgets_of_shards_that_stay() {
+    let now = Instant::now();
+    let mut lanes = Lanes::new(limits(100.0));
+    for n in 0..6 {
+        lanes.push_back(record(n, n % 2 == 1, now));
+    }
+    lanes.set_map(Some(two_shards("shard-upper")), now);
+    let waiting: Vec<usize> = lanes.snapshot().iter().map(|l| l.1).collect();
+    assert_eq!(waiting, vec![3, 3], "records moved to their shards");
+    lanes.throttled(lanes.generation(), 0, now);
+    let before = lanes.generation();
+    lanes.set_map(Some(two_shards("shard-upper-split")), now);
+    assert_ne!(lanes.generation(), before);
+    let snapshot = lanes.snapshot();
+    assert_eq!(snapshot[0].2, Some(50.0), "shard-lower stays, so does its rate");
+    assert_eq!(snapshot[1].0, Some("shard-upper-split"));
+    assert_eq!(snapshot[1].2, Some(100.0), "a new shard starts at the limit");
+    assert_eq!(snapshot.iter().map(|l| l.1).sum::<usize>(), 6, "nothing lost");
+    lanes.set_map(None, now);
+    assert_eq!(lanes.eligible(now, 500).records, 6, "shard-blind again");
+}
+
+#[test]
+fn expired_records_leave_their_lanes() {
+    let now = Instant::now();
+    let mut lanes = Lanes::new(limits(1.0));
+    lanes.set_map(Some(two_shards("shard-upper")), now);
+    for n in 0..4 {
+        lanes.push_back(record(n, n % 2 == 0, now));
+    }
+    let expired = lanes.expire(now + Duration::from_secs(31));
+    assert_eq!(expired.len(), 4);
+    assert!(lanes.is_empty());
+    assert!(lanes.earliest_deadline().is_none());
+}
