@@ -247,7 +247,9 @@ fn admit_request<'a>(req: &HttpRequest, state: &'a AppState) -> Result<Admitted<
     }
     let key = if state.settings.auth.required {
         let presented = req.headers().get(API_KEY_HEADER).map(|v| v.as_bytes());
-        Some(state.api_keys.authenticate(presented)?)
+        let name = state.api_keys.authenticate(presented)?;
+        state.key_metrics.authenticated(name);
+        Some(name)
     } else {
         None
     };

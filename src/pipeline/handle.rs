@@ -51,7 +51,7 @@ impl Pipeline {
             settings.queue_max_records,
             settings.queue_max_bytes,
         ));
-        let metrics = Arc::new(StreamMetrics::new(&stream));
+        let metrics = Arc::new(StreamMetrics::new(&region, &stream));
         let pipeline = Arc::new(Pipeline {
             region: region.clone(),
             stream: stream.clone(),

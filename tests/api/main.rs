@@ -7,6 +7,7 @@ mod batching;
 mod dashboard;
 mod guard_rails;
 mod layout;
+mod operations;
 mod retries;
 mod round_trip;
 mod shutdown;

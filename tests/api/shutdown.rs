@@ -3,7 +3,7 @@
 //! a message naming the setting.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use crate::helpers::app::API_KEY;
 use crate::helpers::emulator::{create_stream, kinesalite, read_all, unique_stream_name};
 
-fn proxy_command(endpoint: &str) -> Command {
+pub(crate) fn proxy_command(endpoint: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_kinesis-proxy"));
     command
         .arg("--config")
@@ -33,6 +33,16 @@ fn proxy_command(endpoint: &str) -> Command {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     command
+}
+
+/// Sends SIGTERM to the proxy, as an orchestrator stopping it would.
+pub(crate) fn sigterm(child: &Child) {
+    let signalled = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill");
+    assert!(signalled.success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,12 +117,7 @@ async fn sigterm_drains_and_every_acknowledged_event_is_stored() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let signalled = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .expect("kill");
-    assert!(signalled.success());
+    sigterm(&child);
     let started = Instant::now();
     let status = tokio::task::spawn_blocking(move || child.wait())
         .await
