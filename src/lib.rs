@@ -20,13 +20,26 @@ pub mod pipeline;
 pub mod startup;
 pub mod telemetry;
 
-/// Sets up `tracing` output as configured; `RUST_LOG` overrides the configured level.
+/// actix-http logs every connection it cannot parse as HTTP/1 at ERROR, as `stream error:
+/// request parse error: ...` from this target: an HTTP/2 attempt (`curl --http2-prior-knowledge`),
+/// TLS sent to the plain port, a port scanner. Those are the client's mistakes, and the client
+/// got a 400 or a closed connection; an ERROR line should mean the proxy needs attention. The
+/// target logs nothing else above `trace` that is not per-connection, so it is off by default;
+/// naming `actix_http` in `log.level` or setting `RUST_LOG` shows it again.
+const CLIENT_MISTAKES_TARGET: &str = "actix_http::h1::dispatcher";
+
+/// Sets up `tracing` output as configured; `RUST_LOG` overrides the configured level. Colours
+/// only when stdout is a terminal (and `NO_COLOR` is unset), so a log written to a file or a
+/// pipe holds no escape codes.
 pub fn init_logging(settings: &config::LogSettings) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(default_filter(&settings.level)));
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal() && !no_color)
         .with_target(false);
     let result = if settings.format == "json" {
         builder.json().flatten_event(true).try_init()
@@ -35,4 +48,31 @@ pub fn init_logging(settings: &config::LogSettings) {
     };
     // Already initialised (tests start several apps in one process): keep the first.
     let _ = result;
+}
+
+/// The filter when `RUST_LOG` is unset: `log.level`, with actix-http's per-connection parse
+/// errors off unless `log.level` says something about `actix_http` itself.
+fn default_filter(level: &str) -> String {
+    if level.contains("actix_http") {
+        level.to_owned()
+    } else {
+        format!("{level},{CLIENT_MISTAKES_TARGET}=off")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_filter;
+
+    #[test]
+    fn default_filter_silences_client_parse_errors_unless_asked_for() {
+        assert_eq!(
+            default_filter("info"),
+            "info,actix_http::h1::dispatcher=off"
+        );
+        assert_eq!(
+            default_filter("info,actix_http=debug"),
+            "info,actix_http=debug"
+        );
+    }
 }

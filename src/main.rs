@@ -7,15 +7,35 @@ use std::process::ExitCode;
 use kinesis_proxy::config::Settings;
 use kinesis_proxy::startup::Application;
 
-const USAGE: &str = "usage: kinesis-proxy [--config PATH]\n\
-  --config PATH  settings file (default: ./config.toml if it exists, else built-in defaults)\n\
-  Environment variables KINESIS_PROXY__<SECTION>__<KEY> override any setting.";
+// Real line breaks, not `\n\` continuations, which would eat the indentation.
+const USAGE: &str = "usage: kinesis-proxy [--config PATH]
+  -c, --config PATH  settings file (default: ./config.toml if it exists, else built-in defaults)
+  -h, --help         print this help and exit
+  -V, --version      print the version and exit
+Environment variables KINESIS_PROXY__<SECTION>__<KEY> override any setting.";
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Command {
+    /// Serve, with the settings file to read (if any).
+    Serve(Option<PathBuf>),
+    Help,
+    Version,
+}
 
 fn main() -> ExitCode {
     let config_path = match parse_args(std::env::args().skip(1)) {
-        Ok(path) => path,
+        Ok(Command::Serve(path)) => path,
+        Ok(Command::Help) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            println!("kinesis-proxy {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
         Err(message) => {
-            eprintln!("{message}\n{USAGE}");
+            eprintln!("kinesis-proxy: {message}\n{USAGE}");
             return ExitCode::from(2);
         }
     };
@@ -52,7 +72,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<PathBuf>, String> {
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Command, String> {
     let mut path = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -60,7 +80,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<PathBuf>,
                 let value = args.next().ok_or("--config needs a path")?;
                 path = Some(PathBuf::from(value));
             }
-            "--help" | "-h" => return Err(String::new()),
+            "--help" | "-h" => return Ok(Command::Help),
+            "--version" | "-V" => return Ok(Command::Version),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -70,5 +91,5 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<PathBuf>,
             path = Some(default);
         }
     }
-    Ok(path)
+    Ok(Command::Serve(path))
 }

@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 use crate::config::Settings;
 use crate::http::auth::ApiKeys;
 use crate::http::rate_limit::RateLimits;
-use crate::http::{self, AccessLog, AppState, RouteMetricsSet};
+use crate::http::{self, AccessLog, ApiKeyMetrics, AppState, RouteMetricsSet};
 use crate::kinesis::{load_sdk_config, KinesisClients, KinesisHealth};
 use crate::pipeline::Pipelines;
 use crate::telemetry;
@@ -110,6 +110,10 @@ impl Application {
             settings.default_region(),
             settings.kinesis.readiness_probe_interval(),
         );
+        let prometheus = telemetry::prometheus();
+        // After the recorder is installed, or the handles would record nowhere.
+        let key_metrics = ApiKeyMetrics::new(&api_keys.names());
+        metrics::gauge!(telemetry::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
         let state = web::Data::new(AppState {
             default_region: settings.default_region(),
             settings: settings.clone(),
@@ -119,19 +123,21 @@ impl Application {
             allowed_streams: settings.allowed_streams(),
             draining,
             health,
-            prometheus: telemetry::prometheus(),
-            // After the recorder is installed (above), or the handles would record nowhere.
+            prometheus,
             route_metrics: RouteMetricsSet::new(),
             access_log: AccessLog::from_setting(&settings.log.access),
+            key_metrics,
         });
 
         // Histograms keep their samples until upkeep folds them in; a scrape does it too, but
-        // memory must stay bounded when nobody scrapes /metrics.
+        // memory must stay bounded when nobody scrapes /metrics. The process_* gauges are
+        // refreshed on the same tick (and before each scrape).
         let metrics_handle = state.prometheus.clone();
         kinesis_runtime.spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(5));
             loop {
                 tick.tick().await;
+                telemetry::collect_process_metrics();
                 metrics_handle.run_upkeep();
             }
         });

@@ -4,14 +4,17 @@
 //! and counts together; they all name their metrics from here, so the names are in one list.
 //!
 //! Names follow Prometheus conventions; labels are bounded: regions and stream names (at most
-//! `limits.max_pipelines` pairs), route templates, status codes, our own error codes and a
-//! fixed set of Kinesis error codes. Never keys, raw paths or event data. This module uses no
+//! `limits.max_pipelines` pairs), route templates, status codes, our own error codes, a fixed
+//! set of Kinesis error codes and the names of the configured API keys (from the configuration,
+//! never from a request). Never the keys themselves, raw paths or event data. The `process_*`
+//! metrics keep the standard names every Prometheus client library uses. This module uses no
 //! other module of the crate.
 
 use std::sync::OnceLock;
 
 use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_process::Collector;
 
 pub const HTTP_REQUESTS: &str = "kinesis_proxy_http_requests_total";
 pub const HTTP_DURATION: &str = "kinesis_proxy_http_request_duration_seconds";
@@ -34,11 +37,14 @@ pub const FAILED_ENTRIES: &str = "kinesis_proxy_failed_entries_total";
 pub const KINESIS_REACHABLE: &str = "kinesis_proxy_kinesis_reachable";
 pub const SHARD_MAP_REFRESHES: &str = "kinesis_proxy_shard_map_refreshes_total";
 pub const SHARD_MAP_AVAILABLE: &str = "kinesis_proxy_shard_map_available";
-pub const SHARD_PREDICTIONS_CONTRADICTED: &str = "kinesis_proxy_shard_predictions_contradicted_total";
+pub const SHARD_PREDICTIONS_CONTRADICTED: &str =
+    "kinesis_proxy_shard_predictions_contradicted_total";
 pub const SHARD_ENTRIES: &str = "kinesis_proxy_shard_entries_total";
 pub const SHARD_THROTTLED: &str = "kinesis_proxy_shard_throttled_total";
 pub const SHARD_WAITING: &str = "kinesis_proxy_shard_waiting_records";
 pub const SHARD_RATE: &str = "kinesis_proxy_shard_rate_records_per_second";
+pub const BUILD_INFO: &str = "kinesis_proxy_build_info";
+pub const API_KEY_REQUESTS: &str = "kinesis_proxy_api_key_requests_total";
 
 /// Installs the global Prometheus recorder once per process (tests start many apps in one
 /// process; they share it) and returns the handle `/metrics` renders.
@@ -87,7 +93,28 @@ pub fn prometheus() -> PrometheusHandle {
         .clone()
 }
 
+/// Refreshes the `process_*` metrics (CPU seconds, resident and virtual memory, open and
+/// maximum file descriptors, threads, start time) from the operating system. Called right
+/// before each render of `/metrics` and at every upkeep, so the values are fresh when scraped.
+pub fn collect_process_metrics() {
+    process_collector().collect();
+}
+
+fn process_collector() -> &'static Collector {
+    static COLLECTOR: OnceLock<Collector> = OnceLock::new();
+    COLLECTOR.get_or_init(Collector::default)
+}
+
 fn describe() {
+    process_collector().describe();
+    describe_gauge!(
+        BUILD_INFO,
+        "Always 1; the `version` label is the running build's version."
+    );
+    describe_counter!(
+        API_KEY_REQUESTS,
+        "Requests authenticated by each configured API key, by key name."
+    );
     describe_counter!(
         HTTP_REQUESTS,
         "HTTP requests answered, by route template and status code."

@@ -105,8 +105,15 @@ impl Settings {
         }
         let sh = &self.shards;
         at_least("shards.map_refresh_ms", sh.map_refresh_ms, 1_000)?;
-        positive("shards.records_per_second", u64::from(sh.records_per_second))?;
-        at_least("shards.bytes_per_second", u64::from(sh.bytes_per_second), 1_024)?;
+        positive(
+            "shards.records_per_second",
+            u64::from(sh.records_per_second),
+        )?;
+        at_least(
+            "shards.bytes_per_second",
+            u64::from(sh.bytes_per_second),
+            1_024,
+        )?;
         share("shards.decrease_factor", sh.decrease_factor, false)?;
         share("shards.min_share", sh.min_share, true)?;
         share("shards.increase_step", sh.increase_step, true)?;

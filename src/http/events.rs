@@ -331,6 +331,7 @@ fn admit_request<'a>(
         let presented = req.headers().get(API_KEY_HEADER).map(|v| v.as_bytes());
         let name = state.api_keys.authenticate(presented)?;
         facts.key = Some(name.to_owned());
+        state.key_metrics.authenticated(name);
         Some(name)
     } else {
         None

@@ -1,13 +1,13 @@
-//! The HTTP edge's observable events: requests answered per route template and status, and
-//! events refused before they reached a pipeline. Route handles are registered at startup, so the
-//! success path does no registry lookup.
+//! The HTTP edge's observable events: requests answered per route template and status, requests
+//! per API key, and events refused before they reached a pipeline. Route and key handles are
+//! registered at startup, so the success path does no registry lookup.
 
 use std::time::Duration;
 
 use metrics::{Counter, Histogram};
 
 use super::paths::{ALL_ROUTES, UNMATCHED};
-use crate::telemetry::{EVENTS_REJECTED, HTTP_DURATION, HTTP_REQUESTS};
+use crate::telemetry::{API_KEY_REQUESTS, EVENTS_REJECTED, HTTP_DURATION, HTTP_REQUESTS};
 
 /// Handles of one route's request metrics, registered at startup: the success path of a
 /// request then does no registry lookup (the lookups were ~3% of the proxy's CPU per request).
@@ -69,6 +69,36 @@ impl RouteMetricsSet {
 impl Default for RouteMetricsSet {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Requests per API key, one counter per configured key name, registered at zero at startup so
+/// a key that sends nothing shows 0 (which is how an unused key is found before rotating it).
+/// The names come from the configuration, never from a request, so the label is bounded.
+#[derive(Debug, Default)]
+pub struct ApiKeyMetrics {
+    keys: Vec<(String, Counter)>,
+}
+
+impl ApiKeyMetrics {
+    pub fn new(names: &[&str]) -> Self {
+        Self {
+            keys: names
+                .iter()
+                .map(|&name| {
+                    let counter = metrics::counter!(API_KEY_REQUESTS, "key" => name.to_owned());
+                    (name.to_owned(), counter)
+                })
+                .collect(),
+        }
+    }
+
+    /// A request was authenticated by the key named `name`. A linear scan, like the
+    /// authentication before it, which already compared every configured key.
+    pub fn authenticated(&self, name: &str) {
+        if let Some((_, counter)) = self.keys.iter().find(|(key, _)| key == name) {
+            counter.increment(1);
+        }
     }
 }
 

@@ -21,6 +21,6 @@ pub mod rate_limit;
 mod routes;
 mod state;
 
-pub use metrics::RouteMetricsSet;
+pub use metrics::{ApiKeyMetrics, RouteMetricsSet};
 pub use routes::{configure, not_found};
 pub use state::{AccessLog, AppState};

@@ -7,6 +7,7 @@ use actix_web::http::header::ContentType;
 use actix_web::{web, HttpResponse};
 
 use super::state::AppState;
+use crate::telemetry;
 
 pub(super) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
@@ -26,6 +27,8 @@ pub(super) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 }
 
 pub(super) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    // The process_* gauges are read from the OS only when asked for.
+    telemetry::collect_process_metrics();
     HttpResponse::Ok()
         .content_type(ContentType(
             "text/plain; version=0.0.4; charset=utf-8"

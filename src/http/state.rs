@@ -6,7 +6,7 @@ use std::sync::Arc;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use super::auth::ApiKeys;
-use super::metrics::RouteMetricsSet;
+use super::metrics::{ApiKeyMetrics, RouteMetricsSet};
 use super::rate_limit::RateLimits;
 use crate::config::Settings;
 use crate::domain::{Region, StreamPatterns};
@@ -45,4 +45,6 @@ pub struct AppState {
     pub prometheus: PrometheusHandle,
     pub route_metrics: RouteMetricsSet,
     pub access_log: AccessLog,
+    /// Requests per API key name.
+    pub key_metrics: ApiKeyMetrics,
 }

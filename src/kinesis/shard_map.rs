@@ -29,7 +29,10 @@ impl ShardMap {
             return Err("the stream has no open shards".into());
         };
         if first.start != 0 {
-            return Err(format!("shard {} starts at {}, not 0", first.id, first.start));
+            return Err(format!(
+                "shard {} starts at {}, not 0",
+                first.id, first.start
+            ));
         }
         for pair in shards.windows(2) {
             if pair[0].end.checked_add(1) != Some(pair[1].start) {
@@ -96,7 +99,11 @@ mod tests {
                 .map(|i| ShardRange {
                     id: format!("shardId-{i:012}"),
                     start: i * width,
-                    end: if i == 3 { u128::MAX } else { (i + 1) * width - 1 },
+                    end: if i == 3 {
+                        u128::MAX
+                    } else {
+                        (i + 1) * width - 1
+                    },
                 })
                 .collect(),
         )

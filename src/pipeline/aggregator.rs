@@ -24,12 +24,12 @@ use tokio::sync::Notify;
 use super::admission::Budget;
 use super::batch::{Batch, FlushReason, PushError};
 use super::call::Call;
+use super::lanes::{Eligible, Lanes};
 use super::metrics::StreamMetrics;
 use super::outcome::{FailureKind, RecordFailure};
-use super::lanes::{Eligible, Lanes};
 use super::pending::{Completion, PendingRecord, Submission};
-use super::shard_refresh::MapUpdate;
 use super::settings::PipelineSettings;
+use super::shard_refresh::MapUpdate;
 use super::status::StreamStatus;
 use crate::kinesis::PutRecordsApi;
 
@@ -117,7 +117,9 @@ impl<K: PutRecordsApi> Aggregator<K> {
         loop {
             let now = Instant::now();
             let eligible = self.lanes.eligible(now, self.settings.batch.max_records);
-            let wait = self.next_wakeup(now, eligible).saturating_duration_since(now);
+            let wait = self
+                .next_wakeup(now, eligible)
+                .saturating_duration_since(now);
             // Woken by a new record only while nothing could be sent. Otherwise the queue is
             // drained on the timers (arrival gap, linger) and on completions, so a busy stream
             // costs no thread wake-up per record. Once closed, the queue would report
@@ -127,10 +129,7 @@ impl<K: PutRecordsApi> Aggregator<K> {
             } else {
                 self.queue.clone()
             };
-            let maps = self
-                .maps
-                .clone()
-                .unwrap_or_else(crossbeam_channel::never);
+            let maps = self.maps.clone().unwrap_or_else(crossbeam_channel::never);
             crossbeam_channel::select! {
                 // The first record after a quiet spell.
                 recv(queue) -> submission => match submission {

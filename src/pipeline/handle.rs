@@ -54,7 +54,7 @@ impl Pipeline {
             settings.queue_max_records,
             settings.queue_max_bytes,
         ));
-        let metrics = Arc::new(StreamMetrics::new(&stream));
+        let metrics = Arc::new(StreamMetrics::new(&region, &stream));
         let status = Arc::new(StreamStatus::new());
         status.touch();
         let pipeline = Arc::new(Pipeline {

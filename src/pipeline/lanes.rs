@@ -132,7 +132,8 @@ impl ShardBudget {
     }
 
     fn fits(&self, size: usize) -> bool {
-        self.records.tokens >= 1.0 && (self.bytes.tokens >= size as f64 || self.bytes.tokens >= self.bytes.rate)
+        self.records.tokens >= 1.0
+            && (self.bytes.tokens >= size as f64 || self.bytes.tokens >= self.bytes.rate)
     }
 }
 

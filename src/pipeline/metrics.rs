@@ -5,20 +5,45 @@
 
 use std::time::Duration;
 
-use metrics::{Counter, Gauge, Histogram};
+use metrics::{Counter, Gauge, Histogram, Label};
 
 use super::batch::FlushReason;
 use super::outcome::{FailureKind, RecordOutcome};
-use crate::domain::StreamName;
+use crate::domain::{Region, StreamName};
 use crate::kinesis::{kinesis_code_label, ShardRange};
 use crate::telemetry::{
     ACK_LATENCY, BATCH_BYTES, BATCH_RECORDS, EVENTS_RECEIVED, FAILED_ENTRIES, FLUSHES,
     PUT_RECORDS_CALLS, PUT_RECORDS_DURATION, PUT_RECORDS_IN_FLIGHT, QUEUE_BYTES, QUEUE_RECORDS,
     RECORDS_ACCEPTED, RECORDS_FAILED, RECORD_ATTEMPTS, RETRIES, SHARD_ENTRIES, SHARD_MAP_AVAILABLE,
-    SHARD_MAP_REFRESHES, SHARD_PREDICTIONS_CONTRADICTED, SHARD_RATE, SHARD_THROTTLED, SHARD_WAITING,
+    SHARD_MAP_REFRESHES, SHARD_PREDICTIONS_CONTRADICTED, SHARD_RATE, SHARD_THROTTLED,
+    SHARD_WAITING,
 };
 
-fn failure_label(kind: FailureKind) -> &'static str {
+/// Every reason a record finally fails, as labelled.
+const FAILURE_REASONS: [&str; 5] = [
+    failure_label(FailureKind::RetriesExhausted),
+    failure_label(FailureKind::Unavailable),
+    failure_label(FailureKind::Rejected),
+    failure_label(FailureKind::StreamNotFound),
+    failure_label(FailureKind::ShuttingDown),
+];
+
+/// Every reason a batch is flushed.
+const FLUSH_REASONS: [FlushReason; 5] = [
+    FlushReason::Full,
+    FlushReason::Bytes,
+    FlushReason::Linger,
+    FlushReason::Idle,
+    FlushReason::Shutdown,
+];
+
+/// The outcomes of a call Kinesis answered; error outcomes are registered when they happen.
+const ANSWERED_OUTCOMES: [&str; 2] = ["ok", "partial"];
+
+/// The codes Kinesis gives failed entries of a 200 response (both retryable), as labelled.
+const ENTRY_CODES: [&str; 2] = ["ProvisionedThroughputExceededException", "InternalFailure"];
+
+const fn failure_label(kind: FailureKind) -> &'static str {
     match kind {
         FailureKind::RetriesExhausted => "retries_exhausted",
         FailureKind::Unavailable => "unavailable",
@@ -28,12 +53,64 @@ fn failure_label(kind: FailureKind) -> &'static str {
     }
 }
 
-/// Handles of one stream's metrics, registered when its pipeline starts.
+/// One counter per value of one label, registered at zero for the values known in advance, so
+/// a healthy instance already shows `..._total{reason="rejected"} 0` (an absent series reads
+/// as "no data", not as "none", and `rate()` needs the zero before the first increment).
+/// Values outside that set are registered when they first happen.
+#[derive(Debug)]
+struct LabelledCounters {
+    name: &'static str,
+    /// region and stream.
+    pipeline: Vec<Label>,
+    label: &'static str,
+    known: Vec<(&'static str, Counter)>,
+}
+
+impl LabelledCounters {
+    fn new(
+        name: &'static str,
+        pipeline: &[Label],
+        label: &'static str,
+        values: impl IntoIterator<Item = &'static str>,
+    ) -> Self {
+        let mut counters = Self {
+            name,
+            pipeline: pipeline.to_vec(),
+            label,
+            known: Vec::new(),
+        };
+        counters.known = values
+            .into_iter()
+            .map(|value| (value, counters.register(value)))
+            .collect();
+        counters
+    }
+
+    fn register(&self, value: &'static str) -> Counter {
+        let mut labels = self.pipeline.clone();
+        labels.push(Label::new(self.label, value));
+        metrics::counter!(self.name, labels)
+    }
+
+    fn increment(&self, value: &'static str) {
+        match self.known.iter().find(|(known, _)| *known == value) {
+            Some((_, counter)) => counter.increment(1),
+            None => self.register(value).increment(1),
+        }
+    }
+}
+
+/// Handles of one pipeline's metrics, registered when it starts. Every series carries `region`
+/// and `stream`: a stream written in two regions is two pipelines, with queues of their own.
 #[derive(Debug)]
 pub struct StreamMetrics {
     pub stream: StreamName,
+    region: Region,
+    /// `region` and `stream`, for series registered when they first happen.
+    labels: Vec<Label>,
     received: Counter,
     accepted: Counter,
+    failed: LabelledCounters,
     ack_latency: Histogram,
     attempts: Histogram,
     retries: Counter,
@@ -41,24 +118,46 @@ pub struct StreamMetrics {
     queue_bytes: Gauge,
     batch_records: Histogram,
     batch_bytes: Histogram,
+    flushes: LabelledCounters,
+    calls: LabelledCounters,
     in_flight: Gauge,
+    failed_entries: LabelledCounters,
 }
 
 impl StreamMetrics {
-    pub fn new(stream: &StreamName) -> Self {
-        let s = stream.as_str().to_owned();
+    pub fn new(region: &Region, stream: &StreamName) -> Self {
+        let labels = vec![
+            Label::new("region", region.as_str().to_owned()),
+            Label::new("stream", stream.as_str().to_owned()),
+        ];
         Self {
             stream: stream.clone(),
-            received: metrics::counter!(EVENTS_RECEIVED, "stream" => s.clone()),
-            accepted: metrics::counter!(RECORDS_ACCEPTED, "stream" => s.clone()),
-            ack_latency: metrics::histogram!(ACK_LATENCY, "stream" => s.clone()),
-            attempts: metrics::histogram!(RECORD_ATTEMPTS, "stream" => s.clone()),
-            retries: metrics::counter!(RETRIES, "stream" => s.clone()),
-            queue_records: metrics::gauge!(QUEUE_RECORDS, "stream" => s.clone()),
-            queue_bytes: metrics::gauge!(QUEUE_BYTES, "stream" => s.clone()),
-            batch_records: metrics::histogram!(BATCH_RECORDS, "stream" => s.clone()),
-            batch_bytes: metrics::histogram!(BATCH_BYTES, "stream" => s.clone()),
-            in_flight: metrics::gauge!(PUT_RECORDS_IN_FLIGHT, "stream" => s),
+            region: region.clone(),
+            received: metrics::counter!(EVENTS_RECEIVED, labels.clone()),
+            accepted: metrics::counter!(RECORDS_ACCEPTED, labels.clone()),
+            failed: LabelledCounters::new(RECORDS_FAILED, &labels, "reason", FAILURE_REASONS),
+            ack_latency: metrics::histogram!(ACK_LATENCY, labels.clone()),
+            attempts: metrics::histogram!(RECORD_ATTEMPTS, labels.clone()),
+            retries: metrics::counter!(RETRIES, labels.clone()),
+            queue_records: metrics::gauge!(QUEUE_RECORDS, labels.clone()),
+            queue_bytes: metrics::gauge!(QUEUE_BYTES, labels.clone()),
+            batch_records: metrics::histogram!(BATCH_RECORDS, labels.clone()),
+            batch_bytes: metrics::histogram!(BATCH_BYTES, labels.clone()),
+            flushes: LabelledCounters::new(
+                FLUSHES,
+                &labels,
+                "reason",
+                FLUSH_REASONS.map(FlushReason::as_str),
+            ),
+            calls: LabelledCounters::new(PUT_RECORDS_CALLS, &labels, "outcome", ANSWERED_OUTCOMES),
+            in_flight: metrics::gauge!(PUT_RECORDS_IN_FLIGHT, labels.clone()),
+            failed_entries: LabelledCounters::new(
+                FAILED_ENTRIES,
+                &labels,
+                "error_code",
+                ENTRY_CODES,
+            ),
+            labels,
         }
     }
 
@@ -76,9 +175,8 @@ impl StreamMetrics {
                 self.ack_latency.record(since_receipt.as_secs_f64());
             }
             Err(failure) => {
-                metrics::counter!(RECORDS_FAILED, "stream" => self.stream.as_str().to_owned(), "reason" => failure_label(failure.kind))
-                    .increment(1);
-                tracing::debug!(stream = %self.stream, reason = failure_label(failure.kind), code = %failure.kinesis_code, attempts, "record failed");
+                self.failed.increment(failure_label(failure.kind));
+                tracing::debug!(region = %self.region, stream = %self.stream, reason = failure_label(failure.kind), code = %failure.kinesis_code, attempts, "record failed");
             }
         }
     }
@@ -95,63 +193,64 @@ impl StreamMetrics {
     pub fn batch_flushed(&self, reason: FlushReason, records: usize, bytes: usize) {
         self.batch_records.record(records as f64);
         self.batch_bytes.record(bytes as f64);
-        metrics::counter!(FLUSHES, "stream" => self.stream.as_str().to_owned(), "reason" => reason.as_str()).increment(1);
+        self.flushes.increment(reason.as_str());
         self.in_flight.increment(1.0);
     }
 
     /// A call ended; `outcome` is `ok`, `partial` (some entries failed) or the error code.
     pub fn put_records_finished(&self, outcome: &'static str, records: usize, took: Duration) {
         self.in_flight.decrement(1.0);
-        let stream = self.stream.as_str().to_owned();
-        metrics::counter!(PUT_RECORDS_CALLS, "stream" => stream.clone(), "outcome" => outcome)
-            .increment(1);
-        metrics::histogram!(PUT_RECORDS_DURATION, "stream" => stream, "outcome" => outcome)
-            .record(took.as_secs_f64());
-        tracing::trace!(stream = %self.stream, outcome, records, took_ms = took.as_millis() as u64, "PutRecords finished");
+        self.calls.increment(outcome);
+        let mut labels = self.labels.clone();
+        labels.push(Label::from_static_parts("outcome", outcome));
+        metrics::histogram!(PUT_RECORDS_DURATION, labels).record(took.as_secs_f64());
+        tracing::trace!(region = %self.region, stream = %self.stream, outcome, records, took_ms = took.as_millis() as u64, "PutRecords finished");
     }
 
     pub fn entry_failed(&self, code: &str) {
-        metrics::counter!(FAILED_ENTRIES, "stream" => self.stream.as_str().to_owned(), "error_code" => kinesis_code_label(code))
-            .increment(1);
+        self.failed_entries.increment(kinesis_code_label(code));
     }
 }
 
 /// Shard awareness: the map, the predictions, and each shard's writes, throttles, backlog and
 /// current rate. Shard labels only for streams in use (bounded by their shard counts).
 impl StreamMetrics {
+    /// `region`, `stream` and one more label.
+    fn labels_with(&self, key: &'static str, value: impl Into<String>) -> Vec<Label> {
+        let mut labels = self.labels.clone();
+        labels.push(Label::new(key, value.into()));
+        labels
+    }
+
     /// A new map; the counters of its shards start at 0 so a healthy stream shows them.
     pub fn shard_map_loaded(&self, cause: &'static str, shards: &[ShardRange]) {
-        let stream = self.stream.as_str().to_owned();
-        metrics::counter!(SHARD_MAP_REFRESHES, "stream" => stream.clone(), "cause" => cause)
-            .increment(1);
-        metrics::gauge!(SHARD_MAP_AVAILABLE, "stream" => stream.clone()).set(1.0);
-        metrics::counter!(SHARD_PREDICTIONS_CONTRADICTED, "stream" => stream.clone()).increment(0);
+        metrics::counter!(SHARD_MAP_REFRESHES, self.labels_with("cause", cause)).increment(1);
+        metrics::gauge!(SHARD_MAP_AVAILABLE, self.labels.clone()).set(1.0);
+        metrics::counter!(SHARD_PREDICTIONS_CONTRADICTED, self.labels.clone()).increment(0);
         for shard in shards {
-            metrics::counter!(SHARD_ENTRIES, "stream" => stream.clone(), "shard" => shard.id.clone())
+            metrics::counter!(SHARD_ENTRIES, self.labels_with("shard", shard.id.clone()))
                 .increment(0);
-            metrics::counter!(SHARD_THROTTLED, "stream" => stream.clone(), "shard" => shard.id.clone())
+            metrics::counter!(SHARD_THROTTLED, self.labels_with("shard", shard.id.clone()))
                 .increment(0);
         }
     }
 
     /// `ListShards` failed; the pipeline keeps its map, or sends shard-blind without one.
     pub fn shard_map_failed(&self) {
-        metrics::counter!(SHARD_MAP_REFRESHES, "stream" => self.stream.as_str().to_owned(), "cause" => "failed")
-            .increment(1);
+        metrics::counter!(SHARD_MAP_REFRESHES, self.labels_with("cause", "failed")).increment(1);
     }
 
     pub fn predictions_contradicted(&self, entries: u32) {
-        metrics::counter!(SHARD_PREDICTIONS_CONTRADICTED, "stream" => self.stream.as_str().to_owned())
+        metrics::counter!(SHARD_PREDICTIONS_CONTRADICTED, self.labels.clone())
             .increment(u64::from(entries));
     }
 
     /// One call's entries for one shard, and how many of them Kinesis throttled.
     pub fn shard_written(&self, shard: &str, entries: u32, throttled: u32) {
-        let stream = self.stream.as_str().to_owned();
-        metrics::counter!(SHARD_ENTRIES, "stream" => stream.clone(), "shard" => shard.to_owned())
+        metrics::counter!(SHARD_ENTRIES, self.labels_with("shard", shard))
             .increment(u64::from(entries));
         if throttled > 0 {
-            metrics::counter!(SHARD_THROTTLED, "stream" => stream, "shard" => shard.to_owned())
+            metrics::counter!(SHARD_THROTTLED, self.labels_with("shard", shard))
                 .increment(u64::from(throttled));
         }
     }
@@ -162,10 +261,20 @@ impl StreamMetrics {
             let (Some(shard), Some(rate)) = (shard, rate) else {
                 continue;
             };
-            let stream = self.stream.as_str().to_owned();
-            metrics::gauge!(SHARD_WAITING, "stream" => stream.clone(), "shard" => (*shard).to_owned())
-                .set(*waiting as f64);
-            metrics::gauge!(SHARD_RATE, "stream" => stream, "shard" => (*shard).to_owned()).set(*rate);
+            metrics::gauge!(SHARD_WAITING, self.labels_with("shard", *shard)).set(*waiting as f64);
+            metrics::gauge!(SHARD_RATE, self.labels_with("shard", *shard)).set(*rate);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pre_registered_entry_codes_are_the_labels_kinesis_codes_get() {
+        for code in ENTRY_CODES {
+            assert_eq!(kinesis_code_label(code), code);
         }
     }
 }

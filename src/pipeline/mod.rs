@@ -27,9 +27,9 @@ mod shard_refresh;
 mod status;
 
 pub use handle::Pipeline;
+pub use lanes::ShardLimits;
 pub use outcome::{Accepted, FailureKind, RecordFailure, RecordOutcome, SubmitError};
 pub use registry::{Pipelines, StartError};
-pub use lanes::ShardLimits;
 pub use settings::PipelineSettings;
 
 #[cfg(test)]

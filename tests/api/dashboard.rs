@@ -5,8 +5,9 @@
 //! during the test must be shown by some panel.
 //!
 //! Also checks the dashboard's shape, what Grafana needs to import it anywhere: a `datasource`
-//! variable of type `datasource` that every panel and query uses, the `stream` variable, unique
-//! panel ids.
+//! variable of type `datasource` that every panel and query uses, the `region` and `stream`
+//! variables (a stream written in two regions is two pipelines: never one line), unique panel
+//! ids.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -89,7 +90,9 @@ fn substitute(expr: &str) -> String {
         .replace("${__rate_interval}", RATE_INTERVAL)
         .replace("$__rate_interval", RATE_INTERVAL)
         .replace("${stream}", ".*")
-        .replace("$stream", ".*");
+        .replace("$stream", ".*")
+        .replace("${region}", ".*")
+        .replace("$region", ".*");
     assert!(
         !expr.contains('$'),
         "a dashboard query uses a variable this test does not substitute: {expr}"
@@ -119,19 +122,21 @@ fn dashboard_is_importable_with_a_datasource_variable() {
     let datasource = variable("datasource");
     assert_eq!(datasource["type"], "datasource");
     assert_eq!(datasource["query"], "prometheus");
-    let stream = variable("stream");
-    assert_eq!(stream["type"], "query");
-    assert_eq!(stream["multi"], true);
-    assert_eq!(stream["includeAll"], true);
-    assert_eq!(
-        stream["allValue"], ".*",
-        "All as one regex, not a list of every stream"
-    );
-    assert_eq!(stream["datasource"]["uid"], "${datasource}");
-    assert_eq!(
-        stream["definition"],
-        "label_values(kinesis_proxy_records_accepted_total, stream)"
-    );
+    for label in ["region", "stream"] {
+        let filter = variable(label);
+        assert_eq!(filter["type"], "query");
+        assert_eq!(filter["multi"], true);
+        assert_eq!(filter["includeAll"], true);
+        assert_eq!(
+            filter["allValue"], ".*",
+            "All as one regex, not a list of every {label}"
+        );
+        assert_eq!(filter["datasource"]["uid"], "${datasource}");
+        assert_eq!(
+            filter["definition"],
+            format!("label_values(kinesis_proxy_records_accepted_total, {label})")
+        );
+    }
 
     let mut ids = BTreeSet::new();
     let mut graphs = 0;
@@ -164,6 +169,14 @@ fn dashboard_is_importable_with_a_datasource_variable() {
             let ref_id = target["refId"].as_str().expect("refId");
             assert!(ref_ids.insert(ref_id), "{title}: refId {ref_id} twice");
             let expr = target["expr"].as_str().expect("expr");
+            assert!(
+                !expr.contains("$stream") || expr.contains("region=~\"$region\""),
+                "{title}: filtered by stream but not by region: {expr}"
+            );
+            assert!(
+                !expr.contains("stream)") || expr.contains("region, stream)"),
+                "{title}: one line per stream merges its regions; group by (region, stream): {expr}"
+            );
             if expr.contains("rate(") {
                 assert!(
                     expr.contains("[$__rate_interval]"),
@@ -340,11 +353,15 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
 
-    // The stream variable lists the test's stream, as Grafana's label_values() would.
+    // The variables list the test's stream and region, as Grafana's label_values() would.
     let streams = prometheus
         .label_values("stream", "kinesis_proxy_records_accepted_total")
         .await
         .expect("label values of stream");
+    let regions = prometheus
+        .label_values("region", "kinesis_proxy_records_accepted_total")
+        .await
+        .expect("label values of region");
 
     stop.store(true, Ordering::Relaxed);
     for sender in senders {
@@ -374,6 +391,10 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         streams.contains(&app.stream),
         "stream variable values {streams:?} lack {}",
         app.stream
+    );
+    assert!(
+        regions.iter().any(|r| r == "us-west-2"),
+        "region variable values {regions:?} lack us-west-2"
     );
 
     // Every metric family the proxy exported is on some panel.

@@ -8,6 +8,7 @@ mod dashboard;
 mod first_hour;
 mod guard_rails;
 mod layout;
+mod operations;
 mod retries;
 mod round_trip;
 mod shutdown;

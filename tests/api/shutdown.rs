@@ -2,7 +2,6 @@
 //! event it acknowledged is in the stream. Also: invalid configuration stops it at startup with
 //! a message naming the setting.
 
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::helpers::app::API_KEY;
-use crate::helpers::binary::{proxy_command, RunningProxy};
+use crate::helpers::binary::{proxy_command, sigterm, RunningProxy};
 use crate::helpers::emulator::{create_stream, kinesalite, read_all, unique_stream_name};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,12 +63,7 @@ async fn sigterm_drains_and_every_acknowledged_event_is_stored() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let signalled = Command::new("kill")
-        .arg("-TERM")
-        .arg(proxy.child.id().to_string())
-        .status()
-        .expect("kill");
-    assert!(signalled.success());
+    sigterm(&proxy.child);
     let started = Instant::now();
     let status = tokio::task::spawn_blocking(move || proxy.child.wait())
         .await

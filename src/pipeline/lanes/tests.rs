@@ -43,7 +43,11 @@ fn two_shards(upper_id: &str) -> ShardMap {
 
 /// A record routed by explicit hash key: `upper` picks the upper half.
 fn record(n: usize, upper: bool, now: Instant) -> PendingRecord {
-    let hash = if upper { u128::MAX - n as u128 } else { n as u128 };
+    let hash = if upper {
+        u128::MAX - n as u128
+    } else {
+        n as u128
+    };
     let record = Record {
         data: Bytes::from(format!("{{\"n\":{n}}}")),
         partition_key: PartitionKey::parse(format!("k{n}")).expect("key"),
@@ -73,7 +77,11 @@ fn without_a_map_one_lane_takes_everything_in_order() {
     for n in 0..50 {
         lanes.push_back(record(n, n % 2 == 0, now));
     }
-    assert_eq!(lanes.eligible(now, 500).records, 50, "no budget without a map");
+    assert_eq!(
+        lanes.eligible(now, 500).records,
+        50,
+        "no budget without a map"
+    );
     let order: Vec<usize> = std::iter::from_fn(|| lanes.pop_eligible())
         .map(|r| r.hash_key as usize % 1000)
         .collect();
@@ -93,7 +101,10 @@ fn a_shard_out_of_budget_waits_while_the_other_keeps_sending() {
         lanes.push_back(record(n, true, now));
     }
     let eligible = lanes.eligible(now, 500);
-    assert_eq!(eligible.records, 15, "10 of the hot shard's budget, all 5 of the other");
+    assert_eq!(
+        eligible.records, 15,
+        "10 of the hot shard's budget, all 5 of the other"
+    );
     let taken = drain(&mut lanes);
     assert_eq!(taken.len(), 15);
     assert_eq!(taken.iter().filter(|(_, upper)| *upper).count(), 5);
@@ -102,7 +113,11 @@ fn a_shard_out_of_budget_waits_while_the_other_keeps_sending() {
         taken[..10].iter().filter(|(_, upper)| *upper).count() == 5,
         "{taken:?}"
     );
-    assert_eq!(lanes.eligible(now, 500).records, 0, "hot shard out of budget");
+    assert_eq!(
+        lanes.eligible(now, 500).records,
+        0,
+        "hot shard out of budget"
+    );
     let refill = lanes.next_budget_at(now).expect("a refill is due");
     assert!(
         refill > now && refill <= now + Duration::from_millis(101),
@@ -110,7 +125,9 @@ fn a_shard_out_of_budget_waits_while_the_other_keeps_sending() {
         refill - now
     );
     assert_eq!(
-        lanes.eligible(now + Duration::from_millis(500), 500).records,
+        lanes
+            .eligible(now + Duration::from_millis(500), 500)
+            .records,
         5,
         "half a second refills half the budget"
     );
@@ -186,10 +203,22 @@ fn a_new_map_moves_records_and_keeps_the_budgets_of_shards_that_stay() {
     lanes.set_map(Some(two_shards("shard-upper-split")), now);
     assert_ne!(lanes.generation(), before);
     let snapshot = lanes.snapshot();
-    assert_eq!(snapshot[0].2, Some(50.0), "shard-lower stays, so does its rate");
+    assert_eq!(
+        snapshot[0].2,
+        Some(50.0),
+        "shard-lower stays, so does its rate"
+    );
     assert_eq!(snapshot[1].0, Some("shard-upper-split"));
-    assert_eq!(snapshot[1].2, Some(100.0), "a new shard starts at the limit");
-    assert_eq!(snapshot.iter().map(|l| l.1).sum::<usize>(), 6, "nothing lost");
+    assert_eq!(
+        snapshot[1].2,
+        Some(100.0),
+        "a new shard starts at the limit"
+    );
+    assert_eq!(
+        snapshot.iter().map(|l| l.1).sum::<usize>(),
+        6,
+        "nothing lost"
+    );
     lanes.set_map(None, now);
     assert_eq!(lanes.eligible(now, 500).records, 6, "shard-blind again");
 }

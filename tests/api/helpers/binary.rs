@@ -95,3 +95,13 @@ impl Drop for RunningProxy {
         let _ = self.child.wait();
     }
 }
+
+/// Sends SIGTERM to the proxy, as an orchestrator stopping it would.
+pub fn sigterm(child: &Child) {
+    let signalled = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill");
+    assert!(signalled.success());
+}
