@@ -11,5 +11,6 @@ mod layout;
 mod operations;
 mod retries;
 mod round_trip;
+mod shards;
 mod shutdown;
 mod validation;

@@ -9,43 +9,10 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::app::{spawn_app_with, AppOptions, TestApp};
+use crate::helpers::app::{spawn_app_with, AppOptions};
 use crate::helpers::binary::{proxy_command, sigterm};
 use crate::helpers::emulator::kinesalite;
-
-/// The value of the series `name` on a `/metrics` page that carries all of `labels` (it may
-/// carry others too).
-fn sample(page: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    page.lines()
-        .filter(|line| !line.starts_with('#'))
-        .find_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (metric, rest) = series.split_once('{').unwrap_or((series, "}"));
-            if metric != name {
-                return None;
-            }
-            let pairs: Vec<&str> = rest.trim_end_matches('}').split(',').collect();
-            let all = labels
-                .iter()
-                .all(|(k, v)| pairs.contains(&format!("{k}=\"{v}\"").as_str()));
-            if all {
-                value.parse().ok()
-            } else {
-                None
-            }
-        })
-}
-
-async fn metrics_page(app: &TestApp) -> String {
-    let response = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("GET /metrics");
-    assert_eq!(response.status(), 200);
-    response.text().await.expect("metrics page")
-}
+use crate::helpers::metrics_page::sample;
 
 /// Keys of their own, so other tests' requests (all with the shared test key) do not count here.
 const KEY: &str = "operations-key-0123456789";
@@ -67,7 +34,7 @@ async fn metrics_show_regions_zeroed_counters_process_build_and_requests_per_key
     .await;
 
     // Before any request: the build, the process, and every configured key at 0.
-    let page = metrics_page(&app).await;
+    let page = app.metrics_page().await;
     let version = env!("CARGO_PKG_VERSION");
     assert_eq!(
         sample(&page, "kinesis_proxy_build_info", &[("version", version)]),
@@ -119,7 +86,7 @@ async fn metrics_show_regions_zeroed_counters_process_build_and_requests_per_key
         .await
         .expect("sent");
 
-    let page = metrics_page(&app).await;
+    let page = app.metrics_page().await;
     assert_eq!(key_requests(&page, used), Some(4.0), "{page}");
     assert_eq!(key_requests(&page, unused), Some(0.0), "{page}");
 

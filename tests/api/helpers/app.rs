@@ -169,6 +169,18 @@ impl TestApp {
         false
     }
 
+    /// `GET /metrics`, asserting it answers 200.
+    pub async fn metrics_page(&self) -> String {
+        let response = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics");
+        assert_eq!(response.status(), 200);
+        response.text().await.expect("metrics page")
+    }
+
     /// `POST /kinesis/stream/{stream}/records` with a JSON `records` body.
     pub async fn post_records(&self, body: &serde_json::Value) -> reqwest::Response {
         self.client

@@ -7,4 +7,5 @@ pub mod emulator;
 pub mod fault_proxy;
 #[path = "../../support/kinesis_read.rs"]
 pub mod kinesis_read;
+pub mod metrics_page;
 pub mod prometheus;

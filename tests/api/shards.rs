@@ -1,0 +1,264 @@
+//! Shard awareness against kinesalite: the proxy's prediction of each record's shard is where
+//! Kinesis puts it (explicit hash keys at the range edges included), and a stream resharded
+//! while events flow loses nothing, reloads its map and predicts right again.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kinesis_proxy::kinesis::shard_map::partition_key_hash;
+use serde_json::{json, Value};
+
+use crate::helpers::app::{spawn_app_with, AppOptions, TestApp};
+use crate::helpers::emulator::{kinesis_client, read_all, shard_hash_ranges};
+use crate::helpers::metrics_page::{sample, samples_by};
+
+const MAP_AVAILABLE: &str = "kinesis_proxy_shard_map_available";
+const CONTRADICTED: &str = "kinesis_proxy_shard_predictions_contradicted_total";
+const SHARD_ENTRIES: &str = "kinesis_proxy_shard_entries_total";
+const REFRESHES: &str = "kinesis_proxy_shard_map_refreshes_total";
+
+/// Sends one event (which starts the stream's pipeline) and waits until its shard map is loaded.
+async fn start_pipeline_and_wait_for_map(app: &TestApp) {
+    let warm_up = app.post_event(&json!({"event": {"warm_up": true}})).await;
+    assert_eq!(warm_up.status(), 200);
+    let stream = app.stream.as_str();
+    let started = Instant::now();
+    loop {
+        let page = app.metrics_page().await;
+        if sample(&page, MAP_AVAILABLE, &[("stream", stream)]) == Some(1.0) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no shard map after 10 s:\n{page}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Entries the proxy counted per predicted shard.
+async fn entries_per_shard(app: &TestApp) -> HashMap<String, f64> {
+    let page = app.metrics_page().await;
+    samples_by(
+        &page,
+        SHARD_ENTRIES,
+        &[("stream", app.stream.as_str())],
+        "shard",
+    )
+    .into_iter()
+    .collect()
+}
+
+async fn contradicted(app: &TestApp) -> f64 {
+    let page = app.metrics_page().await;
+    sample(&page, CONTRADICTED, &[("stream", app.stream.as_str())]).unwrap_or(0.0)
+}
+
+/// The shard of `ranges` that holds `hash_key`.
+fn owner(ranges: &[(String, u128, u128)], hash_key: u128) -> &str {
+    ranges
+        .iter()
+        .find(|(_, start, end)| (*start..=*end).contains(&hash_key))
+        .map(|(id, _, _)| id.as_str())
+        .expect("the ranges cover every hash key")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn predicted_shards_are_where_kinesis_puts_records() {
+    let app = spawn_app_with(AppOptions {
+        shards: 4,
+        ..AppOptions::default()
+    })
+    .await;
+    start_pipeline_and_wait_for_map(&app).await;
+    let before = entries_per_shard(&app).await;
+    let ranges = shard_hash_ranges(&app.emulator, &app.stream).await;
+    assert_eq!(ranges.len(), 4);
+
+    // Explicit hash keys on both edges of every range and in its middle, then partition keys.
+    let mut records = Vec::new();
+    let mut expected_shard = Vec::new();
+    for (id, start, end) in &ranges {
+        for key in [*start, start + (end - start) / 2, *end] {
+            records.push(json!({"event": {"ehk": key.to_string()}, "partition_key": "edge", "explicit_hash_key": key.to_string()}));
+            expected_shard.push(id.clone());
+        }
+    }
+    for n in 0..300 {
+        let key = format!("user-{n}");
+        expected_shard.push(owner(&ranges, partition_key_hash(&key)).to_owned());
+        records.push(json!({"event": {"n": n}, "partition_key": key}));
+    }
+    let response = app.post_records(&json!({"records": records})).await;
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.expect("json");
+    assert_eq!(answer["failed_record_count"], 0, "{answer}");
+    let answered: Vec<&str> = answer["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|r| r["shard_id"].as_str().expect("shard_id"))
+        .collect();
+    assert_eq!(answered, expected_shard, "Kinesis' shards vs ours");
+
+    // The pipeline sent each record as predicted: its per-shard counts are what each shard
+    // holds, and Kinesis contradicted none of them.
+    assert_eq!(contradicted(&app).await, 0.0);
+    let after = entries_per_shard(&app).await;
+    let mut stored_per_shard: HashMap<String, f64> = HashMap::new();
+    for record in read_all(&app.emulator, &app.stream).await {
+        if !String::from_utf8_lossy(&record.data).contains("warm_up") {
+            *stored_per_shard.entry(record.shard_id).or_default() += 1.0;
+        }
+    }
+    for (id, _, _) in &ranges {
+        let counted =
+            after.get(id).copied().unwrap_or(0.0) - before.get(id).copied().unwrap_or(0.0);
+        let stored = stored_per_shard.get(id).copied().unwrap_or(0.0);
+        assert_eq!(
+            counted, stored,
+            "entries sent to {id} vs records stored there"
+        );
+    }
+}
+
+/// Splits `shard` of `stream` in the middle of its range and waits until the stream is ACTIVE.
+async fn split_shard(endpoint: &str, stream: &str, shard: &str, start: u128, end: u128) {
+    let client = kinesis_client(endpoint);
+    client
+        .split_shard()
+        .stream_name(stream)
+        .shard_to_split(shard)
+        .new_starting_hash_key((start + (end - start) / 2 + 1).to_string())
+        .send()
+        .await
+        .expect("SplitShard");
+    for _ in 0..100 {
+        let summary = client
+            .describe_stream_summary()
+            .stream_name(stream)
+            .send()
+            .await
+            .expect("DescribeStreamSummary");
+        let status = summary
+            .stream_description_summary()
+            .map(|s| s.stream_status().as_str().to_owned());
+        if status.as_deref() == Some("ACTIVE") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{stream} did not become ACTIVE after SplitShard");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_resharded_while_events_flow_loses_nothing_and_is_predicted_again() {
+    let app = Arc::new(
+        spawn_app_with(AppOptions {
+            shards: 2,
+            // Only a misprediction can make the proxy notice the reshard in this test.
+            customize: Box::new(|s| s.shards.map_refresh_ms = 600_000),
+            ..AppOptions::default()
+        })
+        .await,
+    );
+    start_pipeline_and_wait_for_map(&app).await;
+    let ranges = shard_hash_ranges(&app.emulator, &app.stream).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for client in 0..8 {
+        let (app, stop) = (app.clone(), stop.clone());
+        clients.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let id = format!("c{client}-{n}");
+                let response = app
+                    .post_event(&json!({"event": {"id": id}, "partition_key": id}))
+                    .await;
+                assert_eq!(
+                    response.status(),
+                    200,
+                    "every event is written across a reshard"
+                );
+                let answer: Value = response.json().await.expect("json");
+                let sequence = answer["sequence_number"].as_str().expect("seq").to_owned();
+                acked.push((id, sequence));
+            }
+            acked
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (shard, start, end) = ranges[0].clone();
+    split_shard(&app.emulator, &app.stream, &shard, start, end).await;
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut acked = Vec::new();
+    for client in clients {
+        acked.extend(client.await.expect("client"));
+    }
+    assert!(acked.len() > 100, "events flowed: {}", acked.len());
+
+    // The map followed the reshard because Kinesis contradicted a prediction.
+    let page = app.metrics_page().await;
+    let stream = app.stream.as_str();
+    let reloads = sample(
+        &page,
+        REFRESHES,
+        &[("stream", stream), ("cause", "mispredicted")],
+    );
+    assert!(
+        reloads.is_some_and(|n| n >= 1.0),
+        "no reload on misprediction:\n{page}"
+    );
+
+    // Predicted right again: new records land where the new map says, none contradicted.
+    let new_ranges = shard_hash_ranges(&app.emulator, &app.stream).await;
+    let open: HashSet<&str> = new_ranges
+        .iter()
+        .filter(|(id, _, _)| *id != shard)
+        .map(|(id, _, _)| id.as_str())
+        .collect();
+    assert_eq!(
+        open.len(),
+        3,
+        "two children and the other parent: {new_ranges:?}"
+    );
+    let contradicted_before = contradicted(&app).await;
+    let records: Vec<Value> = (0..200)
+        .map(|n| json!({"event": {"after": n}, "partition_key": format!("after-{n}")}))
+        .collect();
+    let response = app.post_records(&json!({"records": records})).await;
+    let answer: Value = response.json().await.expect("json");
+    assert_eq!(answer["failed_record_count"], 0, "{answer}");
+    for record in answer["records"].as_array().expect("records") {
+        let id = record["shard_id"].as_str().expect("shard_id");
+        assert!(open.contains(id), "written to {id}, not an open shard");
+    }
+    assert_eq!(contradicted(&app).await, contradicted_before);
+
+    // Nothing acknowledged was lost, and each event is stored under the sequence number its
+    // client was given.
+    let stored: HashMap<String, String> = read_all(&app.emulator, &app.stream)
+        .await
+        .into_iter()
+        .filter_map(|record| {
+            let event: Value = serde_json::from_slice(&record.data).ok()?;
+            Some((event["id"].as_str()?.to_owned(), record.sequence_number))
+        })
+        .collect();
+    let missing: Vec<&(String, String)> = acked
+        .iter()
+        .filter(|(id, sequence)| stored.get(id) != Some(sequence))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged events missing or under another sequence number, e.g. {:?}",
+        missing.len(),
+        missing.first()
+    );
+}
