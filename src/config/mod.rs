@@ -229,6 +229,10 @@ pub struct ShardSettings {
     pub increase_step: f64,
     /// ...every this long, up to the limit.
     pub increase_interval_ms: u64,
+    /// One shard's backlog may use at most this share of the stream's queue budget
+    /// (`batching.queue_max_records`/`queue_max_bytes`); beyond it, records for that shard get
+    /// 503 `hot_shard`. Never less than 1/shards.
+    pub max_backlog_share: f64,
 }
 
 impl Default for ShardSettings {
@@ -244,6 +248,7 @@ impl Default for ShardSettings {
             quiet_period_ms: 2_000,
             increase_step: 0.05,
             increase_interval_ms: 500,
+            max_backlog_share: 0.5,
         }
     }
 }

@@ -60,6 +60,8 @@ pub enum ApiError {
     #[error("the queue for this stream is full; retry after the Retry-After delay")]
     QueueFull,
     #[error("{0}")]
+    HotShard(String),
+    #[error("{0}")]
     TooManyStreams(String),
     #[error("the proxy is shutting down; retry against another instance")]
     ShuttingDown,
@@ -113,6 +115,7 @@ impl ApiError {
             Self::StreamNotAllowed(_) => "stream_not_allowed",
             Self::RateLimited { .. } => "rate_limited",
             Self::QueueFull => "queue_full",
+            Self::HotShard(_) => "hot_shard",
             Self::TooManyStreams(_) => "too_many_streams",
             Self::ShuttingDown => "shutting_down",
             Self::KinesisUnavailable(_) => "kinesis_unavailable",
@@ -130,9 +133,10 @@ impl ApiError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::RateLimited { retry_after, .. } => Some(*retry_after),
-            Self::QueueFull | Self::TooManyStreams(_) | Self::KinesisUnavailable(_) => {
-                Some(Duration::from_secs(1))
-            }
+            Self::QueueFull
+            | Self::HotShard(_)
+            | Self::TooManyStreams(_)
+            | Self::KinesisUnavailable(_) => Some(Duration::from_secs(1)),
             Self::ShuttingDown => Some(Duration::from_secs(5)),
             _ => None,
         }
@@ -206,6 +210,7 @@ impl ResponseError for ApiError {
             }
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::QueueFull
+            | Self::HotShard(_)
             | Self::TooManyStreams(_)
             | Self::ShuttingDown
             | Self::KinesisUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

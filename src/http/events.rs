@@ -405,6 +405,10 @@ fn check_record_size(
 fn submit_error(error: SubmitError) -> ApiError {
     match error {
         SubmitError::QueueFull => ApiError::QueueFull,
+        SubmitError::HotShard(hot) => ApiError::HotShard(format!(
+            "shard {} of this stream already holds its share of the queue (shards.max_backlog_share): its events arrive faster than Kinesis takes them; events for other shards are still accepted. Retry after the Retry-After delay, or spread events over more partition keys",
+            hot.shard_id
+        )),
         SubmitError::Closed => ApiError::ShuttingDown,
     }
 }

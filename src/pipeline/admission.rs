@@ -6,6 +6,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use super::shard_backlog::ShardSlot;
+
 /// Records and bytes admitted and not yet answered.
 #[derive(Debug)]
 pub(super) struct Budget {
@@ -33,6 +35,12 @@ impl Budget {
         )
     }
 
+    /// Gives back what `try_take` took, for a request refused after it.
+    pub(super) fn give_back(&self, records: usize, bytes: usize) {
+        self.records.fetch_sub(records, Ordering::AcqRel);
+        self.bytes.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
     /// Takes `records`/`bytes` from the budget, all or nothing.
     pub(super) fn try_take(&self, records: usize, bytes: usize) -> bool {
         let before = self.records.fetch_add(records, Ordering::AcqRel);
@@ -56,13 +64,16 @@ impl Budget {
 pub(super) struct Ticket {
     budget: Arc<Budget>,
     bytes: usize,
+    /// Its place in its shard's backlog (`shard_backlog`), when the stream has a shard map.
+    _shard: Option<ShardSlot>,
 }
 
 impl Ticket {
-    pub(super) fn new(budget: &Arc<Budget>, bytes: usize) -> Self {
+    pub(super) fn new(budget: &Arc<Budget>, bytes: usize, shard: Option<ShardSlot>) -> Self {
         Self {
             budget: budget.clone(),
             bytes,
+            _shard: shard,
         }
     }
 }

@@ -29,6 +29,7 @@ use super::metrics::StreamMetrics;
 use super::outcome::{FailureKind, RecordFailure};
 use super::pending::{Completion, PendingRecord, Submission};
 use super::settings::PipelineSettings;
+use super::shard_backlog::ShardBacklogs;
 use super::shard_refresh::MapUpdate;
 use super::status::StreamStatus;
 use crate::kinesis::PutRecordsApi;
@@ -45,6 +46,8 @@ pub(super) struct Aggregator<K> {
     runtime: tokio::runtime::Handle,
     draining: Arc<AtomicBool>,
     budget: Arc<Budget>,
+    /// Follows the shard map, so handlers bound each shard's share of the budget.
+    shard_backlogs: Arc<ShardBacklogs>,
     /// Shared with the handle; calls flag a missing stream here.
     status: Arc<StreamStatus>,
     /// Records waiting to be sent, per shard, oldest first (retries go to the front).
@@ -82,7 +85,7 @@ impl<K: PutRecordsApi> Aggregator<K> {
         (completions_tx, completions): (Sender<Completion>, Receiver<Completion>),
         runtime: tokio::runtime::Handle,
         draining: Arc<AtomicBool>,
-        budget: Arc<Budget>,
+        (budget, shard_backlogs): (Arc<Budget>, Arc<ShardBacklogs>),
         status: Arc<StreamStatus>,
         (maps, map_wanted): (Receiver<MapUpdate>, Arc<Notify>),
     ) -> Self {
@@ -97,6 +100,7 @@ impl<K: PutRecordsApi> Aggregator<K> {
             runtime,
             draining,
             budget,
+            shard_backlogs,
             status,
             lanes,
             maps: Some(maps),
@@ -243,6 +247,7 @@ impl<K: PutRecordsApi> Aggregator<K> {
                 self.metrics
                     .shard_map_loaded(update.cause.as_str(), map.shards());
                 self.lanes.set_map(Some(map), Instant::now());
+                self.shard_backlogs.follow(self.lanes.map().cloned());
             }
             Err(failure) => {
                 self.metrics.shard_map_failed();
@@ -357,13 +362,16 @@ impl<K: PutRecordsApi> Aggregator<K> {
             } else {
                 FlushReason::Linger
             };
-            self.start_call(fallback_reason);
+            if !self.start_call(fallback_reason) {
+                // Nothing could be taken after all: wait for the next turn rather than spin.
+                break;
+            }
         }
     }
 
     /// Takes the next batch from the lanes (only shards with budget, rotating over them) and
-    /// sends it on the runtime.
-    fn start_call(&mut self, fallback_reason: FlushReason) {
+    /// sends it on the runtime. False when there was nothing to send.
+    fn start_call(&mut self, fallback_reason: FlushReason) -> bool {
         let mut batch = Batch::new(self.settings.batch);
         let mut reason = fallback_reason;
         while let Some(record) = self.lanes.pop_eligible() {
@@ -397,7 +405,7 @@ impl<K: PutRecordsApi> Aggregator<K> {
             }
         }
         if batch.is_empty() {
-            return;
+            return false;
         }
         self.metrics
             .batch_flushed(reason, batch.len(), batch.bytes());
@@ -413,6 +421,7 @@ impl<K: PutRecordsApi> Aggregator<K> {
             self.lanes.generation(),
         );
         self.runtime.spawn(call.run(records));
+        true
     }
 
     /// When the loop must wake up even if nothing arrives: the next linger expiry, shard budget

@@ -15,10 +15,11 @@ use super::metrics::StreamMetrics;
 use super::outcome::{RecordOutcome, SubmitError};
 use super::pending::{PendingRecord, Submission};
 use super::settings::PipelineSettings;
+use super::shard_backlog::{ShardBacklogs, ShardSlot};
 use super::shard_refresh;
 use super::status::StreamStatus;
 use crate::domain::{Record, Region, StreamName};
-use crate::kinesis::PutRecordsApi;
+use crate::kinesis::{hash_key, PutRecordsApi};
 
 /// The handlers' side of one pipeline.
 #[derive(Debug)]
@@ -27,6 +28,8 @@ pub struct Pipeline {
     stream: StreamName,
     sender: Sender<Submission>,
     budget: Arc<Budget>,
+    /// Per-shard bounds inside the budget (a hot shard cannot take all of it).
+    shard_backlogs: Arc<ShardBacklogs>,
     record_deadline: Duration,
     /// Largest record the stream takes, learned from `DescribeStreamSummary` when available.
     max_record_bytes: AtomicUsize,
@@ -54,6 +57,11 @@ impl Pipeline {
             settings.queue_max_records,
             settings.queue_max_bytes,
         ));
+        let shard_backlogs = Arc::new(ShardBacklogs::new(
+            settings.queue_max_records,
+            settings.queue_max_bytes,
+            settings.max_backlog_share,
+        ));
         let metrics = Arc::new(StreamMetrics::new(&region, &stream));
         let status = Arc::new(StreamStatus::new());
         status.touch();
@@ -62,6 +70,7 @@ impl Pipeline {
             stream: stream.clone(),
             sender,
             budget: budget.clone(),
+            shard_backlogs: shard_backlogs.clone(),
             record_deadline: settings.record_deadline,
             max_record_bytes: AtomicUsize::new(max_record_bytes),
             ack_on_enqueue,
@@ -89,7 +98,7 @@ impl Pipeline {
             (completions_tx, completions),
             runtime,
             draining,
-            budget,
+            (budget, shard_backlogs),
             status,
             (maps, map_wanted),
         );
@@ -147,10 +156,18 @@ impl Pipeline {
         received_at: Instant,
     ) -> Result<Option<oneshot::Receiver<RecordOutcome>>, SubmitError> {
         let size = record.kinesis_size();
+        let hash_key = hash_key(&record);
         if !self.budget.try_take(1, size) {
             return Err(SubmitError::QueueFull);
         }
-        let (pending, receiver) = self.pending(record, size, received_at);
+        let shard = match self.shard_backlogs.try_take_one(hash_key, size) {
+            Ok(shard) => shard,
+            Err(hot) => {
+                self.budget.give_back(1, size);
+                return Err(SubmitError::HotShard(hot));
+            }
+        };
+        let (pending, receiver) = self.pending(record, hash_key, size, shard, received_at);
         self.send(Submission::One(Box::new(pending)))?;
         self.metrics.events_received(1);
         Ok(receiver)
@@ -162,15 +179,25 @@ impl Pipeline {
         records: Vec<Record>,
         received_at: Instant,
     ) -> Result<Vec<Option<oneshot::Receiver<RecordOutcome>>>, SubmitError> {
-        let total: usize = records.iter().map(Record::kinesis_size).sum();
+        let keys: Vec<(u128, usize)> = records
+            .iter()
+            .map(|record| (hash_key(record), record.kinesis_size()))
+            .collect();
+        let total: usize = keys.iter().map(|(_, size)| size).sum();
         if !self.budget.try_take(records.len(), total) {
             return Err(SubmitError::QueueFull);
         }
+        let shards = match self.shard_backlogs.try_take_all(&keys) {
+            Ok(shards) => shards,
+            Err(hot) => {
+                self.budget.give_back(records.len(), total);
+                return Err(SubmitError::HotShard(hot));
+            }
+        };
         let mut pending = Vec::with_capacity(records.len());
         let mut receivers = Vec::with_capacity(records.len());
-        for record in records {
-            let size = record.kinesis_size();
-            let (p, r) = self.pending(record, size, received_at);
+        for ((record, (hash_key, size)), shard) in records.into_iter().zip(keys).zip(shards) {
+            let (p, r) = self.pending(record, hash_key, size, shard, received_at);
             pending.push(p);
             receivers.push(r);
         }
@@ -183,7 +210,9 @@ impl Pipeline {
     fn pending(
         &self,
         record: Record,
+        hash_key: u128,
         size: usize,
+        shard: Option<ShardSlot>,
         received_at: Instant,
     ) -> (PendingRecord, Option<oneshot::Receiver<RecordOutcome>>) {
         let (reply, receiver) = if self.ack_on_enqueue {
@@ -194,10 +223,11 @@ impl Pipeline {
         };
         let pending = PendingRecord::new(
             record,
+            hash_key,
             reply,
             received_at,
             received_at + self.record_deadline,
-            Ticket::new(&self.budget, size),
+            Ticket::new(&self.budget, size, shard),
         );
         (pending, receiver)
     }

@@ -23,12 +23,13 @@ mod pending;
 pub mod registry;
 pub mod retry;
 mod settings;
+mod shard_backlog;
 mod shard_refresh;
 mod status;
 
 pub use handle::Pipeline;
 pub use lanes::ShardLimits;
-pub use outcome::{Accepted, FailureKind, RecordFailure, RecordOutcome, SubmitError};
+pub use outcome::{Accepted, FailureKind, HotShard, RecordFailure, RecordOutcome, SubmitError};
 pub use registry::{Pipelines, StartError};
 pub use settings::PipelineSettings;
 

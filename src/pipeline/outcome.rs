@@ -36,11 +36,20 @@ pub struct RecordFailure {
 
 pub type RecordOutcome = Result<Accepted, RecordFailure>;
 
+/// A shard whose backlog is at its share of the stream's queue: records for it are refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HotShard {
+    pub shard_id: String,
+}
+
 /// Why a submission was refused at the door.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SubmitError {
     /// The pipeline's record or byte budget is used up: the client should back off.
     QueueFull,
+    /// The records' shard has its share of the budget waiting (`shard_backlog`); other shards
+    /// still take records.
+    HotShard(HotShard),
     /// The pipeline is draining for shutdown.
     Closed,
 }

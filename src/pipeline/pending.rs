@@ -9,7 +9,6 @@ use super::admission::Ticket;
 use super::metrics::StreamMetrics;
 use super::outcome::{FailureKind, RecordFailure, RecordOutcome};
 use crate::domain::Record;
-use crate::kinesis::hash_key;
 
 /// A record on its way through the pipeline with what is needed to answer for it.
 #[derive(Debug)]
@@ -37,6 +36,7 @@ pub(super) struct PendingRecord {
 impl PendingRecord {
     pub(super) fn new(
         record: Record,
+        hash_key: u128,
         reply: Option<oneshot::Sender<RecordOutcome>>,
         received_at: Instant,
         deadline: Instant,
@@ -44,7 +44,7 @@ impl PendingRecord {
     ) -> Self {
         Self {
             size: record.kinesis_size(),
-            hash_key: hash_key(&record),
+            hash_key,
             lane: 0,
             record,
             reply,

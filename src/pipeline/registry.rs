@@ -289,6 +289,7 @@ impl Pipelines {
             shard_aware: self.settings.shards.aware,
             map_refresh: self.settings.shards.map_refresh(),
             shard_limits: shard_limits(&self.settings),
+            max_backlog_share: self.settings.shards.max_backlog_share,
         };
         let batch_cap = settings.batch.max_bytes;
         let (pipeline, thread) = Pipeline::start(

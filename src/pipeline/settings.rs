@@ -23,4 +23,6 @@ pub struct PipelineSettings {
     pub shard_aware: bool,
     pub map_refresh: Duration,
     pub shard_limits: ShardLimits,
+    /// The share of the queue budget one shard's backlog may use.
+    pub max_backlog_share: f64,
 }

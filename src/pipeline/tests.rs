@@ -103,6 +103,7 @@ fn settings() -> PipelineSettings {
             increase_interval: Duration::from_millis(500),
             quiet_period: Duration::from_secs(2),
         },
+        max_backlog_share: 1.0,
     }
 }
 

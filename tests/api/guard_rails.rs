@@ -132,6 +132,9 @@ async fn overload_sheds_with_503_fast_keeps_health_and_loses_nothing() {
                 s.batching.max_in_flight_calls = 1;
                 s.batching.max_batch_records = 10;
                 s.limits.max_records_per_request = 10;
+                // This test is about the stream's queue; with the default share, one of the two
+                // shards would reach its half first and answer `hot_shard` (tests/api/shards.rs).
+                s.shards.max_backlog_share = 1.0;
             }),
             ..AppOptions::default()
         })

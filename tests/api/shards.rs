@@ -262,3 +262,155 @@ async fn a_stream_resharded_while_events_flow_loses_nothing_and_is_predicted_aga
         missing.first()
     );
 }
+
+/// Partition keys `prefix-N` whose shard (under `ranges`) is not `avoid`, one per other shard.
+fn keys_on_other_shards(ranges: &[(String, u128, u128)], avoid: &str) -> Vec<String> {
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for n in 0.. {
+        let key = format!("calm-{n}");
+        let shard = owner(ranges, partition_key_hash(&key)).to_owned();
+        if shard != avoid && !keys.iter().any(|(_, s)| *s == shard) {
+            keys.push((key, shard));
+        }
+        if keys.len() == ranges.len() - 1 {
+            break;
+        }
+    }
+    keys.into_iter().map(|(key, _)| key).collect()
+}
+
+fn percentile(latencies: &mut [Duration], p: f64) -> Duration {
+    latencies.sort();
+    let index = ((latencies.len() as f64 - 1.0) * p).round() as usize;
+    latencies[index]
+}
+
+/// One partition key sent far faster than its shard takes: its backlog is bounded (503
+/// `hot_shard` beyond its share) while clients of the other shards are all served, without
+/// waiting behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_shard_is_bounded_and_does_not_hold_back_the_others() {
+    let app = Arc::new(
+        spawn_app_with(AppOptions {
+            shards: 4,
+            customize: Box::new(|s| {
+                // Kinesis' limits scaled down, so a test can saturate one shard.
+                s.shards.records_per_second = 50;
+                s.batching.queue_max_records = 400;
+                s.limits.max_records_per_request = 400;
+                s.shards.max_backlog_share = 0.25;
+            }),
+            ..AppOptions::default()
+        })
+        .await,
+    );
+    start_pipeline_and_wait_for_map(&app).await;
+    let ranges = shard_hash_ranges(&app.emulator, &app.stream).await;
+    let hot_shard = owner(&ranges, partition_key_hash("hot")).to_owned();
+    let calm_keys = keys_on_other_shards(&ranges, &hot_shard);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    // The hot key: 8 senders of 20-event requests, as fast as they are answered.
+    let mut hot_senders = Vec::new();
+    for sender in 0..8 {
+        let (app, stop, hot_shard) = (app.clone(), stop.clone(), hot_shard.clone());
+        hot_senders.push(tokio::spawn(async move {
+            let (mut acked, mut refused, mut latencies) = (Vec::new(), 0u32, Vec::new());
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let ids: Vec<String> = (0..20).map(|i| format!("hot-{sender}-{n}-{i}")).collect();
+                n += 1;
+                let records: Vec<Value> = ids
+                    .iter()
+                    .map(|id| json!({"event": {"id": id}, "partition_key": "hot"}))
+                    .collect();
+                let sent = Instant::now();
+                let response = app.post_records(&json!({"records": records})).await;
+                match response.status().as_u16() {
+                    200 => {
+                        latencies.push(sent.elapsed());
+                        acked.extend(ids);
+                    }
+                    503 => {
+                        assert!(response.headers().contains_key("retry-after"));
+                        let body: Value = response.json().await.expect("json");
+                        assert_eq!(body["code"], "hot_shard", "{body}");
+                        assert!(body["error"]
+                            .as_str()
+                            .is_some_and(|e| e.contains(&hot_shard)));
+                        refused += 1;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    other => panic!("hot key answered {other}"),
+                }
+            }
+            (acked, refused, latencies)
+        }));
+    }
+    // Clients of the other shards, one event every 20 ms each (well within their budget).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut calm_senders = Vec::new();
+    for key in calm_keys {
+        let (app, stop) = (app.clone(), stop.clone());
+        calm_senders.push(tokio::spawn(async move {
+            let (mut acked, mut latencies) = (Vec::new(), Vec::new());
+            for n in 0.. {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let id = format!("{key}-{n}");
+                let sent = Instant::now();
+                let response = app
+                    .post_event(&json!({"event": {"id": id}, "partition_key": key}))
+                    .await;
+                assert_eq!(response.status(), 200, "a calm shard's client was refused");
+                latencies.push(sent.elapsed());
+                acked.push(id);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (acked, latencies)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    stop.store(true, Ordering::Relaxed);
+
+    let (mut acked, mut refused, mut hot_latencies) = (Vec::new(), 0, Vec::new());
+    for sender in hot_senders {
+        let (a, r, l) = sender.await.expect("hot sender");
+        acked.extend(a);
+        refused += r;
+        hot_latencies.extend(l);
+    }
+    let mut calm_latencies = Vec::new();
+    for sender in calm_senders {
+        let (a, l) = sender.await.expect("calm sender");
+        acked.extend(a);
+        calm_latencies.extend(l);
+    }
+    assert!(refused > 0, "the hot shard was never bounded");
+    assert!(
+        calm_latencies.len() > 50,
+        "calm clients sent {}",
+        calm_latencies.len()
+    );
+    // Ratios within this run, not absolute times: the hot key's requests wait for their
+    // shard's budget (seconds), the others must not wait behind them.
+    let hot_median = percentile(&mut hot_latencies, 0.5);
+    let calm_p99 = percentile(&mut calm_latencies, 0.99);
+    assert!(
+        calm_p99 * 4 < hot_median,
+        "calm p99 {calm_p99:?} vs hot median {hot_median:?}"
+    );
+
+    // Every acknowledged event is in the stream.
+    let stored: HashSet<String> = read_all(&app.emulator, &app.stream)
+        .await
+        .into_iter()
+        .filter_map(|record| {
+            let event: Value = serde_json::from_slice(&record.data).ok()?;
+            Some(event["id"].as_str()?.to_owned())
+        })
+        .collect();
+    let missing = acked.iter().filter(|id| !stored.contains(*id)).count();
+    assert_eq!(missing, 0, "of {} acknowledged", acked.len());
+}

@@ -57,10 +57,11 @@ fn record(n: usize, upper: bool, now: Instant) -> PendingRecord {
     let size = record.kinesis_size();
     PendingRecord::new(
         record,
+        hash,
         None,
         now,
         now + Duration::from_secs(30),
-        Ticket::new(&budget, size),
+        Ticket::new(&budget, size, None),
     )
 }
 
