@@ -156,7 +156,7 @@ impl fmt::Display for Region {
 
 /// A Kinesis partition key: 1..=256 Unicode characters. Too long is refused, never truncated:
 /// truncation would silently change which shard, and so which ordering, the event gets.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PartitionKey(String);
 
 impl PartitionKey {

@@ -141,6 +141,9 @@ pub struct StreamSettings {
     pub allow: Vec<String>,
     /// Streams (same pattern syntax) answered 202 as soon as the event is queued.
     pub ack_on_enqueue: Vec<String>,
+    /// Streams (same pattern syntax) whose events of one partition key are written in the
+    /// order they were accepted, even across throttling and retries.
+    pub ordered: Vec<String>,
 }
 
 impl Default for StreamSettings {
@@ -148,6 +151,7 @@ impl Default for StreamSettings {
         Self {
             allow: vec!["events".into()],
             ack_on_enqueue: Vec::new(),
+            ordered: Vec::new(),
         }
     }
 }
@@ -428,6 +432,12 @@ impl Settings {
 
     pub fn acks_on_enqueue(&self, stream: &StreamName) -> bool {
         StreamPatterns::parse_all(&self.streams.ack_on_enqueue)
+            .unwrap_or_default()
+            .matches(stream)
+    }
+
+    pub fn keeps_key_order(&self, stream: &StreamName) -> bool {
+        StreamPatterns::parse_all(&self.streams.ordered)
             .unwrap_or_default()
             .matches(stream)
     }

@@ -56,9 +56,14 @@ impl Settings {
             .allow
             .iter()
             .chain(&self.streams.ack_on_enqueue)
+            .chain(&self.streams.ordered)
         {
-            StreamPattern::parse(pattern)
-                .map_err(|message| invalid("streams.allow / streams.ack_on_enqueue", message))?;
+            StreamPattern::parse(pattern).map_err(|message| {
+                invalid(
+                    "streams.allow / streams.ack_on_enqueue / streams.ordered",
+                    message,
+                )
+            })?;
         }
         let b = &self.batching;
         in_range(

@@ -24,6 +24,7 @@ use tokio::sync::Notify;
 use super::admission::Budget;
 use super::batch::{Batch, FlushReason, PushError};
 use super::call::Call;
+use super::key_order::KeyOrder;
 use super::lanes::{Eligible, Lanes};
 use super::metrics::StreamMetrics;
 use super::outcome::{FailureKind, RecordFailure};
@@ -32,6 +33,7 @@ use super::settings::PipelineSettings;
 use super::shard_backlog::ShardBacklogs;
 use super::shard_refresh::MapUpdate;
 use super::status::StreamStatus;
+use crate::domain::PartitionKey;
 use crate::kinesis::PutRecordsApi;
 
 /// The aggregator's state; owned by its thread, so no locks.
@@ -52,6 +54,8 @@ pub(super) struct Aggregator<K> {
     status: Arc<StreamStatus>,
     /// Records waiting to be sent, per shard, oldest first (retries go to the front).
     lanes: Lanes,
+    /// On an ordered stream, the records held back behind an older one of their key.
+    key_order: Option<KeyOrder>,
     /// Shard maps from the refresher; `None` once it has stopped.
     maps: Option<Receiver<MapUpdate>>,
     /// Asks the refresher for an early reload.
@@ -90,6 +94,7 @@ impl<K: PutRecordsApi> Aggregator<K> {
         (maps, map_wanted): (Receiver<MapUpdate>, Arc<Notify>),
     ) -> Self {
         let lanes = Lanes::new(settings.shard_limits);
+        let key_order = settings.ordered.then(KeyOrder::default);
         Self {
             metrics,
             api,
@@ -103,6 +108,7 @@ impl<K: PutRecordsApi> Aggregator<K> {
             shard_backlogs,
             status,
             lanes,
+            key_order,
             maps: Some(maps),
             map_wanted,
             map_warned: false,
@@ -204,7 +210,32 @@ impl<K: PutRecordsApi> Aggregator<K> {
     }
 
     fn push_ready_back(&mut self, record: PendingRecord) {
-        self.lanes.push_back(record);
+        let record = match &mut self.key_order {
+            Some(order) => order.admit(record),
+            None => Some(record),
+        };
+        if let Some(record) = record {
+            self.lanes.push_back(record);
+        }
+    }
+
+    /// A record of an ordered stream was answered for good: the next of its key may go.
+    fn release(&mut self, key: &PartitionKey) {
+        if let Some(next) = self.key_order.as_mut().and_then(|o| o.release(key)) {
+            self.lanes.push_back(next);
+        }
+    }
+
+    /// Fails a record that was out (in a lane or backing off) at its deadline.
+    fn fail_out_record_at_deadline(&mut self, record: PendingRecord) {
+        let key = self
+            .key_order
+            .is_some()
+            .then(|| record.record.partition_key.clone());
+        record.fail_at_deadline(&self.metrics);
+        if let Some(key) = key {
+            self.release(&key);
+        }
     }
 
     fn complete(&mut self, completion: Completion) {
@@ -212,6 +243,9 @@ impl<K: PutRecordsApi> Aggregator<K> {
         let now = Instant::now();
         self.last_completion = now;
         self.backing_off.extend(completion.retries);
+        for key in &completion.released {
+            self.release(key);
+        }
         if completion.shrink_batches {
             self.shrink_batches();
         }
@@ -303,6 +337,7 @@ impl<K: PutRecordsApi> Aggregator<K> {
                 .drain_all()
                 .into_iter()
                 .chain(self.backing_off.drain(..))
+                .chain(self.key_order.iter_mut().flat_map(KeyOrder::drain_all))
                 .collect();
             if !left.is_empty() {
                 tracing::error!(stream = %self.metrics.stream, records = left.len(), "shutdown grace period over: failing records not yet in Kinesis");
@@ -320,15 +355,22 @@ impl<K: PutRecordsApi> Aggregator<K> {
             return;
         }
         // Records are ordered by age at the front of each lane; retries sit there too.
-        for record in self.lanes.expire(now) {
+        let held = self
+            .key_order
+            .as_mut()
+            .map(|o| o.expire(now))
+            .unwrap_or_default();
+        for record in held {
             record.fail_at_deadline(&self.metrics);
+        }
+        for record in self.lanes.expire(now) {
+            self.fail_out_record_at_deadline(record);
         }
         let mut i = 0;
         while i < self.backing_off.len() {
             if self.backing_off[i].deadline <= now {
-                self.backing_off
-                    .swap_remove(i)
-                    .fail_at_deadline(&self.metrics);
+                let record = self.backing_off.swap_remove(i);
+                self.fail_out_record_at_deadline(record);
             } else {
                 i += 1;
             }
@@ -386,6 +428,7 @@ impl<K: PutRecordsApi> Aggregator<K> {
                 Err(PushError::TooLarge(record)) => {
                     // Handlers check the stream's record limit; this only triggers when the
                     // batch cap is set below it. Fail it alone rather than poison a batch.
+                    let key = record.record.partition_key.clone();
                     record.finish(
                         &self.metrics,
                         Err(RecordFailure {
@@ -397,6 +440,7 @@ impl<K: PutRecordsApi> Aggregator<K> {
                             ),
                         }),
                     );
+                    self.release(&key);
                 }
             }
             if batch.is_full() {
@@ -417,8 +461,8 @@ impl<K: PutRecordsApi> Aggregator<K> {
             self.settings.backoff,
             self.completions_tx.clone(),
             self.status.clone(),
-            self.lanes.map().cloned(),
-            self.lanes.generation(),
+            (self.lanes.map().cloned(), self.lanes.generation()),
+            self.key_order.is_some(),
         );
         self.runtime.spawn(call.run(records));
         true
@@ -442,6 +486,13 @@ impl<K: PutRecordsApi> Aggregator<K> {
             }
         }
         if let Some(deadline) = self.lanes.earliest_deadline() {
+            wake = wake.min(deadline);
+        }
+        if let Some(deadline) = self
+            .key_order
+            .as_ref()
+            .and_then(KeyOrder::earliest_deadline)
+        {
             wake = wake.min(deadline);
         }
         for record in &self.backing_off {

@@ -8,11 +8,11 @@ use std::time::Instant;
 use crossbeam_channel::Sender;
 
 use super::metrics::StreamMetrics;
-use super::outcome::{Accepted, FailureKind, RecordFailure};
+use super::outcome::{Accepted, FailureKind, RecordFailure, RecordOutcome};
 use super::pending::{Completion, PendingRecord, ShardFeedback};
 use super::retry::{classify_call_failure, classify_entry_error, Backoff, Retryability};
 use super::status::StreamStatus;
-use crate::domain::Record;
+use crate::domain::{PartitionKey, Record};
 use crate::kinesis::{kinesis_code_label, CallFailure, EntryResult, PutRecordsApi, ShardMap};
 
 /// The entry error code of a shard over its write limit.
@@ -32,6 +32,9 @@ pub(super) struct Call<K> {
     /// The shard map the batch was assembled under, to check Kinesis' answers against.
     map: Option<Arc<ShardMap>>,
     shards: ShardFeedback,
+    /// The stream keeps per-key order: report the keys of answered records.
+    ordered: bool,
+    released: Vec<PartitionKey>,
 }
 
 impl<K> Drop for Call<K> {
@@ -42,6 +45,7 @@ impl<K> Drop for Call<K> {
             retries,
             shrink_batches: self.shrink_batches,
             shards: std::mem::take(&mut self.shards),
+            released: std::mem::take(&mut self.released),
         });
     }
 }
@@ -53,8 +57,9 @@ impl<K: PutRecordsApi> Call<K> {
         backoff: Backoff,
         completions: Sender<Completion>,
         status: Arc<StreamStatus>,
-        map: Option<Arc<ShardMap>>,
-        generation: u64,
+        // The shard map the batch was assembled under, and its generation.
+        (map, generation): (Option<Arc<ShardMap>>, u64),
+        ordered: bool,
     ) -> Self {
         let lanes = map.as_ref().map_or(1, |m| m.len());
         Self {
@@ -72,7 +77,17 @@ impl<K: PutRecordsApi> Call<K> {
                 throttled: vec![0; lanes],
                 mispredicted: 0,
             },
+            ordered,
+            released: Vec::new(),
         }
+    }
+
+    /// Answers a record for good; on an ordered stream its key's next record may then go.
+    fn answer(&mut self, record: PendingRecord, outcome: RecordOutcome) {
+        if self.ordered {
+            self.released.push(record.record.partition_key.clone());
+        }
+        record.finish(&self.metrics, outcome);
     }
 
     /// Counts an answered entry against its lane.
@@ -126,8 +141,8 @@ impl<K: PutRecordsApi> Call<K> {
                         EntryResult::Accepted {
                             shard_id,
                             sequence_number,
-                        } => record.finish(
-                            &self.metrics,
+                        } => self.answer(
+                            record,
                             Ok(Accepted {
                                 shard_id,
                                 sequence_number,
@@ -215,7 +230,7 @@ impl<K: PutRecordsApi> Call<K> {
             self.metrics.record_retried();
             self.retries.push(record);
         } else {
-            record.finish(&self.metrics, Err(failure));
+            self.answer(record, Err(failure));
         }
     }
 }

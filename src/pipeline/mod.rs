@@ -16,6 +16,7 @@ mod aggregator;
 pub mod batch;
 mod call;
 mod handle;
+mod key_order;
 mod lanes;
 pub mod metrics;
 mod outcome;

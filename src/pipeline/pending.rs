@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 use super::admission::Ticket;
 use super::metrics::StreamMetrics;
 use super::outcome::{FailureKind, RecordFailure, RecordOutcome};
-use crate::domain::Record;
+use crate::domain::{PartitionKey, Record};
 
 /// A record on its way through the pipeline with what is needed to answer for it.
 #[derive(Debug)]
@@ -92,6 +92,9 @@ pub(super) struct Completion {
     /// The endpoint refused the request body as too large (HTTP 413): send smaller batches.
     pub(super) shrink_batches: bool,
     pub(super) shards: ShardFeedback,
+    /// On an ordered stream, the partition keys of the records this call answered: the next
+    /// record of each may go out (`key_order`).
+    pub(super) released: Vec<PartitionKey>,
 }
 
 /// What a call learned about the shards it wrote to, for the adaptive limits and the map.
@@ -112,5 +115,42 @@ impl std::fmt::Debug for Submission {
             Self::One(_) => f.write_str("Submission::One"),
             Self::Many(r) => write!(f, "Submission::Many({})", r.len()),
         }
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use bytes::Bytes;
+
+    use super::PendingRecord;
+    use crate::domain::{PartitionKey, Record};
+    use crate::kinesis::shard_map::partition_key_hash;
+    use crate::pipeline::admission::{Budget, Ticket};
+
+    /// A record of `key` with `data`, due by `deadline`, nobody waiting for its answer.
+    pub(in crate::pipeline) fn pending_record(
+        key: &str,
+        data: &str,
+        deadline: Instant,
+    ) -> PendingRecord {
+        let record = Record {
+            data: Bytes::from(data.to_owned()),
+            partition_key: PartitionKey::parse(key).expect("key"),
+            explicit_hash_key: None,
+        };
+        let budget = Arc::new(Budget::new(1_000, 1 << 30));
+        let size = record.kinesis_size();
+        assert!(budget.try_take(1, size));
+        PendingRecord::new(
+            record,
+            partition_key_hash(key),
+            None,
+            Instant::now(),
+            deadline,
+            Ticket::new(&budget, size, None),
+        )
     }
 }

@@ -290,6 +290,7 @@ impl Pipelines {
             map_refresh: self.settings.shards.map_refresh(),
             shard_limits: shard_limits(&self.settings),
             max_backlog_share: self.settings.shards.max_backlog_share,
+            ordered: self.settings.keeps_key_order(stream),
         };
         let batch_cap = settings.batch.max_bytes;
         let (pipeline, thread) = Pipeline::start(

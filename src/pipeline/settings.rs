@@ -25,4 +25,6 @@ pub struct PipelineSettings {
     pub shard_limits: ShardLimits,
     /// The share of the queue budget one shard's backlog may use.
     pub max_backlog_share: f64,
+    /// Keep each partition key's records in acceptance order (`key_order`).
+    pub ordered: bool,
 }

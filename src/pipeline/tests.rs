@@ -76,6 +76,7 @@ impl PutRecordsApi for FakeKinesis {
 
 fn settings() -> PipelineSettings {
     PipelineSettings {
+        ordered: false,
         batch: BatchLimits {
             max_records: 500,
             max_bytes: 5 * 1024 * 1024,
@@ -555,4 +556,82 @@ fn an_endpoint_refusing_large_bodies_gets_smaller_batches_and_loses_nothing() {
     thread.join().expect("thread");
     let delivered: usize = refusing.calls().iter().map(Vec::len).sum();
     assert_eq!(delivered, 40, "each record delivered once");
+}
+
+#[test]
+fn an_ordered_stream_writes_each_keys_records_in_acceptance_order_despite_throttling() {
+    // Every third attempt of every record is throttled (by a counter, so retries interleave),
+    // and the order Kinesis accepted records in is kept.
+    let accepted = Arc::new(Mutex::new(Vec::<(String, usize)>::new()));
+    let attempts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (log, counter) = (accepted.clone(), attempts.clone());
+    let api = FakeKinesis::new(Duration::from_millis(2), move |_, r| {
+        let attempt = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if attempt % 3 == 0 {
+            return Ok(throttled());
+        }
+        let n: usize = std::str::from_utf8(&r.data)
+            .expect("utf8")
+            .parse()
+            .expect("number");
+        let key = r.partition_key.as_str().to_owned();
+        log.lock().expect("lock").push((key, n));
+        Ok(accept(r))
+    });
+    let mut s = settings();
+    s.ordered = true;
+    let mut h = Harness::start(api.clone(), s);
+    let keyed = |n: usize| Record {
+        data: Bytes::from(format!("{n}")),
+        partition_key: PartitionKey::parse(format!("key-{}", n % 4)).expect("key"),
+        explicit_hash_key: None,
+    };
+    let receivers: Vec<_> = (0..200)
+        .map(|n| {
+            h.pipeline()
+                .submit_one(keyed(n), Instant::now())
+                .expect("admitted")
+                .expect("waits for Kinesis")
+        })
+        .collect();
+    let outcomes: Vec<RecordOutcome> = h.runtime.block_on(async {
+        let mut outcomes = Vec::new();
+        for r in receivers {
+            outcomes.push(r.await.expect("answered"));
+        }
+        outcomes
+    });
+    assert!(outcomes.iter().all(Result::is_ok), "all written in the end");
+    h.close();
+
+    let accepted = accepted.lock().expect("lock");
+    assert_eq!(accepted.len(), 200);
+    for key in 0..4 {
+        let order: Vec<usize> = accepted
+            .iter()
+            .filter(|(k, _)| *k == format!("key-{key}"))
+            .map(|(_, n)| *n)
+            .collect();
+        let sent: Vec<usize> = (0..200).filter(|n| n % 4 == key).collect();
+        assert_eq!(order, sent, "key-{key} written in acceptance order");
+    }
+    for call in api.calls() {
+        let mut keys: Vec<usize> = call
+            .iter()
+            .map(|d| {
+                std::str::from_utf8(d)
+                    .expect("utf8")
+                    .parse::<usize>()
+                    .expect("n")
+                    % 4
+            })
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(
+            keys.len(),
+            call.len(),
+            "at most one record per key per call"
+        );
+    }
 }
