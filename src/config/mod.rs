@@ -237,6 +237,9 @@ pub struct ShardSettings {
     /// (`batching.queue_max_records`/`queue_max_bytes`); beyond it, records for that shard get
     /// 503 `hot_shard`. Never less than 1/shards.
     pub max_backlog_share: f64,
+    /// A shard held back by its budget waits until it has this long's worth of budget before
+    /// it starts a call of its own (0: at every refill).
+    pub gather_ms: u64,
 }
 
 impl Default for ShardSettings {
@@ -253,6 +256,7 @@ impl Default for ShardSettings {
             increase_step: 0.05,
             increase_interval_ms: 500,
             max_backlog_share: 0.5,
+            gather_ms: 10,
         }
     }
 }
@@ -260,6 +264,9 @@ impl Default for ShardSettings {
 impl ShardSettings {
     pub fn map_refresh(&self) -> Duration {
         Duration::from_millis(self.map_refresh_ms)
+    }
+    pub fn gather(&self) -> Duration {
+        Duration::from_millis(self.gather_ms)
     }
     pub fn decrease_interval(&self) -> Duration {
         Duration::from_millis(self.decrease_interval_ms)

@@ -123,6 +123,7 @@ impl Settings {
         share("shards.min_share", sh.min_share, true)?;
         share("shards.increase_step", sh.increase_step, true)?;
         share("shards.max_backlog_share", sh.max_backlog_share, true)?;
+        in_range("shards.gather_ms", sh.gather_ms as usize, 0, 1_000)?;
         positive("shards.decrease_interval_ms", sh.decrease_interval_ms)?;
         positive("shards.increase_interval_ms", sh.increase_interval_ms)?;
         positive("retry.record_deadline_ms", self.retry.record_deadline_ms)?;

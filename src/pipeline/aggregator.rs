@@ -93,7 +93,7 @@ impl<K: PutRecordsApi> Aggregator<K> {
         status: Arc<StreamStatus>,
         (maps, map_wanted): (Receiver<MapUpdate>, Arc<Notify>),
     ) -> Self {
-        let lanes = Lanes::new(settings.shard_limits);
+        let lanes = Lanes::new(settings.shard_limits, settings.shard_gather);
         let key_order = settings.ordered.then(KeyOrder::default);
         Self {
             metrics,

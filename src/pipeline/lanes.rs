@@ -16,6 +16,14 @@
 //! it rises by `increase_step` of the limit every `increase_interval`, up to the limit. Replicas
 //! sharing a stream each back off when together they exceed a shard, and converge on a fair
 //! share of it without talking to each other.
+//!
+//! Gathering: a shard whose records outrun its budget would otherwise send a record or two at
+//! every refill (a token per millisecond at 1,000 records/s), each in a call of its own. So a
+//! shard held back by its budget counts as ready only once it has gathered `gather` (the
+//! `shards.gather_ms`) worth of budget, or enough for everything it holds; its records still join any call
+//! that goes out meanwhile. At 1,000 records/s and 10 ms that is 10 records per shard and call
+//! instead of 1–2, at the cost of at most `gather` more wait for records that were waiting
+//! anyway.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -135,6 +143,16 @@ impl ShardBudget {
         self.records.tokens >= 1.0
             && (self.bytes.tokens >= size as f64 || self.bytes.tokens >= self.bytes.rate)
     }
+
+    /// The budget a held-back shard gathers before it counts as ready: `gather` worth of
+    /// records or of bytes (at least one record).
+    fn gathered(&self, gather: Duration) -> (f64, f64) {
+        let seconds = gather.as_secs_f64();
+        (
+            (self.records.rate * seconds).max(1.0),
+            self.bytes.rate * seconds,
+        )
+    }
 }
 
 struct Lane {
@@ -170,6 +188,8 @@ pub(super) struct Lanes {
     /// Bumped at every map change, so feedback about lanes of an older map is ignored.
     generation: u64,
     limits: ShardLimits,
+    /// How much budget (in time) a held-back shard gathers before it counts as ready.
+    gather: Duration,
     /// The lane the next batch starts taking from: batches rotate over the shards.
     cursor: usize,
     len: usize,
@@ -177,12 +197,13 @@ pub(super) struct Lanes {
 }
 
 impl Lanes {
-    pub(super) fn new(limits: ShardLimits) -> Self {
+    pub(super) fn new(limits: ShardLimits, gather: Duration) -> Self {
         Self {
             lanes: vec![Lane::new(None)],
             map: None,
             generation: 0,
             limits,
+            gather,
             cursor: 0,
             len: 0,
             bytes: 0,
@@ -263,7 +284,16 @@ impl Lanes {
                         records += 1;
                         bytes += record.size;
                     }
-                    (records, bytes)
+                    let held_back = records < lane.queue.len().min(max_records);
+                    let (gather_records, gather_bytes) = budget.gathered(self.gather);
+                    if held_back
+                        && (records as f64) < gather_records
+                        && (bytes as f64) < gather_bytes
+                    {
+                        (0, 0)
+                    } else {
+                        (records, bytes)
+                    }
                 }
             };
             if records > 0 {
@@ -355,22 +385,28 @@ impl Lanes {
             .min()
     }
 
-    /// When a shard that has records but no budget gets enough for its front record.
+    /// When a shard held back by its budget gets enough for its front record and has gathered
+    /// enough budget to count as ready (only asked when no lane is ready now).
     pub(super) fn next_budget_at(&self, now: Instant) -> Option<Instant> {
         self.lanes
             .iter()
             .filter_map(|lane| {
                 let front = lane.queue.front()?;
                 let budget = lane.budget.as_ref()?;
-                if budget.fits(front.size) {
-                    return None;
-                }
                 let bytes_needed = (front.size as f64).min(budget.bytes.rate);
-                let wait = budget
+                let front_fits = budget
                     .records
                     .time_until(1.0)
                     .max(budget.bytes.time_until(bytes_needed));
-                Some(now + wait.max(Duration::from_micros(100)))
+                // Enough for `gather` worth of records the size of the front one, unless that
+                // is more than `gather` worth of bytes (large records: bytes bind first).
+                let (gather_records, gather_bytes) = budget.gathered(self.gather);
+                let gathered = budget.records.time_until(gather_records).max(
+                    budget
+                        .bytes
+                        .time_until((gather_records * front.size as f64).min(gather_bytes)),
+                );
+                Some(now + front_fits.max(gathered).max(Duration::from_micros(100)))
             })
             .min()
     }

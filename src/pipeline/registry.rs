@@ -289,6 +289,7 @@ impl Pipelines {
             shard_aware: self.settings.shards.aware,
             map_refresh: self.settings.shards.map_refresh(),
             shard_limits: shard_limits(&self.settings),
+            shard_gather: self.settings.shards.gather(),
             max_backlog_share: self.settings.shards.max_backlog_share,
             ordered: self.settings.keeps_key_order(stream),
         };

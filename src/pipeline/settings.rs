@@ -23,6 +23,8 @@ pub struct PipelineSettings {
     pub shard_aware: bool,
     pub map_refresh: Duration,
     pub shard_limits: ShardLimits,
+    /// How much budget a shard held back by it gathers before starting a call of its own.
+    pub shard_gather: Duration,
     /// The share of the queue budget one shard's backlog may use.
     pub max_backlog_share: f64,
     /// Keep each partition key's records in acceptance order (`key_order`).

@@ -105,6 +105,7 @@ fn settings() -> PipelineSettings {
             quiet_period: Duration::from_secs(2),
         },
         max_backlog_share: 1.0,
+        shard_gather: Duration::from_millis(10),
     }
 }
 

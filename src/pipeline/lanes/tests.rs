@@ -74,7 +74,7 @@ fn drain(lanes: &mut Lanes) -> Vec<(usize, bool)> {
 #[test]
 fn without_a_map_one_lane_takes_everything_in_order() {
     let now = Instant::now();
-    let mut lanes = Lanes::new(limits(10.0));
+    let mut lanes = Lanes::new(limits(10.0), Duration::ZERO);
     for n in 0..50 {
         lanes.push_back(record(n, n % 2 == 0, now));
     }
@@ -93,7 +93,7 @@ fn without_a_map_one_lane_takes_everything_in_order() {
 #[test]
 fn a_shard_out_of_budget_waits_while_the_other_keeps_sending() {
     let now = Instant::now();
-    let mut lanes = Lanes::new(limits(10.0));
+    let mut lanes = Lanes::new(limits(10.0), Duration::ZERO);
     lanes.set_map(Some(two_shards("shard-upper")), now);
     for n in 0..30 {
         lanes.push_back(record(n, false, now));
@@ -137,7 +137,7 @@ fn a_shard_out_of_budget_waits_while_the_other_keeps_sending() {
 #[test]
 fn unpop_gives_the_budget_back() {
     let now = Instant::now();
-    let mut lanes = Lanes::new(limits(2.0));
+    let mut lanes = Lanes::new(limits(2.0), Duration::ZERO);
     lanes.set_map(Some(two_shards("shard-upper")), now);
     lanes.push_back(record(1, false, now));
     lanes.push_back(record(2, false, now));
@@ -150,7 +150,7 @@ fn unpop_gives_the_budget_back() {
 #[test]
 fn throttling_halves_the_rate_once_per_interval_and_quiet_raises_it_again() {
     let start = Instant::now();
-    let mut lanes = Lanes::new(limits(100.0));
+    let mut lanes = Lanes::new(limits(100.0), Duration::ZERO);
     lanes.set_map(Some(two_shards("shard-upper")), start);
     let generation = lanes.generation();
     let rate = |lanes: &Lanes| lanes.snapshot()[0].2.expect("limited");
@@ -181,7 +181,7 @@ fn throttling_halves_the_rate_once_per_interval_and_quiet_raises_it_again() {
 #[test]
 fn the_rate_never_falls_below_the_floor() {
     let start = Instant::now();
-    let mut lanes = Lanes::new(limits(100.0));
+    let mut lanes = Lanes::new(limits(100.0), Duration::ZERO);
     lanes.set_map(Some(two_shards("shard-upper")), start);
     for i in 0..20 {
         lanes.throttled(lanes.generation(), 1, start + Duration::from_secs(i));
@@ -192,7 +192,7 @@ fn the_rate_never_falls_below_the_floor() {
 #[test]
 fn a_new_map_moves_records_and_keeps_the_budgets_of_shards_that_stay() {
     let now = Instant::now();
-    let mut lanes = Lanes::new(limits(100.0));
+    let mut lanes = Lanes::new(limits(100.0), Duration::ZERO);
     for n in 0..6 {
         lanes.push_back(record(n, n % 2 == 1, now));
     }
@@ -227,7 +227,7 @@ fn a_new_map_moves_records_and_keeps_the_budgets_of_shards_that_stay() {
 #[test]
 fn expired_records_leave_their_lanes() {
     let now = Instant::now();
-    let mut lanes = Lanes::new(limits(1.0));
+    let mut lanes = Lanes::new(limits(1.0), Duration::ZERO);
     lanes.set_map(Some(two_shards("shard-upper")), now);
     for n in 0..4 {
         lanes.push_back(record(n, n % 2 == 0, now));
@@ -236,4 +236,47 @@ fn expired_records_leave_their_lanes() {
     assert_eq!(expired.len(), 4);
     assert!(lanes.is_empty());
     assert!(lanes.earliest_deadline().is_none());
+}
+
+#[test]
+fn a_held_back_shard_gathers_a_lingers_worth_of_budget_before_it_is_ready() {
+    let now = Instant::now();
+    // 1,000 records/s, gathering 10 ms: 10 records at a time once the bucket is empty.
+    let mut lanes = Lanes::new(limits(1_000.0), Duration::from_millis(10));
+    lanes.set_map(Some(two_shards("shard-upper")), now);
+    for n in 0..1_200 {
+        lanes.push_back(record(n, true, now));
+    }
+    assert_eq!(
+        lanes.eligible(now, 500).records,
+        500,
+        "a full bucket is ready"
+    );
+    assert_eq!(drain(&mut lanes).len(), 1_000, "the whole second's budget");
+
+    let soon = now + Duration::from_millis(3);
+    assert_eq!(
+        lanes.eligible(soon, 500).records,
+        0,
+        "3 ms of budget (3 records) is not worth a call of its own"
+    );
+    let ready_at = lanes.next_budget_at(soon).expect("gathering");
+    assert!(
+        ready_at >= now + Duration::from_millis(10) && ready_at <= now + Duration::from_millis(11),
+        "ready once 10 ms of budget is gathered: {:?}",
+        ready_at - now
+    );
+    assert_eq!(
+        drain(&mut lanes).len(),
+        3,
+        "but a call going out anyway takes what the shard has"
+    );
+    let later = now + Duration::from_millis(8);
+    assert_eq!(lanes.eligible(later, 500).records, 0, "5 ms gathered");
+    let gathered = now + Duration::from_micros(13_500);
+    assert_eq!(lanes.eligible(gathered, 500).records, 10);
+
+    // A shard that can send everything it holds is ready at once, however little that is.
+    lanes.push_back(record(0, false, now));
+    assert_eq!(lanes.eligible(gathered, 500).records, 11);
 }
