@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Region, StreamName, StreamPatterns};
+use crate::domain::{Region, StreamName, StreamPattern, StreamPatterns};
 
 /// Prefix of the environment variables that override settings.
 pub const ENV_PREFIX: &str = "KINESIS_PROXY__";
@@ -240,6 +240,9 @@ pub struct ShardSettings {
     /// A shard held back by its budget waits until it has this long's worth of budget before
     /// it starts a call of its own (0: at every refill).
     pub gather_ms: u64,
+    /// Per-stream limits, `"PATTERN:RECORDS_PER_SECOND:BYTES_PER_SECOND"`; the first matching
+    /// entry wins over `records_per_second`/`bytes_per_second`.
+    pub stream_limits: Vec<String>,
 }
 
 impl Default for ShardSettings {
@@ -257,6 +260,7 @@ impl Default for ShardSettings {
             increase_interval_ms: 500,
             max_backlog_share: 0.5,
             gather_ms: 10,
+            stream_limits: Vec::new(),
         }
     }
 }
@@ -268,6 +272,19 @@ impl ShardSettings {
     pub fn gather(&self) -> Duration {
         Duration::from_millis(self.gather_ms)
     }
+
+    /// The per-shard (records/s, bytes/s) limits of `stream`: its `stream_limits` entry, or the
+    /// defaults.
+    pub fn limits_for(&self, stream: &StreamName) -> (u32, u32) {
+        self.stream_limits
+            .iter()
+            .filter_map(|entry| StreamLimit::parse(entry).ok())
+            .find(|limit| limit.pattern.matches(stream))
+            .map_or((self.records_per_second, self.bytes_per_second), |limit| {
+                (limit.records_per_second, limit.bytes_per_second)
+            })
+    }
+
     pub fn decrease_interval(&self) -> Duration {
         Duration::from_millis(self.decrease_interval_ms)
     }
@@ -276,6 +293,42 @@ impl ShardSettings {
     }
     pub fn increase_interval(&self) -> Duration {
         Duration::from_millis(self.increase_interval_ms)
+    }
+}
+
+/// One `shards.stream_limits` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamLimit {
+    pub pattern: StreamPattern,
+    pub records_per_second: u32,
+    pub bytes_per_second: u32,
+}
+
+impl StreamLimit {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let shape = || {
+            format!(
+                "{raw:?} is not \"PATTERN:RECORDS_PER_SECOND:BYTES_PER_SECOND\" (e.g. \"clicks-*:500:524288\")"
+            )
+        };
+        let mut parts = raw.split(':');
+        let (Some(pattern), Some(records), Some(bytes), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(shape());
+        };
+        let records_per_second: u32 = records.trim().parse().map_err(|_| shape())?;
+        let bytes_per_second: u32 = bytes.trim().parse().map_err(|_| shape())?;
+        if records_per_second == 0 || bytes_per_second < 1_024 {
+            return Err(format!(
+                "{raw:?}: records per second must be at least 1 and bytes per second at least 1024"
+            ));
+        }
+        Ok(Self {
+            pattern: StreamPattern::parse(pattern.trim())?,
+            records_per_second,
+            bytes_per_second,
+        })
     }
 }
 

@@ -3,8 +3,8 @@
 //! misbehaving under load later.
 
 use super::{
-    invalid, ConfigError, Settings, KINESIS_MAX_BATCH_BYTES, KINESIS_MAX_BATCH_RECORDS,
-    KINESIS_MAX_RECORD_BYTES,
+    invalid, ConfigError, Settings, StreamLimit, KINESIS_MAX_BATCH_BYTES,
+    KINESIS_MAX_BATCH_RECORDS, KINESIS_MAX_RECORD_BYTES,
 };
 use crate::domain::{Region, StreamPattern};
 
@@ -123,6 +123,10 @@ impl Settings {
         share("shards.min_share", sh.min_share, true)?;
         share("shards.increase_step", sh.increase_step, true)?;
         share("shards.max_backlog_share", sh.max_backlog_share, true)?;
+        for entry in &sh.stream_limits {
+            StreamLimit::parse(entry)
+                .map_err(|message| invalid("shards.stream_limits", message))?;
+        }
         in_range("shards.gather_ms", sh.gather_ms as usize, 0, 1_000)?;
         positive("shards.decrease_interval_ms", sh.decrease_interval_ms)?;
         positive("shards.increase_interval_ms", sh.increase_interval_ms)?;
@@ -257,6 +261,22 @@ mod tests {
                 env(&[("KINESIS_PROXY__STREAMS__ALLOW", "bad/name")]),
                 "streams.allow",
             ),
+            (
+                env(&[("KINESIS_PROXY__STREAMS__ORDERED", "bad/name")]),
+                "streams.ordered",
+            ),
+            (
+                env(&[("KINESIS_PROXY__SHARDS__STREAM_LIMITS", "audit-*:500")]),
+                "shards.stream_limits",
+            ),
+            (
+                env(&[("KINESIS_PROXY__SHARDS__STREAM_LIMITS", "audit-*:0:524288")]),
+                "shards.stream_limits",
+            ),
+            (
+                env(&[("KINESIS_PROXY__SHARDS__GATHER_MS", "5000")]),
+                "shards.gather_ms",
+            ),
         ];
         for (mut vars, needle) in cases {
             vars.extend(base());
@@ -269,5 +289,23 @@ mod tests {
             .expect_err("unknown key")
             .to_string();
         assert!(err.contains("listen_port"), "{err}");
+    }
+
+    #[test]
+    fn stream_limits_override_the_shard_limits_of_matching_streams_first_match_wins() {
+        let mut vars = env(&[(
+            "KINESIS_PROXY__SHARDS__STREAM_LIMITS",
+            "audit-eu:100:2048, audit-*:500:524288",
+        )]);
+        vars.extend(base());
+        let settings = Settings::from_sources(None, vars).expect("valid");
+        let limits = |name: &str| {
+            settings
+                .shards
+                .limits_for(&crate::domain::StreamName::parse(name).expect("name"))
+        };
+        assert_eq!(limits("audit-eu"), (100, 2048));
+        assert_eq!(limits("audit-us"), (500, 524_288));
+        assert_eq!(limits("events"), (1_000, 1_048_576), "the defaults");
     }
 }

@@ -28,11 +28,12 @@ use crate::kinesis::{CallFailure, KinesisClients};
 
 type Key = (Region, StreamName);
 
-fn shard_limits(settings: &Settings) -> ShardLimits {
+fn shard_limits(settings: &Settings, stream: &StreamName) -> ShardLimits {
     let shards = &settings.shards;
+    let (records_per_second, bytes_per_second) = shards.limits_for(stream);
     ShardLimits {
-        records_per_second: f64::from(shards.records_per_second),
-        bytes_per_second: f64::from(shards.bytes_per_second),
+        records_per_second: f64::from(records_per_second),
+        bytes_per_second: f64::from(bytes_per_second),
         decrease_factor: shards.decrease_factor,
         decrease_interval: shards.decrease_interval(),
         min_share: shards.min_share,
@@ -288,7 +289,7 @@ impl Pipelines {
             shutdown_grace: self.settings.server.shutdown_grace(),
             shard_aware: self.settings.shards.aware,
             map_refresh: self.settings.shards.map_refresh(),
-            shard_limits: shard_limits(&self.settings),
+            shard_limits: shard_limits(&self.settings, stream),
             shard_gather: self.settings.shards.gather(),
             max_backlog_share: self.settings.shards.max_backlog_share,
             ordered: self.settings.keeps_key_order(stream),

@@ -414,3 +414,35 @@ async fn a_hot_shard_is_bounded_and_does_not_hold_back_the_others() {
     let missing = acked.iter().filter(|id| !stored.contains(*id)).count();
     assert_eq!(missing, 0, "of {} acknowledged", acked.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streams_own_shard_limits_replace_the_defaults() {
+    let app = spawn_app_with(AppOptions {
+        customize: Box::new(|s| {
+            s.shards.stream_limits = vec!["nope:7:2048".into(), "it-*:123:65536".into()];
+        }),
+        ..AppOptions::default()
+    })
+    .await;
+    start_pipeline_and_wait_for_map(&app).await;
+    // The per-shard rate gauges are set about once a second.
+    let started = Instant::now();
+    loop {
+        let page = app.metrics_page().await;
+        let rates = samples_by(
+            &page,
+            "kinesis_proxy_shard_rate_records_per_second",
+            &[("stream", app.stream.as_str())],
+            "shard",
+        );
+        if rates.len() == 2 {
+            assert!(rates.iter().all(|(_, rate)| *rate == 123.0), "{rates:?}");
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no rates after 10 s: {rates:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
