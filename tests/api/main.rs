@@ -9,6 +9,7 @@ mod first_hour;
 mod guard_rails;
 mod layout;
 mod operations;
+mod ordering;
 mod retries;
 mod round_trip;
 mod shards;

@@ -1,6 +1,7 @@
 //! Shard awareness against kinesalite: the proxy's prediction of each record's shard is where
 //! Kinesis puts it (explicit hash keys at the range edges included), and a stream resharded
-//! while events flow loses nothing, reloads its map and predicts right again.
+//! while events flow loses nothing, reloads its map and predicts right again; a hot shard is
+//! bounded; a stream's own limits apply; without ListShards the stream is sent shard-blind.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,7 +12,8 @@ use kinesis_proxy::kinesis::shard_map::partition_key_hash;
 use serde_json::{json, Value};
 
 use crate::helpers::app::{spawn_app_with, AppOptions, TestApp};
-use crate::helpers::emulator::{kinesis_client, read_all, shard_hash_ranges};
+use crate::helpers::emulator::{kinesalite, kinesis_client, read_all, shard_hash_ranges};
+use crate::helpers::fault_proxy::FaultProxy;
 use crate::helpers::metrics_page::{sample, samples_by};
 
 const MAP_AVAILABLE: &str = "kinesis_proxy_shard_map_available";
@@ -445,4 +447,40 @@ async fn a_streams_own_shard_limits_replace_the_defaults() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_list_shards_permission_the_stream_is_sent_shard_blind() {
+    let emulator = kinesalite().await.endpoint.clone();
+    let faults = FaultProxy::start(&emulator);
+    faults.refuse_operation("ListShards", Some("AccessDeniedException"));
+    let app = spawn_app_with(AppOptions {
+        kinesis_endpoint: Some(faults.endpoint.clone()),
+        ..AppOptions::default()
+    })
+    .await;
+    let records: Vec<Value> = (0..50)
+        .map(|n| json!({"event": {"n": n}, "partition_key": format!("k{n}")}))
+        .collect();
+    let response = app.post_records(&json!({"records": records})).await;
+    assert_eq!(response.status(), 200, "no failure for want of a shard map");
+    let answer: Value = response.json().await.expect("json");
+    assert_eq!(answer["failed_record_count"], 0, "{answer}");
+    for n in 0..5 {
+        let response = app.post_event(&json!({"event": {"single": n}})).await;
+        assert_eq!(response.status(), 200);
+    }
+
+    let page = app.metrics_page().await;
+    let stream = app.stream.as_str();
+    assert!(
+        sample(&page, REFRESHES, &[("stream", stream), ("cause", "failed")]).unwrap_or(0.0) >= 1.0,
+        "the failed ListShards is counted:\n{page}"
+    );
+    assert_eq!(
+        sample(&page, MAP_AVAILABLE, &[("stream", stream)]),
+        None,
+        "no map"
+    );
+    assert_eq!(read_all(&emulator, &app.stream).await.len(), 55);
 }
