@@ -36,6 +36,8 @@ use super::status::StreamStatus;
 use crate::domain::PartitionKey;
 use crate::kinesis::PutRecordsApi;
 
+mod feedback;
+
 /// The aggregator's state; owned by its thread, so no locks.
 pub(super) struct Aggregator<K> {
     metrics: Arc<StreamMetrics>,
@@ -249,62 +251,7 @@ impl<K: PutRecordsApi> Aggregator<K> {
         if completion.shrink_batches {
             self.shrink_batches();
         }
-        let feedback = completion.shards;
-        if feedback.generation == self.lanes.generation() {
-            let map = self.lanes.map().cloned();
-            for (lane, (&sent, &throttled)) in
-                feedback.sent.iter().zip(&feedback.throttled).enumerate()
-            {
-                if throttled > 0 {
-                    self.lanes.throttled(feedback.generation, lane, now);
-                }
-                if let Some(shard) = map.as_ref().and_then(|m| m.shard(lane)) {
-                    self.metrics.shard_written(&shard.id, sent, throttled);
-                }
-            }
-        }
-        if feedback.mispredicted > 0 {
-            self.metrics.predictions_contradicted(feedback.mispredicted);
-            self.map_wanted.notify_one();
-        }
-    }
-
-    /// A map from the refresher: followed when it differs from the current one. When none can
-    /// be had, the pipeline keeps what it has (shard-blind if it never had one), and says so once.
-    fn apply_map(&mut self, update: MapUpdate) {
-        match update.result {
-            Ok(map) => {
-                if self.lanes.map().is_some_and(|m| **m == map) {
-                    return;
-                }
-                tracing::info!(stream = %self.metrics.stream, shards = map.len(), cause = update.cause.as_str(), "shard map loaded");
-                self.metrics
-                    .shard_map_loaded(update.cause.as_str(), map.shards());
-                self.lanes.set_map(Some(map), Instant::now());
-                self.shard_backlogs.follow(self.lanes.map().cloned());
-            }
-            Err(failure) => {
-                self.metrics.shard_map_failed();
-                if self.lanes.map().is_none() && !self.map_warned {
-                    self.map_warned = true;
-                    tracing::warn!(stream = %self.metrics.stream, code = %failure.code, message = %failure.message, "no shard map (ListShards failed): sending shard-blind, without per-shard limits");
-                }
-            }
-        }
-    }
-
-    /// Some endpoints (emulators, proxies in front of Kinesis) cap the HTTP body below what
-    /// Kinesis' own limit allows, and base64 makes the body a third larger than the data. When
-    /// one answers 413, halve the batch byte cap (never below one record of the largest size
-    /// Kinesis takes by default) instead of failing the records.
-    fn shrink_batches(&mut self) {
-        const FLOOR: usize = 1024 * 1024;
-        let before = self.settings.batch.max_bytes;
-        let after = (before / 2).max(FLOOR).min(before);
-        if after < before {
-            self.settings.batch.max_bytes = after;
-            tracing::warn!(stream = %self.metrics.stream, before, after, "Kinesis endpoint refused a request as too large; batches are now capped lower");
-        }
+        self.follow_shard_feedback(completion.shards, now);
     }
 
     /// Retries whose backoff is over go to the front: they are the oldest records.

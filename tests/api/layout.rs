@@ -89,8 +89,15 @@ fn is_test_file(path: &Path) -> bool {
 
 /// The source without comments and without the inline test module (always at the end).
 fn code_of(text: &str) -> String {
-    let text = match text.find("#[cfg(test)]\nmod tests {") {
-        Some(at) => &text[..at],
+    // `#[cfg(test)]` then `mod tests {`, whatever its visibility.
+    let test_module = text.match_indices("#[cfg(test)]\n").find(|(at, marker)| {
+        text[at + marker.len()..]
+            .lines()
+            .next()
+            .is_some_and(|line| line.trim_end().ends_with("mod tests {"))
+    });
+    let text = match test_module {
+        Some((at, _)) => &text[..at],
         None => text,
     };
     text.lines()
