@@ -4,9 +4,16 @@
 //! produce; and the decoder against corrupt, truncated and arbitrary input, where it must
 //! answer `Err`, never panic. The hand-picked cases are in the unit tests beside the code.
 
+use bytes::Bytes;
 use proptest::prelude::*;
 
+use super::decode::{Reader, EXPLICIT_HASH_KEY_TABLE, PARTITION_KEY_TABLE};
+use super::wire::{
+    frame, put_varint, KEY_DATA, KEY_EXPLICIT_HASH_KEY_INDEX, KEY_EXPLICIT_HASH_KEY_TABLE,
+    KEY_PARTITION_KEY_INDEX, KEY_PARTITION_KEY_TABLE, KEY_RECORDS,
+};
 use super::*;
+use crate::domain::PartitionKey;
 
 /// A partition key as Kinesis allows it: 1..=256 characters of any kind.
 fn partition_key() -> impl Strategy<Value = String> {
@@ -158,10 +165,7 @@ proptest! {
 
         let message = &encoded[MAGIC.len()..encoded.len() - CHECKSUM_LEN];
         let cut = at.index(message.len() + 1);
-        let mut rewrapped = MAGIC.to_vec();
-        rewrapped.extend_from_slice(&message[..cut]);
-        rewrapped.extend_from_slice(&Md5::digest(&message[..cut]));
-        if let Ok(decoded) = decode(&rewrapped) {
+        if let Ok(decoded) = decode(&frame(&message[..cut])) {
             prop_assert!(records.starts_with(&decoded), "{decoded:?} is not a prefix");
         }
     }
@@ -191,10 +195,7 @@ proptest! {
         message.push(KEY_RECORDS);
         put_varint(&mut message, body.len() as u64);
         message.extend_from_slice(&body);
-        let mut encoded = MAGIC.to_vec();
-        encoded.extend_from_slice(&message);
-        encoded.extend_from_slice(&Md5::digest(&message));
-
+        let encoded = frame(&message);
         let table = if explicit { EXPLICIT_HASH_KEY_TABLE } else { PARTITION_KEY_TABLE };
         prop_assert_eq!(
             decode(&encoded),
@@ -215,10 +216,7 @@ proptest! {
             0..64,
         ),
     ) {
-        let mut encoded = MAGIC.to_vec();
-        encoded.extend_from_slice(&message);
-        encoded.extend_from_slice(&Md5::digest(&message));
-        if let Ok(records) = decode(&encoded) {
+        if let Ok(records) = decode(&frame(&message)) {
             prop_assert_eq!(decode(&build(&records)?), Ok(records));
         }
     }
