@@ -2,9 +2,11 @@
 //! the one call the pipeline makes, behind a small trait so batching and retry logic are
 //! unit-tested with a fake; `sdk` implements it (and the few other calls: stream record size,
 //! readiness probe, `ListShards`) on `aws-sdk-kinesis`; `shard_map` says which shard a record
-//! goes to; `health` is the reachability `/readyz` reports.
+//! goes to; `aggregation` is the KPL aggregated record format (many user records in one Kinesis
+//! record); `health` is the reachability `/readyz` reports.
 //! This layer knows records and streams (`domain`), never HTTP or queues.
 
+pub mod aggregation;
 mod api;
 mod health;
 mod sdk;

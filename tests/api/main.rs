@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod aggregation_format;
 mod batching;
 mod dashboard;
 mod first_hour;

@@ -1,8 +1,10 @@
-//! Shared helpers for the `api` integration tests: a local Kinesis emulator, a fault proxy and
-//! a Prometheus server.
+//! Shared helpers for the `api` integration tests: a local Kinesis emulator, a fault proxy,
+//! a Prometheus server, and a real KPL deaggregation library to read aggregated records with.
 
 pub mod app;
 pub mod binary;
+#[path = "../../support/deaggregate.rs"]
+pub mod deaggregate;
 pub mod emulator;
 pub mod fault_proxy;
 mod fault_proxy_tests;
