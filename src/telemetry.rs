@@ -43,6 +43,9 @@ pub const SHARD_ENTRIES: &str = "kinesis_proxy_shard_entries_total";
 pub const SHARD_THROTTLED: &str = "kinesis_proxy_shard_throttled_total";
 pub const SHARD_WAITING: &str = "kinesis_proxy_shard_waiting_records";
 pub const SHARD_RATE: &str = "kinesis_proxy_shard_rate_records_per_second";
+pub const KINESIS_RECORDS_WRITTEN: &str = "kinesis_proxy_kinesis_records_written_total";
+pub const PUT_PAYLOAD_UNITS: &str = "kinesis_proxy_put_payload_units_total";
+pub const AGGREGATED_BYTES: &str = "kinesis_proxy_aggregated_bytes_total";
 pub const BUILD_INFO: &str = "kinesis_proxy_build_info";
 pub const API_KEY_REQUESTS: &str = "kinesis_proxy_api_key_requests_total";
 
@@ -194,6 +197,18 @@ fn describe() {
     describe_counter!(
         SHARD_PREDICTIONS_CONTRADICTED,
         "Accepted entries Kinesis put on another shard than the shard map predicted."
+    );
+    describe_counter!(
+        KINESIS_RECORDS_WRITTEN,
+        "Kinesis records accepted: one per event, or one per KPL aggregate of many events."
+    );
+    describe_counter!(
+        PUT_PAYLOAD_UNITS,
+        "PUT payload units of the accepted Kinesis records (one per started 25 KiB of each record), the unit Kinesis bills."
+    );
+    describe_counter!(
+        AGGREGATED_BYTES,
+        "Bytes of the accepted KPL aggregated records."
     );
     describe_counter!(SHARD_ENTRIES, "PutRecords entries answered, by shard.");
     describe_counter!(

@@ -146,6 +146,9 @@ pub struct StreamSettings {
     /// Streams (same pattern syntax) whose events of one partition key are written in the
     /// order they were accepted, even across throttling and retries.
     pub ordered: Vec<String>,
+    /// Streams (same pattern syntax) whose small events are packed per shard into KPL
+    /// aggregated records.
+    pub aggregate: Vec<String>,
 }
 
 impl Default for StreamSettings {
@@ -154,6 +157,7 @@ impl Default for StreamSettings {
             allow: vec!["events".into()],
             ack_on_enqueue: Vec::new(),
             ordered: Vec::new(),
+            aggregate: Vec::new(),
         }
     }
 }
@@ -175,6 +179,9 @@ pub struct BatchingSettings {
     pub queue_max_records: usize,
     /// Bytes admitted and not yet answered, per (region, stream); above it requests get 503.
     pub queue_max_bytes: usize,
+    /// Largest KPL aggregated record on `streams.aggregate` streams (at most the stream's
+    /// record size limit).
+    pub aggregate_max_bytes: usize,
 }
 
 impl Default for BatchingSettings {
@@ -187,6 +194,7 @@ impl Default for BatchingSettings {
             max_in_flight_calls: 4,
             queue_max_records: 50_000,
             queue_max_bytes: 64 * 1024 * 1024,
+            aggregate_max_bytes: 51_200,
         }
     }
 }
@@ -372,6 +380,12 @@ impl Settings {
 
     pub fn acks_on_enqueue(&self, stream: &StreamName) -> bool {
         StreamPatterns::parse_all(&self.streams.ack_on_enqueue)
+            .unwrap_or_default()
+            .matches(stream)
+    }
+
+    pub fn aggregates(&self, stream: &StreamName) -> bool {
+        StreamPatterns::parse_all(&self.streams.aggregate)
             .unwrap_or_default()
             .matches(stream)
     }

@@ -57,10 +57,11 @@ impl Settings {
             .iter()
             .chain(&self.streams.ack_on_enqueue)
             .chain(&self.streams.ordered)
+            .chain(&self.streams.aggregate)
         {
             StreamPattern::parse(pattern).map_err(|message| {
                 invalid(
-                    "streams.allow / streams.ack_on_enqueue / streams.ordered",
+                    "streams.allow / streams.ack_on_enqueue / streams.ordered / streams.aggregate",
                     message,
                 )
             })?;
@@ -89,6 +90,12 @@ impl Settings {
             b.queue_max_records,
             1,
             10_000_000,
+        )?;
+        in_range(
+            "batching.aggregate_max_bytes",
+            b.aggregate_max_bytes,
+            1_024,
+            KINESIS_MAX_RECORD_BYTES,
         )?;
         if b.queue_max_bytes < self.kinesis.default_max_record_bytes {
             return Err(invalid(

@@ -27,6 +27,8 @@ use crate::pipeline::{
 struct AcceptedBody<'a> {
     shard_id: &'a str,
     sequence_number: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub_sequence_number: Option<u32>,
 }
 
 #[derive(Serialize)]
@@ -40,6 +42,8 @@ enum RecordResultBody {
     Accepted {
         shard_id: String,
         sequence_number: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sub_sequence_number: Option<u32>,
     },
     Failed {
         error_code: &'static str,
@@ -169,6 +173,7 @@ async fn put_event(
         Ok(Ok(accepted)) => Ok(HttpResponse::Ok().json(AcceptedBody {
             shard_id: &accepted.shard_id,
             sequence_number: &accepted.sequence_number,
+            sub_sequence_number: accepted.sub_sequence_number,
         })),
         Ok(Err(failure)) => Err(after_kinesis(ApiError::from_record_failure(
             &failure,
@@ -236,6 +241,7 @@ async fn put_many(
             Ok(accepted) => RecordResultBody::Accepted {
                 shard_id: accepted.shard_id,
                 sequence_number: accepted.sequence_number,
+                sub_sequence_number: accepted.sub_sequence_number,
             },
             Err(failure) => {
                 failed += 1;

@@ -95,7 +95,11 @@ impl<K: PutRecordsApi> Aggregator<K> {
         status: Arc<StreamStatus>,
         (maps, map_wanted): (Receiver<MapUpdate>, Arc<Notify>),
     ) -> Self {
-        let lanes = Lanes::new(settings.shard_limits, settings.shard_gather);
+        let lanes = Lanes::new(
+            settings.shard_limits,
+            settings.shard_gather,
+            settings.aggregate_max_bytes,
+        );
         let key_order = settings.ordered.then(KeyOrder::default);
         Self {
             metrics,
@@ -363,31 +367,34 @@ impl<K: PutRecordsApi> Aggregator<K> {
     fn start_call(&mut self, fallback_reason: FlushReason) -> bool {
         let mut batch = Batch::new(self.settings.batch);
         let mut reason = fallback_reason;
-        while let Some(record) = self.lanes.pop_eligible() {
-            let size = record.size;
-            match batch.try_push(record, size) {
+        while let Some(entry) = self.lanes.pop_entry() {
+            let size = entry.size();
+            match batch.try_push(entry, size) {
                 Ok(()) => {}
-                Err(PushError::Full(record)) => {
+                Err(PushError::Full(entry)) => {
                     reason = FlushReason::Bytes;
-                    self.lanes.unpop(record);
+                    self.lanes.unpop_entry(entry);
                     break;
                 }
-                Err(PushError::TooLarge(record)) => {
-                    // Handlers check the stream's record limit; this only triggers when the
-                    // batch cap is set below it. Fail it alone rather than poison a batch.
-                    let key = record.record.partition_key.clone();
-                    record.finish(
-                        &self.metrics,
-                        Err(RecordFailure {
-                            kind: FailureKind::Rejected,
-                            kinesis_code: "record_too_large".into(),
-                            message: format!(
-                                "record of {size} bytes exceeds batching.max_batch_bytes ({})",
-                                self.settings.batch.max_bytes
-                            ),
-                        }),
-                    );
-                    self.release(&key);
+                Err(PushError::TooLarge(entry)) => {
+                    // Handlers check the stream's record limit, and aggregates are capped
+                    // below the batch cap; this only triggers when the batch cap is set below
+                    // the record limit. Fail it alone rather than poison a batch.
+                    for record in entry.into_members() {
+                        let key = record.record.partition_key.clone();
+                        record.finish(
+                            &self.metrics,
+                            Err(RecordFailure {
+                                kind: FailureKind::Rejected,
+                                kinesis_code: "record_too_large".into(),
+                                message: format!(
+                                    "record of {size} bytes exceeds batching.max_batch_bytes ({})",
+                                    self.settings.batch.max_bytes
+                                ),
+                            }),
+                        );
+                        self.release(&key);
+                    }
                 }
             }
             if batch.is_full() {
@@ -400,7 +407,7 @@ impl<K: PutRecordsApi> Aggregator<K> {
         }
         self.metrics
             .batch_flushed(reason, batch.len(), batch.bytes());
-        let records = batch.into_items();
+        let entries = batch.into_items();
         self.in_flight += 1;
         let call = Call::new(
             self.metrics.clone(),
@@ -411,7 +418,7 @@ impl<K: PutRecordsApi> Aggregator<K> {
             (self.lanes.map().cloned(), self.lanes.generation()),
             self.key_order.is_some(),
         );
-        self.runtime.spawn(call.run(records));
+        self.runtime.spawn(call.run(entries));
         true
     }
 

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use crossbeam_channel::Sender;
 
+use super::entry::Entry;
 use super::metrics::StreamMetrics;
 use super::outcome::{Accepted, FailureKind, RecordFailure, RecordOutcome};
 use super::pending::{Completion, PendingRecord, ShardFeedback};
@@ -90,39 +91,46 @@ impl<K: PutRecordsApi> Call<K> {
         record.finish(&self.metrics, outcome);
     }
 
-    /// Counts an answered entry against its lane.
-    fn note_entry(&mut self, lane: usize, entry: &EntryResult) {
+    /// Counts an answered entry against its lane; true when Kinesis put it on another shard
+    /// than the map predicted.
+    fn note_entry(&mut self, lane: usize, entry: &EntryResult) -> bool {
         if let Some(sent) = self.shards.sent.get_mut(lane) {
             *sent += 1;
         }
         match entry {
             EntryResult::Accepted { shard_id, .. } => {
                 let predicted = self.map.as_ref().and_then(|m| m.shard(lane));
-                if predicted.is_some_and(|p| p.id != *shard_id) {
+                let mispredicted = predicted.is_some_and(|p| p.id != *shard_id);
+                if mispredicted {
                     self.shards.mispredicted += 1;
                 }
+                mispredicted
             }
-            EntryResult::Failed { code, .. } if code == THROTTLED => {
-                if let Some(throttled) = self.shards.throttled.get_mut(lane) {
-                    *throttled += 1;
+            EntryResult::Failed { code, .. } => {
+                if code == THROTTLED {
+                    if let Some(throttled) = self.shards.throttled.get_mut(lane) {
+                        *throttled += 1;
+                    }
                 }
+                false
             }
-            EntryResult::Failed { .. } => {}
         }
     }
 
-    pub(super) async fn run(mut self, mut records: Vec<PendingRecord>) {
-        for record in &mut records {
-            record.attempts += 1;
+    pub(super) async fn run(mut self, mut entries: Vec<Entry>) {
+        for entry in &mut entries {
+            for record in entry.members_mut() {
+                record.attempts += 1;
+            }
         }
         let started = Instant::now();
         let result = {
-            let refs: Vec<&Record> = records.iter().map(|r| &r.record).collect();
+            let refs: Vec<&Record> = entries.iter().map(Entry::record).collect();
             self.api.put_records(&self.metrics.stream, refs).await
         };
         let outcome = match &result {
-            Ok(entries)
-                if entries
+            Ok(results)
+                if results
                     .iter()
                     .any(|e| matches!(e, EntryResult::Failed { .. })) =>
             {
@@ -132,22 +140,27 @@ impl<K: PutRecordsApi> Call<K> {
             Err(failure) => kinesis_code_label(&failure.code),
         };
         self.metrics
-            .put_records_finished(outcome, records.len(), started.elapsed());
+            .put_records_finished(outcome, entries.len(), started.elapsed());
         match result {
-            Ok(entries) => {
-                for (record, entry) in records.into_iter().zip(entries) {
-                    self.note_entry(record.lane, &entry);
-                    match entry {
+            Ok(results) => {
+                let mut written = Written::default();
+                for (entry, result) in entries.into_iter().zip(results) {
+                    let mispredicted = self.note_entry(entry.lane(), &result);
+                    match result {
                         EntryResult::Accepted {
                             shard_id,
                             sequence_number,
-                        } => self.answer(
-                            record,
-                            Ok(Accepted {
-                                shard_id,
-                                sequence_number,
-                            }),
-                        ),
+                        } => {
+                            if mispredicted && matches!(entry, Entry::Aggregated(_)) {
+                                // Written by a stale map: some of its records may hash outside
+                                // the shard it reached, where a KCL consumer drops them. Send
+                                // them again (no aggregating until a new map is loaded).
+                                self.resend(entry);
+                                continue;
+                            }
+                            written.add(&entry);
+                            self.accepted(entry, shard_id, sequence_number);
+                        }
                         EntryResult::Failed { code, message } => {
                             self.metrics.entry_failed(&code);
                             let retryable = classify_entry_error(&code);
@@ -155,17 +168,29 @@ impl<K: PutRecordsApi> Call<K> {
                                 Retryability::Retryable => FailureKind::RetriesExhausted,
                                 Retryability::Fatal => self.fatal_kind(&code),
                             };
-                            self.retry_or_fail(record, retryable, kind, code, message);
+                            for record in entry.into_members() {
+                                self.retry_or_fail(
+                                    record,
+                                    retryable,
+                                    kind,
+                                    code.clone(),
+                                    message.clone(),
+                                );
+                            }
                         }
                     }
                 }
+                self.metrics.kinesis_records_written(
+                    written.kinesis_records,
+                    written.payload_units,
+                    written.aggregated_bytes,
+                );
             }
-            Err(failure) if failure.code == CallFailure::REQUEST_TOO_LARGE && records.len() > 1 => {
+            Err(failure) if failure.code == CallFailure::REQUEST_TOO_LARGE && entries.len() > 1 => {
                 // Not the records' fault: resend them at once in smaller batches.
                 self.shrink_batches = true;
-                for mut record in records {
-                    record.ready_at = Instant::now();
-                    self.retries.push(record);
+                for entry in entries {
+                    self.resend(entry);
                 }
             }
             Err(failure) => {
@@ -180,11 +205,11 @@ impl<K: PutRecordsApi> Call<K> {
                     Retryability::Retryable => FailureKind::RetriesExhausted,
                 };
                 if retryable == Retryability::Fatal {
-                    tracing::warn!(stream = %self.metrics.stream, code = %failure.code, message = %failure.message, records = records.len(), "PutRecords refused; failing the batch's records");
+                    tracing::warn!(stream = %self.metrics.stream, code = %failure.code, message = %failure.message, records = entries.len(), "PutRecords refused; failing the batch's records");
                 } else {
-                    tracing::debug!(stream = %self.metrics.stream, code = %failure.code, message = %failure.message, records = records.len(), "PutRecords failed; will retry");
+                    tracing::debug!(stream = %self.metrics.stream, code = %failure.code, message = %failure.message, records = entries.len(), "PutRecords failed; will retry");
                 }
-                for record in records {
+                for record in entries.into_iter().flat_map(Entry::into_members) {
                     self.retry_or_fail(
                         record,
                         retryable,
@@ -194,6 +219,41 @@ impl<K: PutRecordsApi> Call<K> {
                     );
                 }
             }
+        }
+    }
+
+    /// Answers the records of an accepted entry; those of an aggregate with their index in it.
+    fn accepted(&mut self, entry: Entry, shard_id: String, sequence_number: String) {
+        match entry {
+            Entry::Single(record) => self.answer(
+                record,
+                Ok(Accepted {
+                    shard_id,
+                    sequence_number,
+                    sub_sequence_number: None,
+                }),
+            ),
+            Entry::Aggregated(aggregate) => {
+                for (index, record) in aggregate.members.into_iter().enumerate() {
+                    let sub_sequence_number = u32::try_from(index).ok();
+                    self.answer(
+                        record,
+                        Ok(Accepted {
+                            shard_id: shard_id.clone(),
+                            sequence_number: sequence_number.clone(),
+                            sub_sequence_number,
+                        }),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Hands an entry's records back to be sent again at once, not as a failed attempt.
+    fn resend(&mut self, entry: Entry) {
+        for mut record in entry.into_members() {
+            record.ready_at = Instant::now();
+            self.retries.push(record);
         }
     }
 
@@ -231,6 +291,29 @@ impl<K: PutRecordsApi> Call<K> {
             self.retries.push(record);
         } else {
             self.answer(record, Err(failure));
+        }
+    }
+}
+
+/// What the accepted entries of one call wrote, for the cost metrics.
+#[derive(Debug, Default)]
+struct Written {
+    kinesis_records: u64,
+    /// What Kinesis bills: one PUT payload unit per started 25 KiB of each record.
+    payload_units: u64,
+    /// Bytes of the aggregated records among them.
+    aggregated_bytes: u64,
+}
+
+impl Written {
+    const PAYLOAD_UNIT_BYTES: usize = 25 * 1024;
+
+    fn add(&mut self, entry: &Entry) {
+        let size = entry.size();
+        self.kinesis_records += 1;
+        self.payload_units += size.div_ceil(Self::PAYLOAD_UNIT_BYTES).max(1) as u64;
+        if let Entry::Aggregated(_) = entry {
+            self.aggregated_bytes += size as u64;
         }
     }
 }

@@ -30,7 +30,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::pending::PendingRecord;
+use crate::kinesis::aggregation::AggregateBuilder;
 use crate::kinesis::ShardMap;
+
+mod packing;
 
 /// Per-shard limits and how the rate adapts (`[shards]` in the configuration).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -190,6 +193,13 @@ pub(super) struct Lanes {
     limits: ShardLimits,
     /// How much budget (in time) a held-back shard gathers before it counts as ready.
     gather: Duration,
+    /// Pack records into KPL aggregates of at most this many bytes (`None`: never).
+    aggregate_cap: Option<usize>,
+    /// Set while the map may be stale (Kinesis contradicted a prediction): no aggregating
+    /// until a map is loaded again, so no aggregate can span two shards.
+    aggregation_paused: bool,
+    /// Reused for every aggregate, so packing allocates only the records it makes.
+    builder: AggregateBuilder,
     /// The lane the next batch starts taking from: batches rotate over the shards.
     cursor: usize,
     len: usize,
@@ -197,13 +207,16 @@ pub(super) struct Lanes {
 }
 
 impl Lanes {
-    pub(super) fn new(limits: ShardLimits, gather: Duration) -> Self {
+    pub(super) fn new(limits: ShardLimits, gather: Duration, aggregate_cap: Option<usize>) -> Self {
         Self {
             lanes: vec![Lane::new(None)],
             map: None,
             generation: 0,
             limits,
             gather,
+            aggregate_cap,
+            aggregation_paused: false,
+            builder: AggregateBuilder::with_capacity(aggregate_cap.unwrap_or(0)),
             cursor: 0,
             len: 0,
             bytes: 0,
@@ -261,6 +274,7 @@ impl Lanes {
     /// What could go into batches now, counting at most `max_records` records.
     pub(super) fn eligible(&mut self, now: Instant, max_records: usize) -> Eligible {
         self.refill(now);
+        let aggregating = self.aggregating();
         let mut eligible = Eligible::default();
         for lane in &self.lanes {
             let Some(front) = lane.queue.front() else {
@@ -269,21 +283,8 @@ impl Lanes {
             let (records, bytes) = match &lane.budget {
                 None => (lane.queue.len(), lane.bytes),
                 Some(budget) => {
-                    let mut tokens_records = budget.records.tokens;
-                    let mut tokens_bytes = budget.bytes.tokens;
-                    let (mut records, mut bytes) = (0, 0);
-                    for record in lane.queue.iter().take(max_records) {
-                        let fits = tokens_records >= 1.0
-                            && (tokens_bytes >= record.size as f64
-                                || tokens_bytes >= budget.bytes.rate);
-                        if !fits {
-                            break;
-                        }
-                        tokens_records -= 1.0;
-                        tokens_bytes -= record.size as f64;
-                        records += 1;
-                        bytes += record.size;
-                    }
+                    let (records, bytes) =
+                        packing::within_budget(&lane.queue, budget, max_records, aggregating);
                     let held_back = records < lane.queue.len().min(max_records);
                     let (gather_records, gather_bytes) = budget.gathered(self.gather);
                     if held_back
@@ -311,41 +312,39 @@ impl Lanes {
     /// The next record a batch may take now, rotating over the shards; its shard's budget is
     /// charged. `None` when no shard with records has budget.
     pub(super) fn pop_eligible(&mut self) -> Option<PendingRecord> {
-        let count = self.lanes.len();
-        for step in 0..count {
-            let index = (self.cursor + step) % count;
-            let lane = &mut self.lanes[index];
-            let Some(front) = lane.queue.front() else {
-                continue;
-            };
-            if let Some(budget) = &mut lane.budget {
-                if !budget.fits(front.size) {
-                    continue;
-                }
-                budget.records.tokens -= 1.0;
-                budget.bytes.tokens -= front.size as f64;
-            }
-            let record = lane.queue.pop_front()?;
-            lane.bytes -= record.size;
-            self.len -= 1;
-            self.bytes -= record.size;
-            self.cursor = (index + 1) % count;
-            return Some(record);
+        let index = self.next_ready_lane()?;
+        let record = self.take_front(index)?;
+        if let Some(budget) = &mut self.lanes[index].budget {
+            budget.records.tokens -= 1.0;
+            budget.bytes.tokens -= record.size as f64;
         }
-        None
+        Some(record)
     }
 
-    /// Gives back a record `pop_eligible` handed out (its batch was full), with its budget.
-    pub(super) fn unpop(&mut self, record: PendingRecord) {
-        if let Some(budget) = self
-            .lanes
-            .get_mut(record.lane)
-            .and_then(|l| l.budget.as_mut())
-        {
-            budget.records.tokens += 1.0;
-            budget.bytes.tokens += record.size as f64;
-        }
-        self.push_front(record);
+    /// The next lane, rotating over the shards, whose front record its budget lets go now;
+    /// the rotation moves past it.
+    fn next_ready_lane(&mut self) -> Option<usize> {
+        let count = self.lanes.len();
+        let index = (0..count)
+            .map(|step| (self.cursor + step) % count)
+            .find(|&index| {
+                let lane = &self.lanes[index];
+                lane.queue
+                    .front()
+                    .is_some_and(|front| lane.budget.as_ref().is_none_or(|b| b.fits(front.size)))
+            })?;
+        self.cursor = (index + 1) % count;
+        Some(index)
+    }
+
+    /// Takes the front record of lane `index` out (its budget is the caller's business).
+    fn take_front(&mut self, index: usize) -> Option<PendingRecord> {
+        let lane = &mut self.lanes[index];
+        let record = lane.queue.pop_front()?;
+        lane.bytes -= record.size;
+        self.len -= 1;
+        self.bytes -= record.size;
+        Some(record)
     }
 
     /// Takes out the records whose deadline has passed.

@@ -12,11 +12,11 @@ use super::outcome::{FailureKind, RecordOutcome};
 use crate::domain::{Region, StreamName};
 use crate::kinesis::{kinesis_code_label, ShardRange};
 use crate::telemetry::{
-    ACK_LATENCY, BATCH_BYTES, BATCH_RECORDS, EVENTS_RECEIVED, FAILED_ENTRIES, FLUSHES,
-    PUT_RECORDS_CALLS, PUT_RECORDS_DURATION, PUT_RECORDS_IN_FLIGHT, QUEUE_BYTES, QUEUE_RECORDS,
-    RECORDS_ACCEPTED, RECORDS_FAILED, RECORD_ATTEMPTS, RETRIES, SHARD_ENTRIES, SHARD_MAP_AVAILABLE,
-    SHARD_MAP_REFRESHES, SHARD_PREDICTIONS_CONTRADICTED, SHARD_RATE, SHARD_THROTTLED,
-    SHARD_WAITING,
+    ACK_LATENCY, AGGREGATED_BYTES, BATCH_BYTES, BATCH_RECORDS, EVENTS_RECEIVED, FAILED_ENTRIES,
+    FLUSHES, KINESIS_RECORDS_WRITTEN, PUT_PAYLOAD_UNITS, PUT_RECORDS_CALLS, PUT_RECORDS_DURATION,
+    PUT_RECORDS_IN_FLIGHT, QUEUE_BYTES, QUEUE_RECORDS, RECORDS_ACCEPTED, RECORDS_FAILED,
+    RECORD_ATTEMPTS, RETRIES, SHARD_ENTRIES, SHARD_MAP_AVAILABLE, SHARD_MAP_REFRESHES,
+    SHARD_PREDICTIONS_CONTRADICTED, SHARD_RATE, SHARD_THROTTLED, SHARD_WAITING,
 };
 
 /// Every reason a record finally fails, as labelled.
@@ -122,6 +122,9 @@ pub struct StreamMetrics {
     calls: LabelledCounters,
     in_flight: Gauge,
     failed_entries: LabelledCounters,
+    kinesis_records: Counter,
+    payload_units: Counter,
+    aggregated_bytes: Counter,
 }
 
 impl StreamMetrics {
@@ -157,6 +160,9 @@ impl StreamMetrics {
                 "error_code",
                 ENTRY_CODES,
             ),
+            kinesis_records: metrics::counter!(KINESIS_RECORDS_WRITTEN, labels.clone()),
+            payload_units: metrics::counter!(PUT_PAYLOAD_UNITS, labels.clone()),
+            aggregated_bytes: metrics::counter!(AGGREGATED_BYTES, labels.clone()),
             labels,
         }
     }
@@ -209,6 +215,14 @@ impl StreamMetrics {
 
     pub fn entry_failed(&self, code: &str) {
         self.failed_entries.increment(kinesis_code_label(code));
+    }
+
+    /// Kinesis accepted `records` Kinesis records (each one event, or an aggregate of many),
+    /// billed `payload_units`; `aggregated_bytes` of them were aggregates.
+    pub fn kinesis_records_written(&self, records: u64, payload_units: u64, aggregated_bytes: u64) {
+        self.kinesis_records.increment(records);
+        self.payload_units.increment(payload_units);
+        self.aggregated_bytes.increment(aggregated_bytes);
     }
 }
 

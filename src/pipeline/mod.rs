@@ -15,6 +15,7 @@ mod admission;
 mod aggregator;
 pub mod batch;
 mod call;
+mod entry;
 mod handle;
 mod key_order;
 mod lanes;

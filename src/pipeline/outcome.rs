@@ -7,6 +7,9 @@
 pub struct Accepted {
     pub shard_id: String,
     pub sequence_number: String,
+    /// The record's index inside the aggregated Kinesis record that holds it (as the KPL and
+    /// KCL report it); `None` when the record was written as a Kinesis record of its own.
+    pub sub_sequence_number: Option<u32>,
 }
 
 /// Why a record was finally not written.

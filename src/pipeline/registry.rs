@@ -293,16 +293,26 @@ impl Pipelines {
             shard_gather: self.settings.shards.gather(),
             max_backlog_share: self.settings.shards.max_backlog_share,
             ordered: self.settings.keeps_key_order(stream),
+            aggregate_max_bytes: None,
         };
         let batch_cap = settings.batch.max_bytes;
+        let max_record_bytes = stream_max_record_bytes
+            .unwrap_or(self.settings.kinesis.default_max_record_bytes)
+            .min(batch_cap);
+        let settings = PipelineSettings {
+            // An aggregate is one Kinesis record: within the stream's record limit too.
+            aggregate_max_bytes: self
+                .settings
+                .aggregates(stream)
+                .then(|| batching.aggregate_max_bytes.min(max_record_bytes)),
+            ..settings
+        };
         let (pipeline, thread) = Pipeline::start(
             region.clone(),
             stream.clone(),
             api.clone(),
             settings,
-            stream_max_record_bytes
-                .unwrap_or(self.settings.kinesis.default_max_record_bytes)
-                .min(batch_cap),
+            max_record_bytes,
             self.settings.acks_on_enqueue(stream),
             self.runtime.clone(),
             self.draining.clone(),

@@ -29,4 +29,7 @@ pub struct PipelineSettings {
     pub max_backlog_share: f64,
     /// Keep each partition key's records in acceptance order (`key_order`).
     pub ordered: bool,
+    /// Pack each shard's records into KPL aggregated records of at most this many bytes
+    /// (`None`: one Kinesis record per event).
+    pub aggregate_max_bytes: Option<usize>,
 }

@@ -23,6 +23,8 @@ struct FakeKinesis {
     calls: Mutex<Vec<Vec<Bytes>>>,
     behaviour: Box<Behaviour>,
     delay: Duration,
+    /// The stream's one shard, for tests of shard-aware sending; `None`: no map (shard-blind).
+    one_shard: Option<&'static str>,
 }
 
 impl FakeKinesis {
@@ -34,6 +36,20 @@ impl FakeKinesis {
             calls: Mutex::new(Vec::new()),
             behaviour: Box::new(behaviour),
             delay,
+            one_shard: None,
+        })
+    }
+
+    /// A fake whose stream has one shard, `shardId-000000000000`, over the whole hash range.
+    fn with_one_shard(
+        delay: Duration,
+        behaviour: impl Fn(usize, &Record) -> Result<EntryResult, CallFailure> + Send + Sync + 'static,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            calls: Mutex::new(Vec::new()),
+            behaviour: Box::new(behaviour),
+            delay,
+            one_shard: Some("shardId-000000000000"),
         })
     }
 
@@ -72,11 +88,33 @@ impl PutRecordsApi for FakeKinesis {
         }
         records.iter().map(|r| (self.behaviour)(index, r)).collect()
     }
+
+    async fn open_shards<'a>(
+        &'a self,
+        _stream: &'a StreamName,
+    ) -> Result<crate::kinesis::ShardMap, CallFailure> {
+        let unsupported = CallFailure {
+            code: "unsupported".into(),
+            status: None,
+            message: "no shards in this fake".into(),
+        };
+        let id = self.one_shard.ok_or(unsupported.clone())?;
+        crate::kinesis::ShardMap::new(vec![crate::kinesis::ShardRange {
+            id: id.into(),
+            start: 0,
+            end: u128::MAX,
+        }])
+        .map_err(|message| CallFailure {
+            message,
+            ..unsupported
+        })
+    }
 }
 
 fn settings() -> PipelineSettings {
     PipelineSettings {
         ordered: false,
+        aggregate_max_bytes: None,
         batch: BatchLimits {
             max_records: 500,
             max_bytes: 5 * 1024 * 1024,
@@ -493,6 +531,7 @@ fn an_endpoint_refusing_large_bodies_gets_smaller_batches_and_loses_nothing() {
         calls: Mutex::new(Vec::new()),
         behaviour: Box::new(|_, r| Ok(accept(r))),
         delay: Duration::ZERO,
+        one_shard: None,
     });
     struct Capped(Arc<FakeKinesis>);
     impl PutRecordsApi for Capped {
@@ -635,4 +674,63 @@ fn an_ordered_stream_writes_each_keys_records_in_acceptance_order_despite_thrott
             "at most one record per key per call"
         );
     }
+}
+
+#[test]
+fn an_aggregating_stream_answers_each_event_with_its_index_and_retries_failed_aggregates_whole() {
+    use crate::kinesis::aggregation::decode;
+
+    // An aggregate holding an event seen for the first time is throttled: every event's first
+    // attempt fails, whole aggregates at a time, and its retry (in whatever aggregate) passes.
+    let seen = Arc::new(Mutex::new(std::collections::HashSet::<Vec<u8>>::new()));
+    let throttles = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (first_seen, throttle_count) = (seen.clone(), throttles.clone());
+    let api = FakeKinesis::with_one_shard(Duration::from_millis(5), move |_, r| {
+        let Ok(users) = decode(&r.data) else {
+            return Ok(accept(r));
+        };
+        let mut seen = first_seen.lock().expect("lock");
+        // Every member is marked seen, so not `any` (which would stop at the first).
+        let fresh = users
+            .into_iter()
+            .filter(|user| seen.insert(user.data.clone()))
+            .count()
+            > 0;
+        if fresh {
+            throttle_count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Ok(throttled());
+        }
+        Ok(accept(r))
+    });
+    let mut s = settings();
+    s.aggregate_max_bytes = Some(2_000);
+    let mut h = Harness::start(api.clone(), s);
+    // Wait for the map (records sent before it go shard-blind, one Kinesis record each): two
+    // records submitted together share an aggregate once it is there.
+    let started = Instant::now();
+    while !h.send_all(2).iter().all(|o| {
+        o.as_ref()
+            .is_ok_and(|accepted| accepted.sub_sequence_number.is_some())
+    }) {
+        assert!(started.elapsed() < Duration::from_secs(5), "no shard map");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let outcomes = h.send_all(400);
+    h.close();
+
+    let mut places = std::collections::HashSet::new();
+    for outcome in &outcomes {
+        let accepted = outcome.as_ref().expect("every event accepted in the end");
+        let index = accepted.sub_sequence_number.expect("aggregated");
+        assert!(
+            places.insert((accepted.sequence_number.clone(), index)),
+            "two events answered with the same place"
+        );
+    }
+    assert!(throttles.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    let kinesis_records: usize = api.calls().iter().map(Vec::len).sum();
+    assert!(
+        kinesis_records < 100,
+        "{kinesis_records} Kinesis records for 400 events"
+    );
 }

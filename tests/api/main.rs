@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod aggregation;
 mod aggregation_format;
 mod batching;
 mod dashboard;

@@ -12,33 +12,14 @@ use kinesis_proxy::kinesis::shard_map::partition_key_hash;
 use serde_json::{json, Value};
 
 use crate::helpers::app::{spawn_app_with, AppOptions, TestApp};
-use crate::helpers::emulator::{kinesalite, kinesis_client, read_all, shard_hash_ranges};
+use crate::helpers::emulator::{kinesalite, read_all, shard_hash_ranges, split_shard};
 use crate::helpers::fault_proxy::FaultProxy;
-use crate::helpers::metrics_page::{sample, samples_by};
+use crate::helpers::metrics_page::{sample, samples_by, start_pipeline_and_wait_for_map};
 
 const MAP_AVAILABLE: &str = "kinesis_proxy_shard_map_available";
 const CONTRADICTED: &str = "kinesis_proxy_shard_predictions_contradicted_total";
 const SHARD_ENTRIES: &str = "kinesis_proxy_shard_entries_total";
 const REFRESHES: &str = "kinesis_proxy_shard_map_refreshes_total";
-
-/// Sends one event (which starts the stream's pipeline) and waits until its shard map is loaded.
-async fn start_pipeline_and_wait_for_map(app: &TestApp) {
-    let warm_up = app.post_event(&json!({"event": {"warm_up": true}})).await;
-    assert_eq!(warm_up.status(), 200);
-    let stream = app.stream.as_str();
-    let started = Instant::now();
-    loop {
-        let page = app.metrics_page().await;
-        if sample(&page, MAP_AVAILABLE, &[("stream", stream)]) == Some(1.0) {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "no shard map after 10 s:\n{page}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// Entries the proxy counted per predicted shard.
 async fn entries_per_shard(app: &TestApp) -> HashMap<String, f64> {
@@ -124,35 +105,6 @@ async fn predicted_shards_are_where_kinesis_puts_records() {
             "entries sent to {id} vs records stored there"
         );
     }
-}
-
-/// Splits `shard` of `stream` in the middle of its range and waits until the stream is ACTIVE.
-async fn split_shard(endpoint: &str, stream: &str, shard: &str, start: u128, end: u128) {
-    let client = kinesis_client(endpoint);
-    client
-        .split_shard()
-        .stream_name(stream)
-        .shard_to_split(shard)
-        .new_starting_hash_key((start + (end - start) / 2 + 1).to_string())
-        .send()
-        .await
-        .expect("SplitShard");
-    for _ in 0..100 {
-        let summary = client
-            .describe_stream_summary()
-            .stream_name(stream)
-            .send()
-            .await
-            .expect("DescribeStreamSummary");
-        let status = summary
-            .stream_description_summary()
-            .map(|s| s.stream_status().as_str().to_owned());
-        if status.as_deref() == Some("ACTIVE") {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{stream} did not become ACTIVE after SplitShard");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::Aggregator;
 use crate::kinesis::PutRecordsApi;
 use crate::pipeline::pending::ShardFeedback;
-use crate::pipeline::shard_refresh::MapUpdate;
+use crate::pipeline::shard_refresh::{MapUpdate, RefreshCause};
 
 impl<K: PutRecordsApi> Aggregator<K> {
     /// A call's per-shard counts: throttled shards slow down; a wrong prediction asks for a new
@@ -30,6 +30,11 @@ impl<K: PutRecordsApi> Aggregator<K> {
         if feedback.mispredicted > 0 {
             self.metrics.predictions_contradicted(feedback.mispredicted);
             self.map_wanted.notify_one();
+            // The current map is stale: aggregating on it could put records in a shard whose
+            // range does not hold them. (A contradiction of an older map says nothing of it.)
+            if feedback.generation == self.lanes.generation() {
+                self.lanes.pause_aggregation(true);
+            }
         }
     }
 
@@ -39,8 +44,15 @@ impl<K: PutRecordsApi> Aggregator<K> {
         match update.result {
             Ok(map) => {
                 if self.lanes.map().is_some_and(|m| **m == map) {
+                    // Kinesis contradicted this very map, yet ListShards still gives it (its
+                    // answers can lag a reshard): aggregate again only once a periodic reload
+                    // agrees too.
+                    if matches!(update.cause, RefreshCause::Periodic) {
+                        self.lanes.pause_aggregation(false);
+                    }
                     return;
                 }
+                self.lanes.pause_aggregation(false);
                 tracing::info!(stream = %self.metrics.stream, shards = map.len(), cause = update.cause.as_str(), "shard map loaded");
                 self.metrics
                     .shard_map_loaded(update.cause.as_str(), map.shards());

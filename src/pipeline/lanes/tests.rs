@@ -74,7 +74,7 @@ fn drain(lanes: &mut Lanes) -> Vec<(usize, bool)> {
 #[test]
 fn without_a_map_one_lane_takes_everything_in_order() {
     let now = Instant::now();
-    let mut lanes = Lanes::new(limits(10.0), Duration::ZERO);
+    let mut lanes = Lanes::new(limits(10.0), Duration::ZERO, None);
     for n in 0..50 {
         lanes.push_back(record(n, n % 2 == 0, now));
     }
@@ -93,7 +93,7 @@ fn without_a_map_one_lane_takes_everything_in_order() {
 #[test]
 fn a_shard_out_of_budget_waits_while_the_other_keeps_sending() {
     let now = Instant::now();
-    let mut lanes = Lanes::new(limits(10.0), Duration::ZERO);
+    let mut lanes = Lanes::new(limits(10.0), Duration::ZERO, None);
     lanes.set_map(Some(two_shards("shard-upper")), now);
     for n in 0..30 {
         lanes.push_back(record(n, false, now));
@@ -137,20 +137,20 @@ fn a_shard_out_of_budget_waits_while_the_other_keeps_sending() {
 #[test]
 fn unpop_gives_the_budget_back() {
     let now = Instant::now();
-    let mut lanes = Lanes::new(limits(2.0), Duration::ZERO);
+    let mut lanes = Lanes::new(limits(2.0), Duration::ZERO, None);
     lanes.set_map(Some(two_shards("shard-upper")), now);
     lanes.push_back(record(1, false, now));
     lanes.push_back(record(2, false, now));
     lanes.push_back(record(3, false, now));
     let first = lanes.pop_eligible().expect("budget for one");
-    lanes.unpop(first);
+    lanes.unpop_entry(crate::pipeline::entry::Entry::Single(first));
     assert_eq!(lanes.eligible(now, 500).records, 2);
 }
 
 #[test]
 fn throttling_halves_the_rate_once_per_interval_and_quiet_raises_it_again() {
     let start = Instant::now();
-    let mut lanes = Lanes::new(limits(100.0), Duration::ZERO);
+    let mut lanes = Lanes::new(limits(100.0), Duration::ZERO, None);
     lanes.set_map(Some(two_shards("shard-upper")), start);
     let generation = lanes.generation();
     let rate = |lanes: &Lanes| lanes.snapshot()[0].2.expect("limited");
@@ -181,7 +181,7 @@ fn throttling_halves_the_rate_once_per_interval_and_quiet_raises_it_again() {
 #[test]
 fn the_rate_never_falls_below_the_floor() {
     let start = Instant::now();
-    let mut lanes = Lanes::new(limits(100.0), Duration::ZERO);
+    let mut lanes = Lanes::new(limits(100.0), Duration::ZERO, None);
     lanes.set_map(Some(two_shards("shard-upper")), start);
     for i in 0..20 {
         lanes.throttled(lanes.generation(), 1, start + Duration::from_secs(i));
@@ -192,7 +192,7 @@ fn the_rate_never_falls_below_the_floor() {
 #[test]
 fn a_new_map_moves_records_and_keeps_the_budgets_of_shards_that_stay() {
     let now = Instant::now();
-    let mut lanes = Lanes::new(limits(100.0), Duration::ZERO);
+    let mut lanes = Lanes::new(limits(100.0), Duration::ZERO, None);
     for n in 0..6 {
         lanes.push_back(record(n, n % 2 == 1, now));
     }
@@ -227,7 +227,7 @@ fn a_new_map_moves_records_and_keeps_the_budgets_of_shards_that_stay() {
 #[test]
 fn expired_records_leave_their_lanes() {
     let now = Instant::now();
-    let mut lanes = Lanes::new(limits(1.0), Duration::ZERO);
+    let mut lanes = Lanes::new(limits(1.0), Duration::ZERO, None);
     lanes.set_map(Some(two_shards("shard-upper")), now);
     for n in 0..4 {
         lanes.push_back(record(n, n % 2 == 0, now));
@@ -242,7 +242,7 @@ fn expired_records_leave_their_lanes() {
 fn a_held_back_shard_gathers_a_lingers_worth_of_budget_before_it_is_ready() {
     let now = Instant::now();
     // 1,000 records/s, gathering 10 ms: 10 records at a time once the bucket is empty.
-    let mut lanes = Lanes::new(limits(1_000.0), Duration::from_millis(10));
+    let mut lanes = Lanes::new(limits(1_000.0), Duration::from_millis(10), None);
     lanes.set_map(Some(two_shards("shard-upper")), now);
     for n in 0..1_200 {
         lanes.push_back(record(n, true, now));
@@ -279,4 +279,131 @@ fn a_held_back_shard_gathers_a_lingers_worth_of_budget_before_it_is_ready() {
     // A shard that can send everything it holds is ready at once, however little that is.
     lanes.push_back(record(0, false, now));
     assert_eq!(lanes.eligible(gathered, 500).records, 11);
+}
+
+/// A record of `size` data bytes with partition key `key`, routed by MD5 of the key.
+fn keyed(key: &str, size: usize, now: Instant) -> PendingRecord {
+    let record = Record {
+        data: Bytes::from(vec![b'x'; size]),
+        partition_key: PartitionKey::parse(key).expect("key"),
+        explicit_hash_key: None,
+    };
+    let budget = Arc::new(Budget::new(1_000, 1 << 30));
+    let bytes = record.kinesis_size();
+    PendingRecord::new(
+        record,
+        crate::kinesis::shard_map::partition_key_hash(key),
+        None,
+        now,
+        now + Duration::from_secs(30),
+        Ticket::new(&budget, bytes, None),
+    )
+}
+
+fn drain_entries(lanes: &mut Lanes) -> Vec<crate::pipeline::entry::Entry> {
+    std::iter::from_fn(|| lanes.pop_entry()).collect()
+}
+
+#[test]
+fn an_aggregating_stream_packs_each_shards_records_up_to_the_cap_and_never_across_shards() {
+    use crate::kinesis::aggregation::decode;
+    use crate::pipeline::entry::Entry;
+
+    let now = Instant::now();
+    let map = two_shards("shard-upper");
+    let mut lanes = Lanes::new(limits(1_000.0), Duration::ZERO, Some(2_000));
+    lanes.set_map(Some(map.clone()), now);
+    for n in 0..60 {
+        lanes.push_back(keyed(&format!("key-{n}"), 90, now));
+    }
+    let eligible = lanes.eligible(now, 500);
+    assert_eq!(eligible.records, 60);
+    let entries = drain_entries(&mut lanes);
+    assert!(lanes.is_empty());
+    let mut carried = 0;
+    for entry in &entries {
+        let Entry::Aggregated(aggregate) = entry else {
+            panic!("small records are aggregated");
+        };
+        assert!(aggregate.size <= 2_000, "{} bytes", aggregate.size);
+        assert_eq!(aggregate.size, aggregate.record.kinesis_size());
+        let users = decode(&aggregate.record.data).expect("a valid aggregate");
+        assert_eq!(users.len(), aggregate.members.len());
+        // Every member is in the shard the aggregate is routed to.
+        let shard = map.shard_for(crate::kinesis::hash_key(&aggregate.record));
+        for (user, member) in users.iter().zip(&aggregate.members) {
+            assert_eq!(user.partition_key, member.record.partition_key.as_str());
+            assert_eq!(user.data, member.record.data.to_vec());
+            assert_eq!(map.shard_for(member.hash_key), shard, "never across shards");
+        }
+        carried += users.len();
+    }
+    assert_eq!(carried, 60);
+    assert!(
+        entries.len() <= 6,
+        "{} aggregates for 60 records",
+        entries.len()
+    );
+}
+
+#[test]
+fn aggregates_charge_one_record_of_the_shards_budget_and_big_records_go_alone() {
+    use crate::pipeline::entry::Entry;
+
+    let now = Instant::now();
+    // Two Kinesis records per second per shard: with aggregation that is two aggregates.
+    let mut lanes = Lanes::new(limits(2.0), Duration::ZERO, Some(10_000));
+    lanes.set_map(Some(two_shards("shard-upper")), now);
+    for n in 0..20 {
+        lanes.push_back(record(n, true, now));
+    }
+    let entries = drain_entries(&mut lanes);
+    assert_eq!(entries.len(), 1, "one aggregate holds all 20");
+    assert!(matches!(&entries[0], Entry::Aggregated(a) if a.members.len() == 20));
+
+    lanes.push_back(keyed("big", 20_000, now));
+    lanes.push_back(keyed("small", 10, now));
+    let entries = drain_entries(&mut lanes);
+    let kinds: Vec<bool> = entries
+        .iter()
+        .map(|e| matches!(e, Entry::Single(_)))
+        .collect();
+    assert!(
+        kinds.contains(&true),
+        "the record over the cap goes as it is"
+    );
+
+    // Unpopping gives the aggregate's budget and records back, in order.
+    let mut lanes = Lanes::new(limits(1.0), Duration::ZERO, Some(10_000));
+    lanes.set_map(Some(two_shards("shard-upper")), now);
+    for n in 0..5 {
+        lanes.push_back(record(n, true, now));
+    }
+    let entry = lanes.pop_entry().expect("an aggregate");
+    assert!(lanes.pop_entry().is_none(), "budget of one record spent");
+    lanes.unpop_entry(entry);
+    let again = lanes.pop_entry().expect("the same aggregate again");
+    assert!(matches!(&again, Entry::Aggregated(a) if a.members.len() == 5));
+}
+
+#[test]
+fn without_a_map_or_while_paused_nothing_is_aggregated() {
+    use crate::pipeline::entry::Entry;
+
+    let now = Instant::now();
+    let mut lanes = Lanes::new(limits(1_000.0), Duration::ZERO, Some(10_000));
+    for n in 0..3 {
+        lanes.push_back(record(n, false, now));
+    }
+    assert!(drain_entries(&mut lanes)
+        .iter()
+        .all(|e| matches!(e, Entry::Single(_))));
+    lanes.set_map(Some(two_shards("shard-upper")), now);
+    lanes.pause_aggregation(true);
+    for n in 0..3 {
+        lanes.push_back(record(n, false, now));
+    }
+    assert!(drain_entries(&mut lanes)
+        .iter()
+        .all(|e| matches!(e, Entry::Single(_))));
 }

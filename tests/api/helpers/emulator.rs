@@ -206,6 +206,35 @@ pub async fn shard_hash_ranges(endpoint: &str, stream: &str) -> Vec<(String, u12
         .collect()
 }
 
+/// Splits `shard` of `stream` in the middle of its range and waits until the stream is ACTIVE.
+pub async fn split_shard(endpoint: &str, stream: &str, shard: &str, start: u128, end: u128) {
+    let client = kinesis_client(endpoint);
+    client
+        .split_shard()
+        .stream_name(stream)
+        .shard_to_split(shard)
+        .new_starting_hash_key((start + (end - start) / 2 + 1).to_string())
+        .send()
+        .await
+        .expect("SplitShard");
+    for _ in 0..100 {
+        let summary = client
+            .describe_stream_summary()
+            .stream_name(stream)
+            .send()
+            .await
+            .expect("DescribeStreamSummary");
+        let status = summary
+            .stream_description_summary()
+            .map(|s| s.stream_status().as_str().to_owned());
+        if status.as_deref() == Some("ACTIVE") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{stream} did not become ACTIVE after SplitShard");
+}
+
 /// Every record in every shard of `stream`, oldest first within each shard, shards in
 /// ListShards order. Panics when the stream cannot be read.
 pub async fn read_all(endpoint: &str, stream: &str) -> Vec<StoredRecord> {

@@ -1,4 +1,11 @@
-//! Reading a Prometheus text page (`GET /metrics`) in tests: one series' value by its labels.
+//! Reading a Prometheus text page (`GET /metrics`) in tests: one series' value by its labels,
+//! and waiting for a state the page shows (a stream's shard map loaded).
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::app::TestApp;
 
 /// The value of the series `name` on a `/metrics` page that carries all of `labels` (it may
 /// carry others too).
@@ -45,4 +52,28 @@ pub fn samples_by(page: &str, name: &str, labels: &[(&str, &str)], by: &str) -> 
             all.then(|| Some((key, value.parse().ok()?)))?
         })
         .collect()
+}
+
+/// Sends one event (which starts the stream's pipeline) and waits until its shard map is loaded.
+pub async fn start_pipeline_and_wait_for_map(app: &TestApp) {
+    let warm_up = app.post_event(&json!({"event": {"warm_up": true}})).await;
+    assert_eq!(warm_up.status(), 200);
+    let stream = app.stream.as_str();
+    let started = Instant::now();
+    loop {
+        let page = app.metrics_page().await;
+        if sample(
+            &page,
+            "kinesis_proxy_shard_map_available",
+            &[("stream", stream)],
+        ) == Some(1.0)
+        {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no shard map after 10 s:\n{page}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
