@@ -5,6 +5,7 @@ pub mod app;
 pub mod binary;
 pub mod emulator;
 pub mod fault_proxy;
+mod fault_proxy_tests;
 #[path = "../../support/kinesis_read.rs"]
 pub mod kinesis_read;
 pub mod metrics_page;
