@@ -145,8 +145,10 @@ pub struct ShardFigures {
     /// Entries per call.
     pub entries_per_call: Option<f64>,
     pub per_shard: BTreeMap<String, ShardRate>,
-    /// Entries stored per second, second by second through the window: AIMD's saw-tooth, if any.
-    pub delivered_series: Vec<f64>,
+    /// `[seconds since the window opened, entries stored per second over the second before,
+    /// entries throttled in that second]`, warm-up included (negative times): how the proxies
+    /// reach the limit, AIMD's saw-tooth.
+    pub delivered_series: Vec<(f64, f64, u64)>,
     /// Each shard's adaptive rate (`kinesis_proxy_shard_rate_records_per_second`) at the window's
     /// end, summed over the proxies.
     pub proxy_rates_at_end: BTreeMap<String, f64>,
@@ -433,7 +435,16 @@ fn shard_table(out: &mut String, report: &RunReport) {
             .values()
             .map(|r| thousands(r.delivered_per_sec))
             .collect();
-        let series: Vec<String> = f.delivered_series.iter().map(|v| thousands(*v)).collect();
+        // The window only; the JSON report has the warm-up too.
+        let series: Vec<String> = f
+            .delivered_series
+            .iter()
+            .filter(|(at, _, _)| *at > 0.0)
+            .map(|(_, stored, throttled)| match throttled {
+                0 => thousands(*stored),
+                n => format!("{} ({n} thr.)", thousands(*stored)),
+            })
+            .collect();
         let rates: Vec<String> = f
             .proxy_rates_at_end
             .values()

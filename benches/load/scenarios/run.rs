@@ -245,7 +245,10 @@ pub(super) async fn execute(plan: &RunPlan, proxy_exe: &Path) -> Result<Scenario
         ),
         None => None,
     };
-    tokio::time::sleep(plan.warmup).await;
+    // What the stream took second by second, warm-up included: shows how the proxies reach
+    // the limit and AIMD's saw-tooth, if there is one.
+    let mut stored_so_far: Vec<(Instant, u64, u64)> = Vec::new();
+    sleep_sampling(plan.warmup, faults.as_ref(), &mut stored_so_far).await;
     let before = Snapshot::take(&server_pids, backend_pid, &proxies).await?;
     let faults_before = faults.as_ref().map(FaultSnapshot::take);
     let profiler = match (&plan.perf, server_pids.first()) {
@@ -256,24 +259,10 @@ pub(super) async fn execute(plan: &RunPlan, proxy_exe: &Path) -> Result<Scenario
     if let Some(hot) = &mut hot_load {
         hot.begin_window();
     }
-    let mut delivered_series = Vec::new();
     match plan.window {
-        Window::Lasts(duration) => match &faults {
-            // Second by second, what the stream took: shows AIMD's saw-tooth if there is one.
-            Some(layer) => {
-                let end = tokio::time::Instant::now() + duration;
-                let mut last = FaultSnapshot::take(layer);
-                while tokio::time::Instant::now() < end {
-                    let step = (end - tokio::time::Instant::now()).min(Duration::from_secs(1));
-                    tokio::time::sleep(step).await;
-                    let now = FaultSnapshot::take(layer);
-                    let seconds = now.at.duration_since(last.at).as_secs_f64().max(1e-9);
-                    delivered_series.push((now.accepted() - last.accepted()) as f64 / seconds);
-                    last = now;
-                }
-            }
-            None => tokio::time::sleep(duration).await,
-        },
+        Window::Lasts(duration) => {
+            sleep_sampling(duration, faults.as_ref(), &mut stored_so_far).await;
+        }
         Window::UntilDone { timeout, .. } => load.wait_done(timeout).await?,
     }
     load.end_window();
@@ -357,6 +346,24 @@ pub(super) async fn execute(plan: &RunPlan, proxy_exe: &Path) -> Result<Scenario
         (Some(b), Some(a)) => Some(put_records_figures(b, a, &result)),
         _ => None,
     };
+    // Per second, timed from the window's start (negative: warm-up).
+    let delivered_series: Vec<(f64, f64, u64)> = stored_so_far
+        .windows(2)
+        .map(|pair| {
+            let ((from, then, throttled_then), (to, now, throttled_now)) = (pair[0], pair[1]);
+            let seconds = to.duration_since(from).as_secs_f64().max(1e-9);
+            let at = if to >= before.at {
+                to.duration_since(before.at).as_secs_f64()
+            } else {
+                -before.at.duration_since(to).as_secs_f64()
+            };
+            (
+                (at * 10.0).round() / 10.0,
+                (now - then) as f64 / seconds,
+                throttled_now - throttled_then,
+            )
+        })
+        .collect();
     let shards = match (faults_before, faults_after) {
         (Some(faults_before), Some(faults_after)) => Some(shard_figures(
             plan,
@@ -446,7 +453,7 @@ fn shard_figures(
     plan: &RunPlan,
     before: &FaultSnapshot,
     after: &FaultSnapshot,
-    delivered_series: Vec<f64>,
+    delivered_series: Vec<(f64, f64, u64)>,
     (metrics_before, metrics_after): (&Snapshot, &Snapshot),
     result: &LoadResult,
     hot: Option<&LoadResult>,
@@ -537,6 +544,39 @@ fn latency(result: &LoadResult) -> Option<Latency> {
             max_ms,
         }),
         _ => None,
+    }
+}
+
+/// Sleeps `duration`; with a fault layer, in steps of a second, noting when, how many entries
+/// the stream had stored and how many the layer had throttled after each.
+async fn sleep_sampling(
+    duration: Duration,
+    faults: Option<&FaultProxy>,
+    stored: &mut Vec<(Instant, u64, u64)>,
+) {
+    let Some(layer) = faults else {
+        tokio::time::sleep(duration).await;
+        return;
+    };
+    let end = Instant::now() + duration;
+    let sample = || {
+        let snapshot = FaultSnapshot::take(layer);
+        (
+            snapshot.at,
+            snapshot.accepted(),
+            snapshot.stats.entries_throttled_by_limit,
+        )
+    };
+    if stored.is_empty() {
+        stored.push(sample());
+    }
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        tokio::time::sleep(left.min(Duration::from_secs(1))).await;
+        stored.push(sample());
     }
 }
 
