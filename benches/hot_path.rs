@@ -22,6 +22,11 @@
 //!   2-core machine; serde_json's byte-by-byte string escaping of the base64 text costs about as
 //!   much as the SDK's whole call (base64 itself is about a tenth of it).
 //!
+//! - `shard/*`: predicting a record's shard (`kinesis_proxy::kinesis::shard_map`), done for every
+//!   event of a shard-aware stream: MD5 of a partition key of 12 and 36 bytes (a user id, a
+//!   UUID) read as a 128-bit number, and the binary search for the shard holding a hash key in a
+//!   4-shard and a 500-shard map (the lookup grows with log2 of the shard count).
+//!
 //! Under `cargo test --all-targets` criterion runs each benchmark once as a test; inputs are
 //! built once per group, so the whole run takes about a second in a debug build.
 
@@ -45,7 +50,8 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use kinesis_proxy::domain::{PartitionKey, Record, StreamName};
 use kinesis_proxy::http::ingest::{parse_ndjson, parse_records_json, parse_single};
-use kinesis_proxy::kinesis::{PutRecordsApi, SdkKinesis};
+use kinesis_proxy::kinesis::shard_map::partition_key_hash;
+use kinesis_proxy::kinesis::{PutRecordsApi, SdkKinesis, ShardMap, ShardRange};
 use kinesis_proxy::pipeline::batch::{Batch, BatchLimits, PushError};
 use serde_json::{json, Value};
 
@@ -197,6 +203,56 @@ fn bench_batch(c: &mut Criterion) {
             // The clone (reference counts and key strings) is set-up, not timed; neither is
             // dropping the batches.
             b.iter_batched(|| input.clone(), assemble, BatchSize::SmallInput)
+        });
+    }
+    group.finish();
+}
+
+/// `shards` shards of equal width, as Kinesis creates a stream (the last one takes the rest).
+fn even_shard_map(shards: u128) -> ShardMap {
+    let width = u128::MAX / shards;
+    ShardMap::new(
+        (0..shards)
+            .map(|i| ShardRange {
+                id: format!("shardId-{i:012}"),
+                start: i * width,
+                end: if i + 1 == shards {
+                    u128::MAX
+                } else {
+                    (i + 1) * width - 1
+                },
+            })
+            .collect(),
+    )
+    .expect("equal ranges cover every hash key")
+}
+
+fn bench_shard(c: &mut Criterion) {
+    let mut group = c.benchmark_group("shard");
+    for (name, key) in [
+        ("partition_key_hash_12B", "user-1234567"),
+        (
+            "partition_key_hash_36B",
+            "0b6f8a3e-5c1d-4f7a-9e2b-7d4c3a1f8e60",
+        ),
+    ] {
+        group.bench_function(name, |b| b.iter(|| partition_key_hash(black_box(key))));
+    }
+    // Hash keys spread over the whole range, as MD5 spreads them; cycling through 1,024 of them
+    // keeps the branch predictor from learning one path.
+    let hash_keys: Vec<u128> = (0..1024)
+        .map(|n| partition_key_hash(&format!("user-{n}")))
+        .collect();
+    for (name, shards) in [("shard_for_4_shards", 4), ("shard_for_500_shards", 500)] {
+        let map = even_shard_map(shards);
+        assert_eq!(map.len(), shards as usize);
+        assert_eq!(map.shard_for(u128::MAX), shards as usize - 1);
+        let mut next = 0;
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                next = (next + 1) % hash_keys.len();
+                map.shard_for(black_box(hash_keys[next]))
+            })
         });
     }
     group.finish();
@@ -371,5 +427,11 @@ fn canned_client(connector: &CannedKinesis) -> SdkKinesis {
     SdkKinesis::new(aws_sdk_kinesis::Client::from_conf(config))
 }
 
-criterion_group!(benches, bench_parse, bench_batch, bench_put_records);
+criterion_group!(
+    benches,
+    bench_parse,
+    bench_batch,
+    bench_shard,
+    bench_put_records
+);
 criterion_main!(benches);

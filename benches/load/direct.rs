@@ -52,7 +52,7 @@ pub async fn run(
     };
     eprintln!("load: running {name} ({about})");
     let emulator = Kinesalite::start(STREAM, direct.shards)?;
-    let sampler = RssSampler::start(emulator.pid)?;
+    let sampler = RssSampler::start(vec![emulator.pid])?;
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let callers: Vec<_> = (0..direct.calls_in_flight)
@@ -220,6 +220,7 @@ pub async fn run(
                 direct.calls_in_flight.to_string(),
             ),
         ]),
+        shards: None,
         checks: Vec::new(),
     })
 }

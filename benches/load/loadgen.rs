@@ -74,7 +74,9 @@ pub enum Pace {
 
 #[derive(Debug, Clone)]
 pub struct LoadSpec {
-    pub port: u16,
+    /// The servers' ports; connection `i` goes to `ports[i % ports.len()]`, so connections are
+    /// spread evenly over several proxies sharing a stream.
+    pub ports: Vec<u16>,
     pub stream: String,
     /// `x-api-key` to send (the bare ceiling needs none).
     pub api_key: Option<String>,
@@ -87,6 +89,9 @@ pub struct LoadSpec {
     pub collect_acks: bool,
     /// Prefix of every event id, unique per run.
     pub tag: String,
+    /// Every event's `partition_key` (a client pinned to one shard); `None`: the proxy picks a
+    /// random key per event.
+    pub partition_key: Option<String>,
 }
 
 /// Connections opened at once before a run (well under any accept backlog).
@@ -103,6 +108,8 @@ struct ConnStats {
     latencies_us: Vec<u32>,
     /// Status codes of the answers in the window.
     statuses: BTreeMap<u16, u64>,
+    /// The `code` of the error bodies of non-2xx answers in the window (`hot_shard`, ...).
+    refusal_codes: BTreeMap<String, u64>,
     /// Transport errors (connect, send, read) in the window.
     errors: u64,
     ok_requests: u64,
@@ -125,6 +132,8 @@ pub struct LoadResult {
     pub ok_requests: u64,
     pub ok_events: u64,
     pub statuses: BTreeMap<u16, u64>,
+    /// The `code` of the error bodies of non-2xx answers in the window.
+    pub refusal_codes: BTreeMap<String, u64>,
     pub errors: u64,
     /// Sorted ascending.
     pub latencies_us: Vec<u32>,
@@ -176,6 +185,8 @@ struct Shared {
     phase: Arc<AtomicU8>,
     /// Requests left when the run has a budget.
     budget: Option<AtomicU64>,
+    /// `,"partition_key":"..."` appended to every event object, or empty.
+    key_field: String,
 }
 
 impl RunningLoad {
@@ -196,8 +207,19 @@ impl RunningLoad {
             .map(HeaderValue::from_str)
             .transpose()
             .context("api key header")?;
+        if spec.ports.is_empty() {
+            return Err("a load needs at least one server port".into());
+        }
+        let key_field = match &spec.partition_key {
+            Some(key) => format!(
+                r#","partition_key":{}"#,
+                serde_json::to_string(key).context("partition key as JSON")?
+            ),
+            None => String::new(),
+        };
         let phase = Arc::new(AtomicU8::new(WARMUP));
         let shared = Arc::new(Shared {
+            key_field,
             budget: spec.max_requests.map(AtomicU64::new),
             spec,
             uri,
@@ -205,10 +227,11 @@ impl RunningLoad {
             phase: phase.clone(),
         });
         let mut senders = Vec::with_capacity(shared.spec.connections);
-        let port = shared.spec.port;
-        let mut opening =
-            futures_util::stream::iter((0..shared.spec.connections).map(|_| connect(port)))
-                .buffer_unordered(CONNECT_CONCURRENCY);
+        // `buffered` keeps the order, so connection `i` is the one opened to `port_of(i)`.
+        let mut opening = futures_util::stream::iter(
+            (0..shared.spec.connections).map(|i| connect(shared.port_of(i))),
+        )
+        .buffered(CONNECT_CONCURRENCY);
         while let Some(sender) = opening.next().await {
             senders.push(sender.context("opening the load connections")?);
         }
@@ -285,10 +308,20 @@ impl RunningLoad {
     }
 }
 
+impl Shared {
+    /// The server connection `index` talks to.
+    fn port_of(&self, index: usize) -> u16 {
+        self.spec.ports[index % self.spec.ports.len()]
+    }
+}
+
 fn merge(into: &mut LoadResult, stats: ConnStats) {
     into.latencies_us.extend(stats.latencies_us);
     for (status, count) in stats.statuses {
         *into.statuses.entry(status).or_default() += count;
+    }
+    for (code, count) in stats.refusal_codes {
+        *into.refusal_codes.entry(code).or_default() += count;
     }
     into.errors += stats.errors;
     into.ok_requests += stats.ok_requests;
@@ -365,7 +398,7 @@ async fn connection(
             None => {
                 // Closed loop: a reconnection is not the server's latency; open it first.
                 if sender.is_none() {
-                    match connect(spec.port).await {
+                    match connect(shared.port_of(index)).await {
                         Ok(opened) => sender = Some(opened),
                         Err(err) => {
                             note_error(&shared, &mut stats, &err);
@@ -383,11 +416,11 @@ async fn connection(
 
         let first_id = next_id;
         next_id += spec.route.events_per_request() as u64;
-        build_body(&mut body, spec, index, first_id);
+        build_body(&mut body, &shared, index, first_id);
         if shared.phase.load(Ordering::Relaxed) == MEASURE {
             stats.sent_in_window += 1;
         }
-        let answer = send(&shared, &mut sender, Bytes::copy_from_slice(&body)).await;
+        let answer = send(&shared, index, &mut sender, Bytes::copy_from_slice(&body)).await;
         stats.sent_total += 1;
         let in_window = shared.phase.load(Ordering::Relaxed) == MEASURE;
         match answer {
@@ -407,9 +440,17 @@ async fn connection(
                     if status == 200 && spec.collect_acks {
                         collect_acks(&mut stats, spec, index, first_id, &response);
                     }
-                } else if matches!(status, 429 | 503) && interval.is_none() {
-                    // A closed loop would spin on refusals; pause as a polite client would.
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+                } else {
+                    if in_window {
+                        *stats
+                            .refusal_codes
+                            .entry(refusal_code(&response))
+                            .or_default() += 1;
+                    }
+                    if matches!(status, 429 | 503) && interval.is_none() {
+                        // A closed loop would spin on refusals; pause as a polite client would.
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
                 }
             }
             Err(err) => {
@@ -433,12 +474,13 @@ fn note_error(shared: &Shared, stats: &mut ConnStats, err: &Error) {
 
 async fn send(
     shared: &Shared,
+    index: usize,
     sender: &mut Option<SendRequest<Full<Bytes>>>,
     body: Bytes,
 ) -> Result<(u16, Bytes), Error> {
     let ready = match sender {
         Some(s) => s,
-        None => sender.insert(connect(shared.spec.port).await?),
+        None => sender.insert(connect(shared.port_of(index)).await?),
     };
     ready.ready().await.context("connection closed")?;
     let mut request = Request::post(shared.uri.clone())
@@ -464,8 +506,10 @@ fn event_id(tag: &str, connection: usize, n: u64) -> String {
     format!("{tag}-{connection}-{n}")
 }
 
-fn build_body(body: &mut Vec<u8>, spec: &LoadSpec, connection: usize, first_id: u64) {
+fn build_body(body: &mut Vec<u8>, shared: &Shared, connection: usize, first_id: u64) {
     use std::io::Write;
+    let spec = &shared.spec;
+    let key_field = shared.key_field.as_str();
     body.clear();
     let ts = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -474,7 +518,7 @@ fn build_body(body: &mut Vec<u8>, spec: &LoadSpec, connection: usize, first_id: 
         // Writing into a Vec cannot fail.
         let _ = write!(
             body,
-            r#"{{"event":{{"id":"{}","ts":{ts},"payload":"{PAYLOAD}"}}}}"#,
+            r#"{{"event":{{"id":"{}","ts":{ts},"payload":"{PAYLOAD}"}}{key_field}}}"#,
             event_id(&spec.tag, connection, n)
         );
     };
@@ -491,6 +535,15 @@ fn build_body(body: &mut Vec<u8>, spec: &LoadSpec, connection: usize, first_id: 
             body.extend_from_slice(b"]}");
         }
     }
+}
+
+/// The proxy's error `code` (`{"error": ..., "code": ...}`), or `?` for another body.
+fn refusal_code(body: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct Refusal {
+        code: String,
+    }
+    serde_json::from_slice::<Refusal>(body).map_or_else(|_| "?".to_owned(), |r| r.code)
 }
 
 #[derive(Deserialize)]

@@ -15,13 +15,20 @@
 //! Every server is its own process, so each one's CPU and memory can be read from `/proc`: the
 //! proxy (its real binary), kinesalite (node), and this same binary re-executed as the
 //! do-nothing Kinesis endpoint (`--serve-null-kinesis`) or the bare ceiling (`--serve-bare`).
-//! The load generator runs in this process. One scenario calls kinesalite directly (no proxy)
-//! to show the emulator's own ceiling.
+//! The load generator runs in this process, and so does the fault layer that enforces Kinesis'
+//! per-shard limits in front of kinesalite for the shard-awareness scenarios (its CPU counts as
+//! the load generator's). One scenario calls kinesalite directly (no proxy) to show the
+//! emulator's own ceiling.
 
 mod bare;
 mod child;
 mod cli;
 mod direct;
+// The integration tests' fault layer, here to enforce Kinesis' per-shard limits in front of
+// kinesalite; the tests use all of it, the benchmark less.
+#[allow(dead_code)]
+#[path = "../../tests/api/helpers/fault_proxy.rs"]
+mod fault_proxy;
 mod kinesalite;
 // Shared with the integration tests, which use all of it; the benchmark needs less.
 #[allow(dead_code)]

@@ -106,7 +106,8 @@ pub fn memory(pid: u32) -> Result<(u64, u64), Error> {
     Ok((kib("VmRSS:")?, kib("VmHWM:")?))
 }
 
-/// Samples `VmRSS` of one process every `SAMPLE_EVERY` on a thread of its own.
+/// Samples `VmRSS` of some processes (summed: several proxies count as one server) every
+/// `SAMPLE_EVERY` on a thread of its own.
 pub struct RssSampler {
     stop: Arc<AtomicBool>,
     thread: JoinHandle<Vec<(f64, u64)>>,
@@ -115,7 +116,7 @@ pub struct RssSampler {
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 
 impl RssSampler {
-    pub fn start(pid: u32) -> Result<Self, Error> {
+    pub fn start(pids: Vec<u32>) -> Result<Self, Error> {
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
         let thread = std::thread::Builder::new()
@@ -124,7 +125,11 @@ impl RssSampler {
                 let started = Instant::now();
                 let mut samples = Vec::new();
                 while !stopped.load(Ordering::Relaxed) {
-                    if let Ok((rss, _)) = memory(pid) {
+                    let rss: Result<u64, Error> = pids
+                        .iter()
+                        .map(|pid| memory(*pid).map(|(rss, _)| rss))
+                        .sum();
+                    if let Ok(rss) = rss {
                         samples.push((started.elapsed().as_secs_f64(), rss));
                     }
                     std::thread::sleep(SAMPLE_EVERY);

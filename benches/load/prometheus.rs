@@ -33,6 +33,13 @@ impl Scrape {
         Self { samples }
     }
 
+    /// The scrapes of several processes as one: sums and histograms add up over them.
+    pub fn combine(scrapes: Vec<Scrape>) -> Self {
+        Self {
+            samples: scrapes.into_iter().flat_map(|s| s.samples).collect(),
+        }
+    }
+
     fn matching<'a>(
         &'a self,
         name: &'a str,

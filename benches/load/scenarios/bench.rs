@@ -1,7 +1,8 @@
 //! The full benchmark (`cargo bench --bench load`): turns the selected scenarios of the
 //! catalogue into runs, with what each one needs (the peak an open-loop scenario is paced
-//! from, the bare-handler ceiling before and after, the HTTP floor), runs a disturbed
-//! scenario again, then has the results judged and the report printed and written.
+//! from, the bare-handler ceiling before and after, the HTTP floor, the run without the hot
+//! client a hot-key scenario is compared with), runs a disturbed scenario again, then has the
+//! results judged and the report printed and written.
 //!
 //! Orchestration only: how one run is carried out is `run.rs`, the targets are `judge.rs`,
 //! and the report's shape and printing are `report.rs`.
@@ -176,6 +177,7 @@ impl Bench<'_> {
                     requests_per_sec: peak.requests_per_sec / 2.0,
                 }
             }
+            LoadKind::Open { requests_per_sec } => Pace::Open { requests_per_sec },
             LoadKind::Overload { factor } => {
                 let Backend::Null { delay_ms } = scenario.backend else {
                     return Err("overload needs the delayed null endpoint".into());
@@ -190,6 +192,18 @@ impl Bench<'_> {
                 }
             }
         };
+        // A hot-key scenario is compared with the same clients without the hot one: run that
+        // first (once per run).
+        let without_hot = scenario.shards.and_then(|s| s.without_hot);
+        if let Some(baseline_name) = without_hot {
+            if self.find(baseline_name).is_none() {
+                let baseline = catalogue()
+                    .into_iter()
+                    .find(|s| s.name == baseline_name)
+                    .context(format_args!("no scenario {baseline_name}"))?;
+                Box::pin(self.scenario(&baseline)).await;
+            }
+        }
         // The ceiling is measured right before and right after the proxy, and their mean is
         // what the proxy is compared with: on a shared or virtual machine the speed of the
         // cores drifts over minutes, and the sandwich shows (and halves) that drift.
@@ -221,9 +235,28 @@ impl Bench<'_> {
                     .report
                     .with_file_name(format!("load-perf-{}.data", scenario.name))
             }),
+            proxies: scenario.shards.map_or(1, |s| s.proxies),
+            hot: scenario.shards.and_then(|s| s.hot),
         };
         let mut report = self.measure(&plan).await?;
         println!("{}", one_line(&report));
+        if let Some(baseline_name) = without_hot {
+            let baseline_p99 = self
+                .find(baseline_name)
+                .context(format_args!(
+                    "{baseline_name} (without the hot client) failed"
+                ))?
+                .latency
+                .as_ref()
+                .map(|l| l.p99_ms);
+            let p99 = report.latency.as_ref().map(|l| l.p99_ms);
+            if let Some(shards) = &mut report.shards {
+                shards.without_hot_p99_ms = baseline_p99;
+                shards.p99_ratio_to_without_hot = p99
+                    .zip(baseline_p99)
+                    .map(|(with, without)| with / without.max(1e-9));
+            }
+        }
         if let Some(before) = ceiling_before {
             let name = format!("{}-ceiling-after", scenario.name);
             let after = self
@@ -312,6 +345,8 @@ impl Bench<'_> {
             read_back: false,
             wait_quiet: self.options.wait_quiet,
             scrape_every: None,
+            proxies: 1,
+            hot: None,
             perf: self.options.perf.then(|| {
                 self.options
                     .report

@@ -20,6 +20,11 @@ pub enum Backend {
     Kinesalite {
         shards: u32,
     },
+    /// kinesalite behind the tests' fault layer enforcing Kinesis' per-shard write limits
+    /// (1,000 records/s and 1 MiB/s per shard), which kinesalite alone never does.
+    LimitedKinesalite {
+        shards: u32,
+    },
 }
 
 impl Backend {
@@ -29,6 +34,15 @@ impl Backend {
             Backend::Null { delay_ms: 0 } => "null".into(),
             Backend::Null { delay_ms } => format!("null+{delay_ms}ms"),
             Backend::Kinesalite { shards } => format!("kinesalite/{shards}"),
+            Backend::LimitedKinesalite { shards } => format!("kinesalite/{shards} limited"),
+        }
+    }
+
+    /// Records per second the stream takes, when the backend enforces Kinesis' limits.
+    pub(super) fn stream_limit_records_per_sec(self) -> Option<f64> {
+        match self {
+            Backend::LimitedKinesalite { shards } => Some(f64::from(shards) * 1000.0),
+            _ => None,
         }
     }
 }
@@ -42,6 +56,29 @@ pub enum LoadKind {
     /// Open loop at `factor` x what the proxy can deliver to the delayed null endpoint
     /// (`max_in_flight_calls x max_batch_records / delay` events/s).
     Overload { factor: f64 },
+    /// Open loop at this many requests/s.
+    Open { requests_per_sec: f64 },
+}
+
+/// A second client in the same run, sending every event with one partition key: all of it to
+/// one shard, above that shard's limit. Measured apart from the scenario's own clients.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HotClient {
+    pub(super) connections: usize,
+    /// Offered in an open loop; more than the shard takes, so its connections fall behind and
+    /// it is in effect a closed loop of `connections` outstanding events on one shard.
+    pub(super) events_per_sec: f64,
+    pub(super) partition_key: &'static str,
+}
+
+/// What a shard-awareness scenario adds to the run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ShardSetup {
+    /// Proxy processes sharing the stream; the connections are spread evenly over them.
+    pub(super) proxies: usize,
+    pub(super) hot: Option<HotClient>,
+    /// The same scenario without the hot client, whose latency this one is compared with.
+    pub(super) without_hot: Option<&'static str>,
 }
 
 /// A scenario of the catalogue.
@@ -64,10 +101,45 @@ pub struct Scenario {
     pub(super) read_back: bool,
     /// No proxy: the benchmark calls PutRecords on the backend itself (kinesalite's ceiling).
     pub(super) direct: Option<Direct>,
+    /// Shard-awareness scenarios: several proxies, a hot client.
+    pub(super) shards: Option<ShardSetup>,
 }
 
 /// kinesalite answers a bare 413 above ~5.25 MiB (7 MiB of base64 JSON): stay well below.
 pub(super) const KINESALITE_SETTINGS: &[(&str, &str)] = &[("batching.max_batch_bytes", "4194304")];
+
+/// The shard-blind proxy: every batch takes whatever is queued, and Kinesis' throttling is the
+/// only brake (the proxy as it was before issue 9).
+const BLIND_SETTINGS: &[(&str, &str)] = &[
+    ("batching.max_batch_bytes", "4194304"),
+    ("shards.aware", "false"),
+];
+
+/// The shard-awareness scenarios' stream: 4 shards, so 4,000 records/s.
+const LIMITED: Backend = Backend::LimitedKinesalite { shards: 4 };
+
+/// Connections of every shard-awareness scenario.
+const SHARD_CONNECTIONS: usize = 256;
+
+/// One proxy, no hot client.
+const ONE_PROXY: ShardSetup = ShardSetup {
+    proxies: 1,
+    hot: None,
+    without_hot: None,
+};
+
+/// The other clients of the hot-key scenarios: open loop at half the stream's limit, so their
+/// latency measures waiting, not a saturated stream.
+const HOT_KEY_OTHERS: LoadKind = LoadKind::Open {
+    requests_per_sec: 2000.0,
+};
+
+/// The hot client: twice one shard's limit, on 64 of the 256 connections.
+const HOT_CLIENT: HotClient = HotClient {
+    connections: 64,
+    events_per_sec: 2000.0,
+    partition_key: "hot-customer-42",
+};
 
 pub fn catalogue() -> Vec<Scenario> {
     vec![
@@ -84,6 +156,7 @@ pub fn catalogue() -> Vec<Scenario> {
             http_floor: false,
             read_back: false,
             direct: None,
+            shards: None,
         },
         Scenario {
             name: "null-half",
@@ -98,6 +171,7 @@ pub fn catalogue() -> Vec<Scenario> {
             http_floor: false,
             read_back: false,
             direct: None,
+            shards: None,
         },
         Scenario {
             name: "null-many",
@@ -112,6 +186,7 @@ pub fn catalogue() -> Vec<Scenario> {
             http_floor: false,
             read_back: false,
             direct: None,
+            shards: None,
         },
         Scenario {
             name: "kinesalite-direct",
@@ -130,6 +205,7 @@ pub fn catalogue() -> Vec<Scenario> {
                 calls_in_flight: 4,
                 shards: 4,
             }),
+            shards: None,
         },
         Scenario {
             name: "kinesalite-single",
@@ -144,6 +220,7 @@ pub fn catalogue() -> Vec<Scenario> {
             http_floor: true,
             read_back: true,
             direct: None,
+            shards: None,
         },
         Scenario {
             name: "kinesalite-half",
@@ -158,6 +235,7 @@ pub fn catalogue() -> Vec<Scenario> {
             http_floor: false,
             read_back: true,
             direct: None,
+            shards: None,
         },
         Scenario {
             name: "overload",
@@ -174,6 +252,81 @@ pub fn catalogue() -> Vec<Scenario> {
             http_floor: false,
             read_back: false,
             direct: None,
+            shards: None,
         },
+        shard_scenario(
+            "shards-real-blind",
+            "shard-blind proxy (shards.aware=false), 256 conns, 4 shards limited to 1k rec/s each",
+            BLIND_SETTINGS,
+            LoadKind::Closed,
+            SHARD_CONNECTIONS,
+            ONE_PROXY,
+        ),
+        shard_scenario(
+            "shards-real",
+            "shard-aware proxy, 256 conns, 4 shards limited to 1k rec/s each: >= 95% of 4,000/s",
+            KINESALITE_SETTINGS,
+            LoadKind::Closed,
+            SHARD_CONNECTIONS,
+            ONE_PROXY,
+        ),
+        shard_scenario(
+            "shards-three-proxies",
+            "three shard-aware proxies sharing the limited 4-shard stream, 256 conns spread evenly",
+            KINESALITE_SETTINGS,
+            LoadKind::Closed,
+            SHARD_CONNECTIONS,
+            ShardSetup {
+                proxies: 3,
+                ..ONE_PROXY
+            },
+        ),
+        shard_scenario(
+            "shards-hot-key-alone",
+            "192 conns, open loop at 2,000 events/s, random keys, limited 4-shard stream (no hot client)",
+            KINESALITE_SETTINGS,
+            HOT_KEY_OTHERS,
+            SHARD_CONNECTIONS - HOT_CLIENT.connections,
+            ONE_PROXY,
+        ),
+        shard_scenario(
+            "shards-hot-key",
+            "as shards-hot-key-alone, plus a client with one key at 2,000 events/s on 64 conns",
+            KINESALITE_SETTINGS,
+            HOT_KEY_OTHERS,
+            SHARD_CONNECTIONS - HOT_CLIENT.connections,
+            ShardSetup {
+                proxies: 1,
+                hot: Some(HOT_CLIENT),
+                without_hot: Some("shards-hot-key-alone"),
+            },
+        ),
     ]
+}
+
+/// A shard-awareness scenario: single-event route against the limited 4-shard stream, read
+/// back in full.
+fn shard_scenario(
+    name: &'static str,
+    about: &'static str,
+    settings: &'static [(&'static str, &'static str)],
+    load: LoadKind,
+    connections: usize,
+    setup: ShardSetup,
+) -> Scenario {
+    Scenario {
+        name,
+        about,
+        backend: LIMITED,
+        route: Route::Single,
+        connections,
+        load,
+        settings,
+        duration_factor: 1.0,
+        ceiling: false,
+        http_floor: false,
+        read_back: true,
+        direct: None,
+        shards: Some(setup),
+    }
 }

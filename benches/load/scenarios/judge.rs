@@ -73,6 +73,77 @@ fn ack_bound_check(report: &ScenarioReport) -> Check {
     )
 }
 
+/// `shards-real`: the share of the stream's limit delivered, and of sent entries throttled.
+fn shard_checks(report: &ScenarioReport, min_share: f64, max_throttled: f64) -> Vec<Check> {
+    let Some(s) = &report.shards else {
+        return vec![check("shard figures from the fault layer", "none", false)];
+    };
+    let proxies = if s.proxies > 1 {
+        format!(" over {} proxies", s.proxies)
+    } else {
+        String::new()
+    };
+    vec![
+        check(
+            format!(
+                ">= {:.0}% of the stream's {} records/s delivered{proxies}",
+                min_share * 100.0,
+                report::thousands(s.stream_limit_records_per_sec)
+            ),
+            format!(
+                "{:.1}% ({} events/s acknowledged; kinesalite stored {} records/s)",
+                s.share_of_limit * 100.0,
+                report::thousands(report.events_per_sec),
+                report::thousands(s.delivered_per_sec)
+            ),
+            s.share_of_limit >= min_share,
+        ),
+        check(
+            format!("<= {:.0}% of sent entries throttled", max_throttled * 100.0),
+            format!(
+                "{:.2}% ({} of {} entries; {:.1} entries per PutRecords)",
+                s.throttled_share * 100.0,
+                report::thousands(s.entries_throttled as f64),
+                report::thousands(s.entries_sent as f64),
+                s.entries_per_call.unwrap_or(0.0)
+            ),
+            s.throttled_share <= max_throttled,
+        ),
+    ]
+}
+
+/// `shards-hot-key`: the other clients' ack p99 with the hot client, against without it.
+fn hot_key_check(report: &ScenarioReport) -> Check {
+    let s = report.shards.as_ref();
+    let ratio = s.and_then(|s| s.p99_ratio_to_without_hot);
+    let hot = s.and_then(|s| s.hot_client.as_ref());
+    check(
+        "other clients' ack p99 <= 2x their p99 without the hot client",
+        format!(
+            "{} ({} ms with the hot client, {} ms without); the hot client: {} events/s \
+             acknowledged of {} offered, {} refused with 503 hot_shard, answers {}",
+            ratio.map_or("-".into(), |r| format!("{r:.2}x")),
+            report
+                .latency
+                .as_ref()
+                .map_or("-".into(), |l| format!("{:.1}", l.p99_ms)),
+            s.and_then(|s| s.without_hot_p99_ms)
+                .map_or("-".into(), |v| format!("{v:.1}")),
+            hot.map_or("-".into(), |h| report::thousands(h.events_per_sec)),
+            hot.map_or("-".into(), |h| report::thousands(h.offered_events_per_sec)),
+            hot.map_or(0, |h| h.hot_shard_refusals),
+            hot.map_or("-".into(), |h| {
+                h.statuses
+                    .iter()
+                    .map(|(code, n)| format!("{code}: {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }),
+        ),
+        ratio.is_some_and(|r| r <= 2.0),
+    )
+}
+
 /// Checks each scenario against its target from the issue.
 pub(super) fn evaluate(reports: &mut [ScenarioReport]) {
     let single_events = reports
@@ -172,6 +243,9 @@ pub(super) fn evaluate(reports: &mut [ScenarioReport]) {
                 ));
             }
             "null-half" | "kinesalite-half" => checks.push(ack_bound_check(report)),
+            "shards-real" => checks.extend(shard_checks(report, 0.95, 0.02)),
+            "shards-three-proxies" => checks.extend(shard_checks(report, 0.90, 0.05)),
+            "shards-hot-key" => checks.push(hot_key_check(report)),
             "overload" => {
                 let refused: u64 = report
                     .statuses
@@ -260,6 +334,19 @@ pub(super) fn smoke_checks(report: &ScenarioReport) -> Vec<Check> {
             "the proxy exits cleanly on SIGTERM",
             report.proxy_exit.clone().unwrap_or_default(),
             report.proxy_exit.as_deref() == Some("exit status: 0"),
+        ));
+    }
+    if let Some(shards) = &report.shards {
+        checks.push(check(
+            "the fault layer counted the entries and their shards",
+            format!(
+                "{} entries in {} calls, {} throttled, {} shards seen",
+                shards.entries_sent,
+                shards.put_records_calls,
+                shards.entries_throttled,
+                shards.per_shard.len()
+            ),
+            shards.put_records_calls > 0 && !shards.per_shard.is_empty(),
         ));
     }
     if let Some(read_back) = read_back_check(report) {

@@ -1,16 +1,19 @@
 //! What is read from the processes around a run: CPU, memory and metrics snapshots at the
-//! window's edges, the periodic `/metrics` scraper, the optional `perf` profiler, and the
-//! PutRecords figures taken from the proxy's metrics between two snapshots.
+//! window's edges (and the fault layer's counts, when there is one), the periodic `/metrics`
+//! scraper, the optional `perf` profiler, and the PutRecords figures taken from the proxy's
+//! metrics between two snapshots.
 //!
 //! Observation only: starting and stopping the servers and the load is `run.rs`, and nothing
 //! here judges a figure.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use kinesis_proxy::telemetry;
 
 use super::run::STREAM;
+use crate::fault_proxy::{FaultProxy, FaultStats, ShardStats};
 use crate::loadgen::LoadResult;
 use crate::procfs;
 use crate::prometheus::Scrape;
@@ -113,7 +116,31 @@ impl Scraper {
     }
 }
 
-/// CPU, memory and metrics at one instant.
+/// The fault layer's counts at one instant.
+pub(super) struct FaultSnapshot {
+    pub(super) at: Instant,
+    pub(super) stats: FaultStats,
+    /// The stream's shards by id.
+    pub(super) shards: BTreeMap<String, ShardStats>,
+}
+
+impl FaultSnapshot {
+    pub(super) fn take(faults: &FaultProxy) -> Self {
+        Self {
+            at: Instant::now(),
+            stats: faults.stats(),
+            shards: faults.shard_stats(STREAM),
+        }
+    }
+
+    /// Entries kinesalite has stored so far, over all shards.
+    pub(super) fn accepted(&self) -> u64 {
+        self.shards.values().map(|s| s.entries_accepted).sum()
+    }
+}
+
+/// CPU, memory and metrics at one instant; with several servers (proxies sharing a stream),
+/// their CPU and memory summed and their metrics combined.
 pub(super) struct Snapshot {
     pub(super) at: Instant,
     pub(super) server_cpu: f64,
@@ -127,23 +154,30 @@ pub(super) struct Snapshot {
 
 impl Snapshot {
     pub(super) async fn take(
-        server_pid: u32,
+        server_pids: &[u32],
         backend_pid: Option<u32>,
-        proxy: Option<&ProxyProcess>,
+        proxies: &[ProxyProcess],
     ) -> Result<Self, Error> {
-        let metrics = match proxy {
-            Some(proxy) => Some(Scrape::parse(&proxy.metrics().await?)),
-            None => None,
-        };
+        let mut scrapes = Vec::with_capacity(proxies.len());
+        for proxy in proxies {
+            scrapes.push(Scrape::parse(&proxy.metrics().await?));
+        }
+        let metrics = (!scrapes.is_empty()).then(|| Scrape::combine(scrapes));
+        let mut server_cpu = 0.0;
+        let mut server_rss = 0;
+        for pid in server_pids {
+            server_cpu += procfs::cpu_seconds(Some(*pid))?;
+            server_rss += procfs::memory(*pid)?.0;
+        }
         Ok(Self {
             at: Instant::now(),
-            server_cpu: procfs::cpu_seconds(Some(server_pid))?,
+            server_cpu,
             backend_cpu: backend_pid
                 .map(|pid| procfs::cpu_seconds(Some(pid)))
                 .transpose()?,
             own_cpu: procfs::cpu_seconds(None)?,
             machine_busy: procfs::machine_busy_seconds()?,
-            server_rss: procfs::memory(server_pid)?.0,
+            server_rss,
             metrics,
         })
     }

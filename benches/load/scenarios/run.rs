@@ -1,7 +1,8 @@
 //! Carrying out one run, fully resolved as a `RunPlan`: the backend (do-nothing endpoint or
-//! kinesalite), the server (the proxy or the bare handler), the load with its warm-up and
-//! measured window, the snapshots around the window, the read-back, and the `ScenarioReport`
-//! of what was measured. Also resolves the proxy settings a plan runs with.
+//! kinesalite, alone or behind the fault layer enforcing Kinesis' per-shard limits), the server
+//! (one or more proxies, or the bare handler), the load (and a hot client's, if any) with its
+//! warm-up and measured window, the snapshots around the window, the read-back, and the
+//! `ScenarioReport` of what was measured. Also resolves the proxy settings a plan runs with.
 //!
 //! One run only: which runs a scenario needs (peaks, ceilings, HTTP floors, reruns) is
 //! `bench.rs`, and whether the figures meet a target is `judge.rs`; nothing here judges.
@@ -12,15 +13,20 @@ use std::time::{Duration, Instant};
 
 use kinesis_proxy::config::Settings;
 
-use super::catalogue::Backend;
-use super::probes::{put_records_figures, Profiler, Scraper, Snapshot};
+use kinesis_proxy::telemetry;
+
+use super::catalogue::{Backend, HotClient};
+use super::probes::{put_records_figures, FaultSnapshot, Profiler, Scraper, Snapshot};
 use crate::child::HelperProcess;
 use crate::cli::env_name;
+use crate::fault_proxy::{FaultProxy, ShardLimits};
 use crate::kinesalite::{self, Kinesalite};
 use crate::loadgen::{LoadResult, LoadSpec, Pace, Route, RunningLoad};
 use crate::procfs::{self, RssSampler};
 use crate::proxy_process::{self, ProxyProcess, API_KEY};
-use crate::report::{self, Latency, Memory, ReadBack, ScenarioReport};
+use crate::report::{
+    self, HotClientFigures, Latency, Memory, ReadBack, ScenarioReport, ShardFigures, ShardRate,
+};
 use crate::{Context, Error};
 
 /// The stream every run writes to (each kinesalite is fresh, so one name is enough).
@@ -72,6 +78,10 @@ pub(super) struct RunPlan {
     /// GET the proxy's `/metrics` this often during the run, as Prometheus would. It matters:
     /// the exporter keeps every histogram observation until a scrape folds them into buckets.
     pub(super) scrape_every: Option<Duration>,
+    /// Proxy processes sharing the stream (`Server::Proxy`); connections spread evenly.
+    pub(super) proxies: usize,
+    /// A second client pinned to one partition key, measured apart.
+    pub(super) hot: Option<HotClient>,
 }
 
 /// Resolves the proxy's settings exactly as the proxy will (config.toml, then environment), so
@@ -133,6 +143,7 @@ pub(super) async fn execute(plan: &RunPlan, proxy_exe: &Path) -> Result<Scenario
     // The backend first: the proxy checks Kinesis as it starts.
     let mut null_endpoint = None;
     let mut emulator = None;
+    let mut faults: Option<FaultProxy> = None;
     let (endpoint, backend_pid) = match plan.backend {
         Backend::None => (String::new(), None),
         Backend::Null { delay_ms } => {
@@ -152,39 +163,56 @@ pub(super) async fn execute(plan: &RunPlan, proxy_exe: &Path) -> Result<Scenario
             emulator = Some(k);
             found
         }
+        Backend::LimitedKinesalite { shards } => {
+            let k = Kinesalite::start(STREAM, shards)?;
+            let layer = FaultProxy::start(&k.endpoint);
+            layer.limit_shards(ShardLimits::KINESIS);
+            let found = (layer.endpoint.clone(), Some(k.pid));
+            emulator = Some(k);
+            faults = Some(layer);
+            found
+        }
     };
 
-    let mut proxy = None;
+    let mut proxies: Vec<ProxyProcess> = Vec::new();
     let mut bare = None;
-    let (port, server_pid) = match plan.server {
+    let (ports, server_pids) = match plan.server {
         Server::Proxy => {
             let mut env = proxy_process::base_env(&endpoint, STREAM);
             env.extend(plan.env.iter().cloned());
-            let started = ProxyProcess::start(proxy_exe, &env)?;
-            started.wait_ready(Duration::from_secs(15)).await?;
-            let found = (started.port, started.pid);
-            proxy = Some(started);
-            found
+            for _ in 0..plan.proxies.max(1) {
+                let started = ProxyProcess::start(proxy_exe, &env)?;
+                started.wait_ready(Duration::from_secs(15)).await?;
+                proxies.push(started);
+            }
+            (
+                proxies.iter().map(|p| p.port).collect::<Vec<_>>(),
+                proxies.iter().map(|p| p.pid).collect::<Vec<_>>(),
+            )
         }
         Server::Bare { workers } => {
             let helper = HelperProcess::spawn(&["--serve-bare".into(), workers.to_string()])?;
-            let found = (helper.port, helper.pid);
+            let found = (vec![helper.port], vec![helper.pid]);
             bare = Some(helper);
             found
         }
     };
 
-    let sampler = RssSampler::start(server_pid)?;
+    let sampler = RssSampler::start(server_pids.clone())?;
     let sampling_since = Instant::now();
-    let scraper = match (&proxy, plan.scrape_every) {
-        (Some(proxy), Some(every)) => Some(Scraper::start(proxy.port, every)),
-        _ => None,
+    let scrapers: Vec<Scraper> = match plan.scrape_every {
+        Some(every) => proxies
+            .iter()
+            .map(|p| Scraper::start(p.port, every))
+            .collect(),
+        None => Vec::new(),
     };
     let tag = format!("{}-{:08x}", plan.name, rand::random::<u32>());
+    let api_key = (!proxies.is_empty()).then(|| API_KEY.to_owned());
     let mut load = RunningLoad::start(LoadSpec {
-        port,
+        ports: ports.clone(),
         stream: STREAM.into(),
-        api_key: proxy.is_some().then(|| API_KEY.to_owned()),
+        api_key: api_key.clone(),
         route: plan.route,
         connections: plan.connections,
         pace: plan.pace,
@@ -193,45 +221,101 @@ pub(super) async fn execute(plan: &RunPlan, proxy_exe: &Path) -> Result<Scenario
             Window::Lasts(_) => None,
         },
         collect_acks: plan.read_back,
-        tag,
+        tag: tag.clone(),
+        partition_key: None,
     })
     .await?;
-    tokio::time::sleep(plan.warmup).await;
-    let before = Snapshot::take(server_pid, backend_pid, proxy.as_ref()).await?;
-    let profiler = match &plan.perf {
-        Some(path) => Some(Profiler::start(server_pid, path)?),
+    let mut hot_load = match plan.hot {
+        Some(hot) => Some(
+            RunningLoad::start(LoadSpec {
+                ports,
+                stream: STREAM.into(),
+                api_key,
+                route: Route::Single,
+                connections: hot.connections,
+                pace: Pace::Open {
+                    requests_per_sec: hot.events_per_sec,
+                },
+                max_requests: None,
+                collect_acks: plan.read_back,
+                tag: format!("{tag}-hot"),
+                partition_key: Some(hot.partition_key.to_owned()),
+            })
+            .await?,
+        ),
         None => None,
     };
+    // What the stream took second by second, warm-up included: shows how the proxies reach
+    // the limit and AIMD's saw-tooth, if there is one.
+    let mut stored_so_far: Vec<(Instant, u64, u64)> = Vec::new();
+    sleep_sampling(plan.warmup, faults.as_ref(), &mut stored_so_far).await;
+    let before = Snapshot::take(&server_pids, backend_pid, &proxies).await?;
+    let faults_before = faults.as_ref().map(FaultSnapshot::take);
+    let profiler = match (&plan.perf, server_pids.first()) {
+        (Some(path), Some(pid)) => Some(Profiler::start(*pid, path)?),
+        _ => None,
+    };
     load.begin_window();
+    if let Some(hot) = &mut hot_load {
+        hot.begin_window();
+    }
     match plan.window {
-        Window::Lasts(duration) => tokio::time::sleep(duration).await,
+        Window::Lasts(duration) => {
+            sleep_sampling(duration, faults.as_ref(), &mut stored_so_far).await;
+        }
         Window::UntilDone { timeout, .. } => load.wait_done(timeout).await?,
     }
     load.end_window();
-    let after = Snapshot::take(server_pid, backend_pid, proxy.as_ref()).await?;
+    if let Some(hot) = &mut hot_load {
+        hot.end_window();
+    }
+    let after = Snapshot::take(&server_pids, backend_pid, &proxies).await?;
+    let faults_after = faults.as_ref().map(FaultSnapshot::take);
     if let Some(profiler) = profiler {
         profiler.stop()?;
     }
     let result = load.finish(DRAIN_TIMEOUT).await;
+    let hot_result = match hot_load {
+        Some(hot) => Some(hot.finish(DRAIN_TIMEOUT).await),
+        None => None,
+    };
     let samples = sampler.finish();
-    if let Some(scraper) = scraper {
+    for scraper in scrapers {
         scraper.stop().await?;
     }
-    let (_, peak_rss) = procfs::memory(server_pid)?;
-    let result = match result {
-        Ok(result) => result,
-        Err(err) => {
-            let output = proxy.as_ref().map(ProxyProcess::output).unwrap_or_default();
-            return Err(format!("{err}; proxy output:\n{output}").into());
+    let mut peak_rss = 0;
+    for pid in &server_pids {
+        peak_rss += procfs::memory(*pid)?.1;
+    }
+    let proxy_output = || {
+        proxies
+            .iter()
+            .map(ProxyProcess::output)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let (result, hot_result) = match (result, hot_result.transpose()) {
+        (Ok(result), Ok(hot_result)) => (result, hot_result),
+        (Err(err), _) | (_, Err(err)) => {
+            return Err(format!("{err}; proxy output:\n{}", proxy_output()).into());
         }
     };
-    // SIGTERM: the proxy drains; every acknowledged event is already in the stream.
-    let proxy_exit = proxy.map(ProxyProcess::stop);
+    // SIGTERM: the proxies drain; every acknowledged event is already in the stream.
+    let proxy_exit = (!proxies.is_empty()).then(|| {
+        proxies
+            .into_iter()
+            .map(ProxyProcess::stop)
+            .collect::<Vec<_>>()
+            .join("; ")
+    });
     drop(bare);
     drop(null_endpoint);
+    if let Some(layer) = &faults {
+        layer.stop();
+    }
 
     let read_back = match (&emulator, plan.read_back) {
-        (Some(k), true) => Some(read_back(&k.endpoint, &result).await?),
+        (Some(k), true) => Some(read_back(&k.endpoint, &result, hot_result.as_ref()).await?),
         _ => None,
     };
     drop(emulator);
@@ -262,24 +346,43 @@ pub(super) async fn execute(plan: &RunPlan, proxy_exe: &Path) -> Result<Scenario
         (Some(b), Some(a)) => Some(put_records_figures(b, a, &result)),
         _ => None,
     };
+    // Per second, timed from the window's start (negative: warm-up).
+    let delivered_series: Vec<(f64, f64, u64)> = stored_so_far
+        .windows(2)
+        .map(|pair| {
+            let ((from, then, throttled_then), (to, now, throttled_now)) = (pair[0], pair[1]);
+            let seconds = to.duration_since(from).as_secs_f64().max(1e-9);
+            let at = if to >= before.at {
+                to.duration_since(before.at).as_secs_f64()
+            } else {
+                -before.at.duration_since(to).as_secs_f64()
+            };
+            (
+                (at * 10.0).round() / 10.0,
+                (now - then) as f64 / seconds,
+                throttled_now - throttled_then,
+            )
+        })
+        .collect();
+    let shards = match (faults_before, faults_after) {
+        (Some(faults_before), Some(faults_after)) => Some(shard_figures(
+            plan,
+            &faults_before,
+            &faults_after,
+            delivered_series,
+            (&before, &after),
+            &result,
+            hot_result.as_ref(),
+        )),
+        _ => None,
+    };
     let linger_ms = (plan.server == Server::Proxy).then_some(settings.batching.linger_ms);
     let ack_p99_bound_ms = match (linger_ms, put_records.as_ref().and_then(|p| p.p99_ms)) {
         (Some(linger), Some(p99)) => Some(linger as f64 + 2.0 * p99),
         _ => None,
     };
     let server_cpu_s = after.server_cpu - before.server_cpu;
-    let latency = match (
-        result.latency_ms(0.5),
-        result.latency_ms(0.99),
-        result.latency_ms(1.0),
-    ) {
-        (Some(p50_ms), Some(p99_ms), Some(max_ms)) => Some(Latency {
-            p50_ms,
-            p99_ms,
-            max_ms,
-        }),
-        _ => None,
-    };
+    let latency = latency(&result);
     Ok(ScenarioReport {
         name: plan.name.clone(),
         about: plan.about.clone(),
@@ -339,8 +442,142 @@ pub(super) async fn execute(plan: &RunPlan, proxy_exe: &Path) -> Result<Scenario
         read_back,
         proxy_exit,
         settings: settings_in_effect(&settings, plan),
+        shards,
         checks: Vec::new(),
     })
+}
+
+/// Throttling and per-shard delivery over the window, from the fault layer's counts (and the
+/// proxies' own view of their shards from `/metrics`).
+fn shard_figures(
+    plan: &RunPlan,
+    before: &FaultSnapshot,
+    after: &FaultSnapshot,
+    delivered_series: Vec<(f64, f64, u64)>,
+    (metrics_before, metrics_after): (&Snapshot, &Snapshot),
+    result: &LoadResult,
+    hot: Option<&LoadResult>,
+) -> ShardFigures {
+    let window = after.at.duration_since(before.at).as_secs_f64().max(1e-9);
+    let stats = |s: &FaultSnapshot| s.stats;
+    let (b, a) = (stats(before), stats(after));
+    let entries_sent = a.entries_seen - b.entries_seen;
+    let entries_throttled = a.entries_throttled_by_limit - b.entries_throttled_by_limit;
+    let put_records_calls = a.put_records_calls - b.put_records_calls;
+    let acked_events = result.ok_events + hot.map_or(0, |h| h.ok_events);
+    let per_shard: BTreeMap<String, ShardRate> = after
+        .shards
+        .iter()
+        .map(|(id, now)| {
+            let then = before.shards.get(id).copied().unwrap_or_default();
+            let rate = ShardRate {
+                delivered_per_sec: (now.entries_accepted - then.entries_accepted) as f64 / window,
+                throttled: now.entries_throttled_by_limit - then.entries_throttled_by_limit,
+                entries_seen: now.entries_seen - then.entries_seen,
+            };
+            (id.clone(), rate)
+        })
+        .collect();
+    let stream_filter = [("stream", STREAM)];
+    let (proxy_rates_at_end, proxy_counted_throttled) =
+        match (&metrics_before.metrics, &metrics_after.metrics) {
+            (Some(m_before), Some(m_after)) => (
+                per_shard
+                    .keys()
+                    .map(|id| {
+                        let filter = [("stream", STREAM), ("shard", id.as_str())];
+                        (id.clone(), m_after.sum(telemetry::SHARD_RATE, &filter))
+                    })
+                    // A shard-blind proxy has no rates (and an aware one never 0).
+                    .filter(|(_, rate)| *rate > 0.0)
+                    .collect(),
+                m_after.sum(telemetry::SHARD_THROTTLED, &stream_filter)
+                    - m_before.sum(telemetry::SHARD_THROTTLED, &stream_filter),
+            ),
+            _ => (BTreeMap::new(), 0.0),
+        };
+    let limit = plan.backend.stream_limit_records_per_sec().unwrap_or(0.0);
+    let acked_per_sec = acked_events as f64 / result.window.as_secs_f64().max(1e-9);
+    ShardFigures {
+        proxies: plan.proxies.max(1),
+        stream_limit_records_per_sec: limit,
+        share_of_limit: acked_per_sec / limit.max(1e-9),
+        delivered_per_sec: (after.accepted() - before.accepted()) as f64 / window,
+        entries_sent,
+        entries_throttled,
+        throttled_share: entries_throttled as f64 / (entries_sent as f64).max(1.0),
+        put_records_calls,
+        calls_per_1000_events: (acked_events > 0)
+            .then(|| put_records_calls as f64 / acked_events as f64 * 1000.0),
+        entries_per_call: (put_records_calls > 0)
+            .then(|| entries_sent as f64 / put_records_calls as f64),
+        per_shard,
+        delivered_series,
+        proxy_rates_at_end,
+        proxy_counted_throttled,
+        hot_client: plan.hot.zip(hot).map(|(spec, hot)| HotClientFigures {
+            connections: spec.connections,
+            offered_events_per_sec: spec.events_per_sec,
+            events_per_sec: hot.events_per_sec(),
+            statuses: hot
+                .statuses
+                .iter()
+                .map(|(code, n)| (code.to_string(), *n))
+                .collect(),
+            hot_shard_refusals: hot.refusal_codes.get("hot_shard").copied().unwrap_or(0),
+            latency: latency(hot),
+        }),
+        without_hot_p99_ms: None,
+        p99_ratio_to_without_hot: None,
+    }
+}
+
+fn latency(result: &LoadResult) -> Option<Latency> {
+    match (
+        result.latency_ms(0.5),
+        result.latency_ms(0.99),
+        result.latency_ms(1.0),
+    ) {
+        (Some(p50_ms), Some(p99_ms), Some(max_ms)) => Some(Latency {
+            p50_ms,
+            p99_ms,
+            max_ms,
+        }),
+        _ => None,
+    }
+}
+
+/// Sleeps `duration`; with a fault layer, in steps of a second, noting when, how many entries
+/// the stream had stored and how many the layer had throttled after each.
+async fn sleep_sampling(
+    duration: Duration,
+    faults: Option<&FaultProxy>,
+    stored: &mut Vec<(Instant, u64, u64)>,
+) {
+    let Some(layer) = faults else {
+        tokio::time::sleep(duration).await;
+        return;
+    };
+    let end = Instant::now() + duration;
+    let sample = || {
+        let snapshot = FaultSnapshot::take(layer);
+        (
+            snapshot.at,
+            snapshot.accepted(),
+            snapshot.stats.entries_throttled_by_limit,
+        )
+    };
+    if stored.is_empty() {
+        stored.push(sample());
+    }
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        tokio::time::sleep(left.min(Duration::from_secs(1))).await;
+        stored.push(sample());
+    }
 }
 
 /// One RSS sample a second, timed from the window's start, in MiB.
@@ -393,6 +630,9 @@ fn settings_in_effect(settings: &Settings, plan: &RunPlan) -> BTreeMap<String, S
     for (name, value) in &plan.env {
         out.insert(name.clone(), value.clone());
     }
+    if plan.proxies > 1 {
+        out.insert("bench.proxies".into(), plan.proxies.to_string());
+    }
     out.insert(
         "bench.scrape_every_s".into(),
         plan.scrape_every
@@ -403,11 +643,20 @@ fn settings_in_effect(settings: &Settings, plan: &RunPlan) -> BTreeMap<String, S
     out
 }
 
-/// Reads the whole stream back and looks up every acknowledged event by its sequence number.
-async fn read_back(endpoint: &str, result: &LoadResult) -> Result<ReadBack, Error> {
+/// Reads the whole stream back and looks up every acknowledged event (of both clients, when
+/// there is a hot one) by its sequence number.
+async fn read_back(
+    endpoint: &str,
+    result: &LoadResult,
+    hot: Option<&LoadResult>,
+) -> Result<ReadBack, Error> {
     let stored = kinesalite::read_back(endpoint, STREAM).await?;
-    let found = result
+    let acked: Vec<&(String, String)> = result
         .acked
+        .iter()
+        .chain(hot.map_or(&[][..], |h| &h.acked[..]))
+        .collect();
+    let found = acked
         .iter()
         .filter(|(id, sequence)| stored.get(sequence) == Some(id))
         .count();
@@ -416,9 +665,9 @@ async fn read_back(endpoint: &str, result: &LoadResult) -> Result<ReadBack, Erro
         *per_id.entry(id.as_str()).or_default() += 1;
     }
     Ok(ReadBack {
-        acknowledged: result.acked.len(),
+        acknowledged: acked.len(),
         found,
-        missing: result.acked.len() - found,
+        missing: acked.len() - found,
         stored_records: stored.len(),
         duplicates: per_id.values().filter(|n| **n > 1).count(),
         unparsed_answers: result.unparsed_acks,

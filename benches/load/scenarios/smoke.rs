@@ -19,7 +19,8 @@ use crate::{Context, Error};
 
 /// `cargo test --all-targets`: a few seconds proving the machinery works: the bare ceiling,
 /// the proxy against the do-nothing endpoint (figures non-zero), and a kinesalite read-back of
-/// 200 events. Fails when any of it does not work.
+/// 200 events through the fault layer that enforces Kinesis' per-shard limits (as the shard
+/// scenarios use it). Fails when any of it does not work.
 pub fn run_smoke(options: &Options) -> Result<(), Error> {
     // Never hang CI: a stuck child or connection ends the smoke test with a failure.
     std::thread::Builder::new()
@@ -53,6 +54,8 @@ pub fn run_smoke(options: &Options) -> Result<(), Error> {
             wait_quiet: Duration::ZERO,
             perf: None,
             scrape_every: None,
+            proxies: 1,
+            hot: None,
         },
         RunPlan {
             name: "smoke-null".into(),
@@ -69,12 +72,14 @@ pub fn run_smoke(options: &Options) -> Result<(), Error> {
             wait_quiet: Duration::ZERO,
             perf: None,
             scrape_every: None,
+            proxies: 1,
+            hot: None,
         },
         RunPlan {
             name: "smoke-kinesalite".into(),
-            about: "proxy → kinesalite, 200 events, read-back".into(),
+            about: "proxy → fault layer (Kinesis' per-shard limits) → kinesalite, 200 events, read-back".into(),
             server: Server::Proxy,
-            backend: Backend::Kinesalite { shards: 2 },
+            backend: Backend::LimitedKinesalite { shards: 2 },
             route: Route::Single,
             connections,
             pace: Pace::Closed,
@@ -88,6 +93,8 @@ pub fn run_smoke(options: &Options) -> Result<(), Error> {
             wait_quiet: Duration::ZERO,
             perf: None,
             scrape_every: None,
+            proxies: 1,
+            hot: None,
         },
     ];
     let proxy = PinnedBinary::in_place();

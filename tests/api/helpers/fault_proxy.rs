@@ -132,11 +132,13 @@ pub struct ShardStats {
     pub bytes_accepted: u64,
 }
 
-/// The proxy, running until the test binary exits. Cheap to share: clone the `Arc` if needed.
+/// The proxy, running until the test binary exits or `stop` is called. Cheap to share: clone
+/// the `Arc` if needed.
 pub struct FaultProxy {
     /// Base URL to give an SDK client or kinesis-proxy instead of kinesalite's.
     pub endpoint: String,
     shared: Arc<Shared>,
+    server: actix_web::dev::ServerHandle,
 }
 
 /// State shared by the test side and the server's workers.
@@ -375,7 +377,7 @@ impl FaultProxy {
                     .disable_signals()
                     .listen(listener)?
                     .run();
-                    let _ = started_tx.send(());
+                    let _ = started_tx.send(server.handle());
                     server.await
                 });
                 if let Err(e) = result {
@@ -383,14 +385,22 @@ impl FaultProxy {
                 }
             })
             .expect("spawn the fault proxy thread");
-        started_rx
+        let server = started_rx
             .recv_timeout(Duration::from_secs(10))
             .expect("fault proxy did not start");
 
         FaultProxy {
             endpoint: format!("http://127.0.0.1:{port}"),
             shared,
+            server,
         }
+    }
+
+    /// Stops the server (calls in progress are dropped) and ends its thread. For a process that
+    /// starts many proxies (the load benchmark, one per run); tests let theirs run to the end.
+    pub fn stop(&self) {
+        // The command is sent at once; the returned future only waits for it to be done.
+        drop(self.server.stop(false));
     }
 
     /// Entries of PutRecords whose decoded Data contains `marker` are failed with

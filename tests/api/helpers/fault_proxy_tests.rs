@@ -558,3 +558,19 @@ async fn fault_proxy_limits_the_children_of_a_split_shard() {
     assert!(per_shard.values().all(|s| s.entries_accepted == 1));
     assert_eq!(proxy.stats().entries_on_unexpected_shard, 0);
 }
+
+#[tokio::test]
+async fn fault_proxy_stops_when_told() {
+    let kinesalite = kinesalite().await;
+    let proxy = FaultProxy::start(&kinesalite.endpoint);
+    let endpoint = proxy.endpoint.trim_start_matches("http://").to_owned();
+    tokio::net::TcpStream::connect(&endpoint)
+        .await
+        .expect("the fault proxy listens");
+    proxy.stop();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(&endpoint).await.is_ok() {
+        assert!(Instant::now() < deadline, "still listening 10 s after stop");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
