@@ -11,7 +11,8 @@
 //! taking them; governor's quotas are fixed at construction and it has no way to peek.
 //!
 //! Adaptive rate (AIMD, as TCP): a shard whose entries Kinesis throttles gets its rate
-//! multiplied by `decrease_factor` (at most once per `decrease_interval`, so one throttled batch
+//! multiplied by one minus the share throttled, at least by `decrease_factor` (at most once
+//! per `decrease_interval`, so one throttled batch
 //! counts once), never below `min_share` of the limit; after `quiet_period` without throttling
 //! it rises by `increase_step` of the limit every `increase_interval`, up to the limit. Replicas
 //! sharing a stream each back off when together they exceed a shard, and converge on a fair
@@ -25,7 +26,6 @@
 //! instead of 1–2, at the cost of at most `gather` more wait for records that were waiting
 //! anyway.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,9 @@ use crate::kinesis::aggregation::AggregateBuilder;
 use crate::kinesis::ShardMap;
 
 mod packing;
+mod queue;
+
+use queue::LaneQueue;
 
 /// Per-shard limits and how the rate adapts (`[shards]` in the configuration).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -125,14 +128,18 @@ impl ShardBudget {
         self.bytes.rate = limits.bytes_per_second * share;
     }
 
-    /// Kinesis throttled entries of this shard.
-    fn throttled(&mut self, limits: &ShardLimits, now: Instant) {
+    /// Kinesis throttled `throttled_share` (0..=1) of the entries a call sent to this shard.
+    fn throttled(&mut self, limits: &ShardLimits, throttled_share: f64, now: Instant) {
         self.last_throttle = Some(now);
         let due = self
             .last_decrease
             .is_none_or(|t| now.saturating_duration_since(t) >= limits.decrease_interval);
         if due {
-            let share = (self.share * limits.decrease_factor).max(limits.min_share);
+            // In proportion to what was throttled, at most by `decrease_factor`: a few
+            // entries over the limit (timing jitter between our bucket and Kinesis') cost a
+            // few percent, not 30% and seconds of recovery.
+            let factor = limits.decrease_factor.max(1.0 - throttled_share);
+            let share = (self.share * factor).max(limits.min_share);
             self.set_share(share, limits);
             self.last_decrease = Some(now);
             self.last_increase = now;
@@ -159,7 +166,7 @@ impl ShardBudget {
 }
 
 struct Lane {
-    queue: VecDeque<PendingRecord>,
+    queue: LaneQueue,
     bytes: usize,
     /// `None`: no limit (no shard map).
     budget: Option<ShardBudget>,
@@ -168,7 +175,7 @@ struct Lane {
 impl Lane {
     fn new(budget: Option<ShardBudget>) -> Self {
         Self {
-            queue: VecDeque::new(),
+            queue: LaneQueue::default(),
             bytes: 0,
             budget,
         }
@@ -284,8 +291,11 @@ impl Lanes {
                 None => (lane.queue.len(), lane.bytes),
                 Some(budget) => {
                     let (records, bytes) =
-                        packing::within_budget(&lane.queue, budget, max_records, aggregating);
-                    let held_back = records < lane.queue.len().min(max_records);
+                        packing::within_budget(lane.queue.iter(), budget, max_records, aggregating);
+                    // Held back: records of light keys wait for budget (a hot key's backlog
+                    // alone does not make the others' records wait to gather).
+                    let held_back = records < lane.queue.len().min(max_records)
+                        && records < lane.queue.light_len();
                     let (gather_records, gather_bytes) = budget.gathered(self.gather);
                     if held_back
                         && (records as f64) < gather_records
@@ -351,13 +361,11 @@ impl Lanes {
     pub(super) fn expire(&mut self, now: Instant) -> Vec<PendingRecord> {
         let mut expired = Vec::new();
         for lane in &mut self.lanes {
-            while lane.queue.front().is_some_and(|r| r.deadline <= now) {
-                if let Some(record) = lane.queue.pop_front() {
-                    lane.bytes -= record.size;
-                    self.len -= 1;
-                    self.bytes -= record.size;
-                    expired.push(record);
-                }
+            for record in lane.queue.expire(now) {
+                lane.bytes -= record.size;
+                self.len -= 1;
+                self.bytes -= record.size;
+                expired.push(record);
             }
         }
         expired
@@ -371,7 +379,7 @@ impl Lanes {
             .iter_mut()
             .flat_map(|lane| {
                 lane.bytes = 0;
-                lane.queue.drain(..)
+                lane.queue.drain()
             })
             .collect()
     }
@@ -380,7 +388,7 @@ impl Lanes {
     pub(super) fn earliest_deadline(&self) -> Option<Instant> {
         self.lanes
             .iter()
-            .filter_map(|l| l.queue.front().map(|r| r.deadline))
+            .filter_map(|l| l.queue.earliest_deadline())
             .min()
     }
 
@@ -442,21 +450,28 @@ impl Lanes {
         self.len = 0;
         self.bytes = 0;
         // Oldest first within each old lane, so every shard keeps its order.
-        for lane in old_lanes {
-            for record in lane.queue {
+        for mut lane in old_lanes {
+            for record in lane.queue.drain() {
                 self.push_back(record);
             }
         }
     }
 
-    /// Kinesis throttled entries sent to `lane` under map `generation`.
-    pub(super) fn throttled(&mut self, generation: u64, lane: usize, now: Instant) {
+    /// Kinesis throttled `throttled_share` of the entries a call sent to `lane` under map
+    /// `generation`.
+    pub(super) fn throttled(
+        &mut self,
+        generation: u64,
+        lane: usize,
+        throttled_share: f64,
+        now: Instant,
+    ) {
         if generation != self.generation {
             return;
         }
         let limits = self.limits;
         if let Some(budget) = self.lanes.get_mut(lane).and_then(|l| l.budget.as_mut()) {
-            budget.throttled(&limits, now);
+            budget.throttled(&limits, throttled_share, now);
         }
     }
 

@@ -20,7 +20,8 @@ impl<K: PutRecordsApi> Aggregator<K> {
                 feedback.sent.iter().zip(&feedback.throttled).enumerate()
             {
                 if throttled > 0 {
-                    self.lanes.throttled(feedback.generation, lane, now);
+                    let share = f64::from(throttled) / f64::from(sent.max(throttled));
+                    self.lanes.throttled(feedback.generation, lane, share, now);
                 }
                 if let Some(shard) = map.as_ref().and_then(|m| m.shard(lane)) {
                     self.metrics.shard_written(&shard.id, sent, throttled);

@@ -11,8 +11,6 @@
 //! so to the shard of all of them. A record that would not fit the cap even alone goes as it is.
 //! Aggregates are never mixed as to explicit hash keys (all members have one, or none has).
 
-use std::collections::VecDeque;
-
 use super::{Lanes, ShardBudget};
 use crate::domain::Record;
 use crate::kinesis::aggregation::EMPTY_LEN;
@@ -27,8 +25,8 @@ const FRAMING_ESTIMATE: usize = 12;
 /// How many of `queue`'s front records (at most `max_records`) the shard's budget lets go now,
 /// and their bytes: one Kinesis record each, or when aggregating up to `cap` bytes, one Kinesis
 /// record per aggregate (an estimate: the framing of each record is guessed).
-pub(super) fn within_budget(
-    queue: &VecDeque<PendingRecord>,
+pub(super) fn within_budget<'a>(
+    queue: impl Iterator<Item = &'a PendingRecord>,
     budget: &ShardBudget,
     max_records: usize,
     aggregate_cap: Option<usize>,
@@ -40,7 +38,7 @@ pub(super) fn within_budget(
     let (mut records, mut bytes) = (0, 0);
     // Bytes in the aggregate being filled; `None` before the first.
     let mut open: Option<usize> = None;
-    for record in queue.iter().take(max_records) {
+    for record in queue.take(max_records) {
         let cost = match aggregate_cap {
             None => record.size,
             Some(_) => record.size + FRAMING_ESTIMATE,

@@ -154,13 +154,13 @@ fn throttling_halves_the_rate_once_per_interval_and_quiet_raises_it_again() {
     lanes.set_map(Some(two_shards("shard-upper")), start);
     let generation = lanes.generation();
     let rate = |lanes: &Lanes| lanes.snapshot()[0].2.expect("limited");
-    lanes.throttled(generation, 0, start);
+    lanes.throttled(generation, 0, 1.0, start);
     assert_eq!(rate(&lanes), 50.0);
-    lanes.throttled(generation, 0, start + Duration::from_millis(100));
+    lanes.throttled(generation, 0, 1.0, start + Duration::from_millis(100));
     assert_eq!(rate(&lanes), 50.0, "one decrease per interval");
-    lanes.throttled(generation, 0, start + Duration::from_millis(600));
+    lanes.throttled(generation, 0, 1.0, start + Duration::from_millis(600));
     assert_eq!(rate(&lanes), 25.0);
-    lanes.throttled(generation + 1, 0, start + Duration::from_millis(1_200));
+    lanes.throttled(generation + 1, 0, 1.0, start + Duration::from_millis(1_200));
     assert_eq!(rate(&lanes), 25.0, "feedback about an older map is ignored");
     // The other shard is untouched.
     assert_eq!(lanes.snapshot()[1].2, Some(100.0));
@@ -184,7 +184,7 @@ fn the_rate_never_falls_below_the_floor() {
     let mut lanes = Lanes::new(limits(100.0), Duration::ZERO, None);
     lanes.set_map(Some(two_shards("shard-upper")), start);
     for i in 0..20 {
-        lanes.throttled(lanes.generation(), 1, start + Duration::from_secs(i));
+        lanes.throttled(lanes.generation(), 1, 1.0, start + Duration::from_secs(i));
     }
     assert_eq!(lanes.snapshot()[1].2, Some(10.0));
 }
@@ -199,7 +199,7 @@ fn a_new_map_moves_records_and_keeps_the_budgets_of_shards_that_stay() {
     lanes.set_map(Some(two_shards("shard-upper")), now);
     let waiting: Vec<usize> = lanes.snapshot().iter().map(|l| l.1).collect();
     assert_eq!(waiting, vec![3, 3], "records moved to their shards");
-    lanes.throttled(lanes.generation(), 0, now);
+    lanes.throttled(lanes.generation(), 0, 1.0, now);
     let before = lanes.generation();
     lanes.set_map(Some(two_shards("shard-upper-split")), now);
     assert_ne!(lanes.generation(), before);
@@ -406,4 +406,71 @@ fn without_a_map_or_while_paused_nothing_is_aggregated() {
     assert!(drain_entries(&mut lanes)
         .iter()
         .all(|e| matches!(e, Entry::Single(_))));
+}
+
+#[test]
+fn a_few_throttled_entries_cut_the_rate_a_little_and_a_wholly_throttled_call_by_the_factor() {
+    let start = Instant::now();
+    let mut lanes = Lanes::new(limits(100.0), Duration::ZERO, None);
+    lanes.set_map(Some(two_shards("shard-upper")), start);
+    let rate = |lanes: &Lanes, lane: usize| lanes.snapshot()[lane].2.expect("a budget");
+    lanes.throttled(lanes.generation(), 0, 0.04, start);
+    assert!((rate(&lanes, 0) - 96.0).abs() < 1e-9, "{}", rate(&lanes, 0));
+    lanes.throttled(lanes.generation(), 1, 1.0, start);
+    assert!(
+        (rate(&lanes, 1) - 50.0).abs() < 1e-9,
+        "the factor (0.5) at most"
+    );
+}
+
+#[test]
+fn a_hot_key_does_not_hold_back_the_other_keys_of_its_shard() {
+    let now = Instant::now();
+    let mut lanes = Lanes::new(limits(1_000.0), Duration::ZERO, None);
+    lanes.set_map(Some(two_shards("shard-upper")), now);
+    let hot_key = u128::MAX - 1;
+    let keyed = |hash: u128, n: usize| {
+        let mut r = record(n, true, now);
+        r.hash_key = hash;
+        r
+    };
+    // 100 records of the hot key, then 10 of other keys on the same shard.
+    for n in 0..100 {
+        lanes.push_back(keyed(hot_key, n));
+    }
+    for n in 0..10 {
+        lanes.push_back(keyed(u128::MAX - 1_000 - n as u128, 100 + n));
+    }
+    let order: Vec<bool> = std::iter::from_fn(|| lanes.pop_eligible())
+        .take(30)
+        .map(|r| r.hash_key == hot_key)
+        .collect();
+    // The hot key's first 8 are ahead (they were light when they came), then the others go
+    // first, with one hot record in every four pops while they wait.
+    let others_done_by = order
+        .iter()
+        .enumerate()
+        .filter(|(_, hot)| !**hot)
+        .map(|(i, _)| i)
+        .max()
+        .expect("others taken");
+    assert!(others_done_by < 8 + 14, "{order:?}");
+    // The hot key's own records stay in order.
+    let mut lanes2 = Lanes::new(limits(1_000.0), Duration::ZERO, None);
+    lanes2.set_map(Some(two_shards("shard-upper")), now);
+    for n in 0..40 {
+        lanes2.push_back(keyed(hot_key, n));
+        lanes2.push_back(keyed(u128::MAX - 5_000 - n as u128, 1_000 + n));
+    }
+    let hot_order: Vec<u64> = std::iter::from_fn(|| lanes2.pop_eligible())
+        .filter(|r| r.hash_key == hot_key)
+        .map(|r| {
+            let event: serde_json::Value = serde_json::from_slice(&r.record.data).expect("json");
+            event["n"].as_u64().expect("n")
+        })
+        .collect();
+    let mut sorted = hot_order.clone();
+    sorted.sort_unstable();
+    assert_eq!(hot_order.len(), 40);
+    assert_eq!(hot_order, sorted, "a key's records keep their order");
 }
