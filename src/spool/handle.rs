@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::Sender;
 use tokio::sync::{oneshot, watch};
 
 use super::error::{FullReason, SpoolError};
@@ -22,9 +22,12 @@ use super::stats::{self, StatsSnapshot};
 use super::writer::{Append, Control};
 use crate::domain::{Region, StreamName};
 
-/// Appends waiting for the writer thread, at most. Memory is bounded by `spool.max_bytes`
-/// anyway (queued entries are reserved against it); this only keeps one slow disk from
-/// collecting an unbounded number of waiting clients.
+/// Appends waiting for the writer thread, at most (`Shared::queued` counts them). Memory is
+/// bounded by `spool.max_bytes` anyway (queued entries are reserved against it); this keeps one
+/// slow disk from collecting an unbounded number of waiting clients. The channel itself is
+/// crossbeam's unbounded one with this count as its bound, because that kind drops what is
+/// still queued when the writer stops, so every waiting append is answered (`Closed`); the
+/// bounded kind would keep them, and their callers would wait forever.
 pub(super) const WRITER_QUEUE: usize = 16_384;
 
 /// A handle on an open spool; clones share it. The writer thread stops at [`Spool::close`], or
@@ -93,14 +96,17 @@ impl Spool {
             bytes,
             reply,
         };
-        match self.appends.try_send(append) {
+        if shared.queued.fetch_add(1, Relaxed) >= WRITER_QUEUE {
+            shared.queued.fetch_sub(1, Relaxed);
+            shared.reserved.fetch_sub(bytes, Relaxed);
+            return Err(shared.refuse(FullReason::WriterBacklog));
+        }
+        match self.appends.send(append) {
             Ok(()) => Ok(Appended(answer)),
-            Err(refused) => {
+            Err(_) => {
+                shared.queued.fetch_sub(1, Relaxed);
                 shared.reserved.fetch_sub(bytes, Relaxed);
-                Err(match refused {
-                    TrySendError::Full(_) => shared.refuse(FullReason::WriterBacklog),
-                    TrySendError::Disconnected(_) => SpoolError::Closed,
-                })
+                Err(SpoolError::Closed)
             }
         }
     }

@@ -3,7 +3,7 @@
 //!
 //! - **Append** ([`Spool::append`]) never blocks and never does I/O on the caller's thread: it
 //!   reserves the entry's bytes against `spool.max_bytes` (refusing at once with
-//!   [`SpoolError::Full`]), hands the entry to the writer thread through a bounded channel and
+//!   [`SpoolError::Full`]), hands the entry to the writer thread through a bounded queue and
 //!   returns a future that resolves once an fsync covers the entry, with its [`EntryId`].
 //! - **Group commit**: the writer thread takes every append waiting (and, with
 //!   `spool.commit_interval_us`, those arriving shortly after), up to `spool.commit_max_bytes`,

@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use super::dir;
 use super::error::SpoolError;
 use super::frame::{self, Frame};
-use super::handle::{Spool, WRITER_QUEUE};
+use super::handle::Spool;
 use super::index::{Index, Point, Segment};
 use super::read::read_frame;
 use super::record::EntryId;
@@ -141,6 +141,7 @@ impl Spool {
             index: Mutex::new(index),
             stats: Default::default(),
             reserved: AtomicU64::new(live_bytes),
+            queued: AtomicUsize::new(0),
             free_bytes: AtomicU64::new(u64::MAX),
             closed: AtomicBool::new(false),
             failed: Mutex::new(None),
@@ -161,7 +162,7 @@ impl Spool {
             index.refresh_oldest(stats);
             recovery.first_pending = EntryId(index.oldest_live().unwrap_or(next_id));
         }
-        let (appends_tx, appends) = crossbeam_channel::bounded(WRITER_QUEUE);
+        let (appends_tx, appends) = crossbeam_channel::unbounded();
         let (control_tx, control) = crossbeam_channel::unbounded();
         let (active, needs_segment) = match (tail, reuse_tail) {
             (Some((file, len)), Some(true)) => {

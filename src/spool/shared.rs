@@ -2,7 +2,7 @@
 //! the stats, the byte reservation that bounds the spool, and the flags that stop appends.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard};
 
 use tokio::sync::watch;
@@ -20,6 +20,8 @@ pub(super) struct Shared {
     pub stats: SpoolStats,
     /// Bytes on disk plus bytes queued for the writer: what `max_bytes` bounds.
     pub reserved: AtomicU64,
+    /// Appends sent to the writer and not yet taken by it: bounded by `WRITER_QUEUE`.
+    pub queued: AtomicUsize,
     /// Free bytes of the file system at the writer's last look.
     pub free_bytes: AtomicU64,
     /// Set by `close` (and a writer that stopped): appends are refused.

@@ -92,7 +92,10 @@ impl Writer {
                 default(tick) => Wake::Tick,
             };
             match wake {
-                Wake::Append(first) => self.commit(first),
+                Wake::Append(first) => {
+                    self.taken(1);
+                    self.commit(first)
+                }
                 Wake::Tick => {}
                 Wake::Control(Control::SyncDone(reply)) => {
                     let _ = reply.send(self.persist_done(true));
@@ -117,6 +120,7 @@ impl Writer {
     fn stop(mut self, reply: Option<oneshot::Sender<Result<(), SpoolError>>>) {
         self.shared.closed.store(true, Relaxed);
         while let Ok(append) = self.appends.try_recv() {
+            self.taken(1);
             self.commit(append);
         }
         let result = self.persist_done(true);
@@ -124,6 +128,11 @@ impl Writer {
         if let Some(reply) = reply {
             let _ = reply.send(result);
         }
+    }
+
+    /// Appends left the queue: room for others (`WRITER_QUEUE`).
+    fn taken(&self, appends: usize) {
+        self.shared.queued.fetch_sub(appends, Relaxed);
     }
 
     /// One group commit: `first` and whatever else is waiting (or arrives within
@@ -149,6 +158,7 @@ impl Writer {
                     }
                 }
             };
+            self.taken(1);
             bytes += next.bytes;
             batch.push(next);
         }
