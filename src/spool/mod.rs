@@ -20,18 +20,21 @@
 //! - **Open** ([`Spool::open`]): locks the directory, scans every segment, cuts a torn tail,
 //!   skips corrupt entries, and returns a [`Recovery`] with the cursor to replay from.
 //!
-//! The format is in `frame`; `open` is recovery, `writer` the writer thread, `read` the reader,
-//! `index` the in-memory state, `dir` names, lock and free space.
+//! Files in `dir`: `LOCK` (the `flock` and the holder's pid), `<first id, 20 digits>.seg`
+//! (segments: a header with a random salt, then frames), `<first id>.done` (done marks of that
+//! segment as id ranges). The format is in `frame`; `open` is recovery, `writer` the writer
+//! thread, `read` the reader, `index` the in-memory state, `dir` names, lock and free space.
 //!
 //! **Why a log of our own.** Crates made for this were evaluated: `okaywal` (a WAL with group
 //! commit, but its README asks not to use it in production yet, its format is unstable, and
 //! space is reclaimed by checkpointing a prefix, while Kinesis accepts records out of order);
 //! `yaque` (a disk queue with one receiver and in-order commits; its source has no fsync at
 //! all, so it cannot say "on disk"); `commitlog` (a Kafka-style log read by offset, with no
-//! per-entry acknowledgement: space comes back only by truncation); `sled` (an embedded database; a B-tree per event costs far more than an append, 1.0
-//! has not shipped and its on-disk format changes). What the proxy needs (out-of-order done
-//! marks, per-request fsync acknowledgement, a byte bound that refuses instead of blocking,
-//! torn-tail recovery) is a few hundred lines over `std::fs`, `crc32c` and `rustix`.
+//! per-entry acknowledgement: space comes back only by truncation); `sled` (an embedded
+//! database: a B-tree write per event costs far more than an append, 1.0 has not shipped and
+//! its on-disk format changes). What the proxy needs (out-of-order done marks, an answer per
+//! fsync, a byte bound that refuses instead of blocking, torn-tail recovery) is a small log
+//! over `std::fs`, `crc32c` and `rustix` (flock, statvfs).
 
 mod dir;
 mod error;

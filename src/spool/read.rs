@@ -133,7 +133,7 @@ fn read_segment(
     reader.seek(SeekFrom::Start(pos)).map_err(io)?;
     let mut buf = Vec::new();
     while pos < plan.file_len {
-        if page.scanned >= page.budget && !page.records.is_empty() {
+        if page.scanned >= page.budget {
             return Ok(false);
         }
         // A short read decodes as not valid, like damage: only durable bytes are read.

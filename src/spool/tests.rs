@@ -388,3 +388,31 @@ fn a_reader_waiting_for_new_entries_is_woken_by_the_fsync() {
     });
     assert_eq!(end, EntryId::new(2));
 }
+
+#[test]
+fn a_writer_that_falls_behind_gets_appends_refused_not_queued_without_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path());
+    s.segment_bytes = 1 << 30;
+    s.commit_max_bytes = 4096;
+    let (spool, _) = open(&s);
+    // The writer needs the index after each write: holding it stalls the writer (a slow disk).
+    let stalled = spool.shared.index();
+    let mut waiting = Vec::new();
+    let refused = loop {
+        match spool.append(record(1, "clicks")) {
+            Ok(handle) => waiting.push(handle),
+            Err(e) => break e,
+        }
+        assert!(waiting.len() < 20_000, "never refused");
+    };
+    assert_eq!(refused, SpoolError::Full(FullReason::WriterBacklog));
+    assert!(waiting.len() >= 16_384);
+    drop(stalled);
+    let answered = waiting
+        .into_iter()
+        .map(Appended::wait)
+        .filter(Result::is_ok)
+        .count();
+    assert!(answered >= 16_384);
+}
