@@ -3,7 +3,7 @@
 //! is cut, a corrupt stretch in the middle is skipped (reading resumes at the next valid
 //! frame), and a crash in the middle of deleting a segment is finished.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
@@ -23,6 +23,7 @@ use super::record::EntryId;
 use super::shared::Shared;
 use super::writer::{Active, Writer};
 use crate::config::SpoolSettings;
+use crate::domain::{Region, StreamName};
 
 /// What [`Spool::open`] found: the entries to send again and what it repaired.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +32,8 @@ pub struct Recovery {
     pub pending_records: u64,
     /// Their size on disk.
     pub pending_bytes: u64,
+    /// How many of them each (region, stream) has: the pipelines to start for the replay.
+    pub pending_by_stream: BTreeMap<(Region, StreamName), u64>,
     /// Cursor for [`Spool::read_pending`]: no live entry has a lower id.
     pub first_pending: EntryId,
     /// The first id of this run's appends: replayed entries are all below it.
@@ -78,6 +81,7 @@ impl Spool {
         let mut recovery = Recovery {
             pending_records: 0,
             pending_bytes: 0,
+            pending_by_stream: BTreeMap::new(),
             first_pending: EntryId(0),
             next_id: EntryId(0),
             torn_tails_cut: 0,
@@ -375,12 +379,11 @@ fn scan(
                     body,
                     len,
                 },
-            ) if id >= expected && frame::parse_body(body).is_some() => {
-                Some((id, appended_ms, len as u64))
-            }
+            ) if id >= expected => frame::parse_body(body)
+                .map(|(region, stream, _)| (id, appended_ms, len as u64, region, stream)),
             _ => None,
         };
-        let Some((id, ms, len)) = entry else {
+        let Some((id, ms, len, region, stream)) = entry else {
             // Damaged at `pos`: resume at the next valid frame, or cut the tail if none.
             let mut rest = Vec::new();
             reader
@@ -414,6 +417,10 @@ fn scan(
         } else {
             recovery.pending_records += 1;
             recovery.pending_bytes += len;
+            *recovery
+                .pending_by_stream
+                .entry((region, stream))
+                .or_default() += 1;
         }
         if last_point.is_none_or(|p| p.is_far(pos, ms)) {
             let point = Point {

@@ -123,6 +123,14 @@ fn appends_come_back_in_order_with_their_content_after_a_restart() {
 
     let (spool, recovery) = open(&settings(dir.path()));
     assert_eq!(recovery.pending_records, 60);
+    let stream = (
+        Region::parse("eu-west-1").unwrap(),
+        StreamName::parse("clicks").unwrap(),
+    );
+    assert_eq!(
+        recovery.pending_by_stream.into_iter().collect::<Vec<_>>(),
+        vec![(stream, 60)]
+    );
     assert_eq!(recovery.first_pending, EntryId::new(1));
     assert_eq!(recovery.next_id, EntryId::new(61));
     assert_eq!(
