@@ -85,7 +85,9 @@ impl Writer {
                 .shared
                 .settings
                 .done_sync_interval()
-                .min(SPACE_CHECK_EVERY);
+                .min(SPACE_CHECK_EVERY)
+                // A zero interval (not valid in config.toml) must not spin the thread.
+                .max(Duration::from_millis(1));
             let wake = crossbeam_channel::select! {
                 recv(self.appends) -> msg => msg.map_or(Wake::Disconnected, Wake::Append),
                 recv(self.control) -> msg => msg.map_or(Wake::Disconnected, Wake::Control),
