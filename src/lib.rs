@@ -6,6 +6,7 @@
 //! - `http`: the edge; parse, validate, authenticate, rate-limit, answer;
 //! - `pipeline`: admission, queues, batching, `PutRecords` calls, retries;
 //! - `kinesis`: the API trait, the SDK client, reachability;
+//! - `spool`: the disk spool (write-ahead log) of streams acknowledged on disk;
 //! - `domain`: validated types (stream names, keys, records);
 //! - `config` (settings) and `telemetry` (metric names, the recorder), which every layer may
 //!   use and which use nothing above `domain`.
@@ -17,6 +18,7 @@ pub mod domain;
 pub mod http;
 pub mod kinesis;
 pub mod pipeline;
+pub mod spool;
 pub mod startup;
 pub mod telemetry;
 

@@ -10,10 +10,12 @@
 mod api_keys;
 mod layering;
 mod shards;
+mod spool;
 mod validate;
 
 pub use api_keys::ApiKeyEntry;
 pub use shards::{ShardSettings, StreamLimit};
+pub use spool::SpoolSettings;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -63,6 +65,7 @@ pub struct Settings {
     pub batching: BatchingSettings,
     pub retry: RetrySettings,
     pub shards: ShardSettings,
+    pub spool: SpoolSettings,
     pub limits: LimitSettings,
     pub rate_limits: RateLimitSettings,
     pub auth: AuthSettings,

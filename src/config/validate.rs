@@ -170,6 +170,7 @@ impl Settings {
             self.limits.missing_stream_ttl_ms,
             1_000,
         )?;
+        self.validate_spool()?;
         let keys = self.auth.api_keys()?;
         if self.auth.required && keys.is_empty() {
             return Err(invalid(
@@ -192,6 +193,45 @@ impl Settings {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// The `[spool]` bounds: sizes that keep a segment and the spool's bound consistent, and
+    /// group-commit bounds that cannot hold a client for long.
+    fn validate_spool(&self) -> Result<(), ConfigError> {
+        let sp = &self.spool;
+        if sp.dir.trim().is_empty() {
+            return Err(invalid("spool.dir", "must name a directory"));
+        }
+        let mib = 1024 * 1024;
+        in_range_u64("spool.segment_bytes", sp.segment_bytes, mib, 1024 * mib)?;
+        if sp.max_bytes < 2 * sp.segment_bytes {
+            return Err(invalid(
+                "spool.max_bytes",
+                format!(
+                    "must be at least twice spool.segment_bytes ({}), or the segment being written and one waiting for deletion could fill it (got {})",
+                    sp.segment_bytes, sp.max_bytes
+                ),
+            ));
+        }
+        in_range_u64(
+            "spool.commit_interval_us",
+            sp.commit_interval_us,
+            0,
+            100_000,
+        )?;
+        in_range_u64(
+            "spool.commit_max_bytes",
+            sp.commit_max_bytes,
+            4_096,
+            256 * mib,
+        )?;
+        in_range_u64(
+            "spool.done_sync_interval_ms",
+            sp.done_sync_interval_ms,
+            1,
+            60_000,
+        )?;
         Ok(())
     }
 }
@@ -221,6 +261,16 @@ fn at_least(setting: &str, value: u64, min: u64) -> Result<(), ConfigError> {
         return Err(invalid(
             setting,
             format!("must be at least {min} (got {value})"),
+        ));
+    }
+    Ok(())
+}
+
+fn in_range_u64(setting: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+    if value < min || value > max {
+        return Err(invalid(
+            setting,
+            format!("must be between {min} and {max} (got {value})"),
         ));
     }
     Ok(())
@@ -284,6 +334,15 @@ mod tests {
                 env(&[("KINESIS_PROXY__SHARDS__GATHER_MS", "5000")]),
                 "shards.gather_ms",
             ),
+            (
+                env(&[("KINESIS_PROXY__SPOOL__MAX_BYTES", "1048576")]),
+                "spool.max_bytes",
+            ),
+            (
+                env(&[("KINESIS_PROXY__SPOOL__SEGMENT_BYTES", "4096")]),
+                "spool.segment_bytes",
+            ),
+            (env(&[("KINESIS_PROXY__SPOOL__DIR", " ")]), "spool.dir"),
         ];
         for (mut vars, needle) in cases {
             vars.extend(base());
