@@ -74,16 +74,46 @@ impl Drop for Kinesalite {
 pub use crate::kinesis_read::client;
 
 /// Everything in `stream`: sequence number → the `id` field of the event.
-pub async fn read_back(endpoint: &str, stream: &str) -> Result<HashMap<String, String>, Error> {
+pub async fn read_back(endpoint: &str, stream: &str) -> Result<StoredEvents, Error> {
     let records = kinesis_read::read_all(&client(endpoint), stream).await?;
-    Ok(records
-        .into_iter()
-        .map(|record| {
-            let id = serde_json::from_slice::<serde_json::Value>(&record.data)
-                .ok()
-                .and_then(|v| v.get("id")?.as_str().map(str::to_owned))
-                .unwrap_or_default();
-            (record.sequence_number, id)
-        })
-        .collect())
+    let id_of = |data: &[u8]| {
+        serde_json::from_slice::<serde_json::Value>(data)
+            .ok()
+            .and_then(|v| v.get("id")?.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    };
+    let mut stored = StoredEvents::default();
+    for record in records {
+        // What Kinesis bills: a PUT payload unit per started 25 KiB of each record.
+        let size = record.data.len() + record.partition_key.len();
+        stored.payload_units += size.div_ceil(25 * 1024).max(1) as u64;
+        stored.kinesis_records += 1;
+        match kinesis_proxy::kinesis::aggregation::decode(&record.data) {
+            // An aggregated record: its events by "sequence number/sub-sequence number", as
+            // the proxy answers them.
+            Ok(users) if kinesis_proxy::kinesis::aggregation::is_aggregated(&record.data) => {
+                for (index, user) in users.iter().enumerate() {
+                    stored.by_place.insert(
+                        format!("{}/{index}", record.sequence_number),
+                        id_of(&user.data),
+                    );
+                }
+            }
+            _ => {
+                stored
+                    .by_place
+                    .insert(record.sequence_number, id_of(&record.data));
+            }
+        }
+    }
+    Ok(stored)
+}
+
+/// A stream read back: each event's id by where it was answered to be ("sequence number", or
+/// "sequence number/sub-sequence number" inside an aggregated record), and what it cost.
+#[derive(Debug, Default)]
+pub struct StoredEvents {
+    pub by_place: HashMap<String, String>,
+    pub kinesis_records: u64,
+    pub payload_units: u64,
 }

@@ -549,6 +549,16 @@ fn refusal_code(body: &[u8]) -> String {
 #[derive(Deserialize)]
 struct SingleAnswer {
     sequence_number: String,
+    sub_sequence_number: Option<u32>,
+}
+
+/// Where an event was answered to be: its sequence number, and inside an aggregated record
+/// its index ("sequence/index"), as the read-back keys them.
+fn place(sequence_number: String, sub_sequence_number: Option<u32>) -> String {
+    match sub_sequence_number {
+        Some(index) => format!("{sequence_number}/{index}"),
+        None => sequence_number,
+    }
 }
 
 #[derive(Deserialize)]
@@ -559,6 +569,7 @@ struct ManyAnswer {
 #[derive(Deserialize)]
 struct ManyEntry {
     sequence_number: Option<String>,
+    sub_sequence_number: Option<u32>,
 }
 
 fn collect_acks(
@@ -572,7 +583,7 @@ fn collect_acks(
         Route::Single => match serde_json::from_slice::<SingleAnswer>(body) {
             Ok(answer) => stats.acked.push((
                 event_id(&spec.tag, connection, first_id),
-                answer.sequence_number,
+                place(answer.sequence_number, answer.sub_sequence_number),
             )),
             Err(_) => stats.unparsed_acks += 1,
         },
@@ -581,7 +592,9 @@ fn collect_acks(
                 for (i, entry) in answer.records.into_iter().enumerate() {
                     if let Some(sequence) = entry.sequence_number {
                         let id = event_id(&spec.tag, connection, first_id + i as u64);
-                        stats.acked.push((id, sequence));
+                        stats
+                            .acked
+                            .push((id, place(sequence, entry.sub_sequence_number)));
                     }
                 }
             }

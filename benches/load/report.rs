@@ -80,6 +80,10 @@ pub struct ReadBack {
     pub duplicates: usize,
     /// 200 answers without a readable sequence number (must be 0).
     pub unparsed_answers: u64,
+    /// Kinesis records in the stream (fewer than events when they were aggregated).
+    pub kinesis_records: u64,
+    /// PUT payload units those records cost (one per started 25 KiB of each).
+    pub payload_units: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -297,10 +297,14 @@ impl Lanes {
                     let held_back = records < lane.queue.len().min(max_records)
                         && records < lane.queue.light_len();
                     let (gather_records, gather_bytes) = budget.gathered(self.gather);
-                    if held_back
-                        && (records as f64) < gather_records
-                        && (bytes as f64) < gather_bytes
-                    {
+                    let gathered = match aggregating {
+                        // An aggregate is one Kinesis record however full: a held-back shard
+                        // waits for a full one's bytes (one second's at most), or each call
+                        // would pay a payload unit for a sliver.
+                        Some(cap) => bytes as f64 >= (cap as f64).min(budget.bytes.rate),
+                        None => records as f64 >= gather_records || bytes as f64 >= gather_bytes,
+                    };
+                    if held_back && !gathered {
                         (0, 0)
                     } else {
                         (records, bytes)
@@ -395,6 +399,7 @@ impl Lanes {
     /// When a shard held back by its budget gets enough for its front record and has gathered
     /// enough budget to count as ready (only asked when no lane is ready now).
     pub(super) fn next_budget_at(&self, now: Instant) -> Option<Instant> {
+        let aggregating = self.aggregating();
         self.lanes
             .iter()
             .filter_map(|lane| {
@@ -408,11 +413,17 @@ impl Lanes {
                 // Enough for `gather` worth of records the size of the front one, unless that
                 // is more than `gather` worth of bytes (large records: bytes bind first).
                 let (gather_records, gather_bytes) = budget.gathered(self.gather);
-                let gathered = budget.records.time_until(gather_records).max(
-                    budget
-                        .bytes
-                        .time_until((gather_records * front.size as f64).min(gather_bytes)),
-                );
+                let gathered = match aggregating {
+                    Some(cap) => budget
+                        .records
+                        .time_until(1.0)
+                        .max(budget.bytes.time_until((cap as f64).min(budget.bytes.rate))),
+                    None => budget.records.time_until(gather_records).max(
+                        budget
+                            .bytes
+                            .time_until((gather_records * front.size as f64).min(gather_bytes)),
+                    ),
+                };
                 Some(now + front_fits.max(gathered).max(Duration::from_micros(100)))
             })
             .min()

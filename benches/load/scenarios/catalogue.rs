@@ -108,6 +108,20 @@ pub struct Scenario {
 /// kinesalite answers a bare 413 above ~5.25 MiB (7 MiB of base64 JSON): stay well below.
 pub(super) const KINESALITE_SETTINGS: &[(&str, &str)] = &[("batching.max_batch_bytes", "4194304")];
 
+/// KPL aggregation on (issue 10): every stream aggregates; against the limited stream.
+const AGGREGATE_SETTINGS: &[(&str, &str)] = &[
+    ("batching.max_batch_bytes", "4194304"),
+    ("streams.aggregate", "*"),
+];
+
+/// KPL aggregation against plain kinesalite, which has no per-shard limits: the proxy's own
+/// per-shard byte budget (Kinesis' 1 MiB/s) would otherwise be what is measured.
+const AGGREGATE_UNLIMITED_SETTINGS: &[(&str, &str)] = &[
+    ("batching.max_batch_bytes", "4194304"),
+    ("streams.aggregate", "*"),
+    ("shards.bytes_per_second", "104857600"),
+];
+
 /// The shard-blind proxy: every batch takes whatever is queued, and Kinesis' throttling is the
 /// only brake (the proxy as it was before issue 9).
 const BLIND_SETTINGS: &[(&str, &str)] = &[
@@ -254,6 +268,32 @@ pub fn catalogue() -> Vec<Scenario> {
             direct: None,
             shards: None,
         },
+        aggregate_scenario(
+            "agg-kinesalite-single",
+            "as kinesalite-single with KPL aggregation: >= 15,000 events/s",
+            Route::Single,
+            64,
+        ),
+        aggregate_scenario(
+            "agg-kinesalite-512",
+            "KPL aggregation, 512 conns, single route, kinesalite 4 shards: >= 30,000 events/s",
+            Route::Single,
+            512,
+        ),
+        aggregate_scenario(
+            "agg-kinesalite-records",
+            "KPL aggregation, records route (100 per request), 64 conns: <= 10 payload units/1k",
+            Route::Many(100),
+            64,
+        ),
+        shard_scenario(
+            "agg-shards-real",
+            "KPL aggregation, 256 conns, 4 shards limited to 1k rec/s and 1 MiB/s: >= 20,000 ev/s",
+            AGGREGATE_SETTINGS,
+            LoadKind::Closed,
+            SHARD_CONNECTIONS,
+            ONE_PROXY,
+        ),
         shard_scenario(
             "shards-real-blind",
             "shard-blind proxy (shards.aware=false), 256 conns, 4 shards limited to 1k rec/s each",
@@ -302,6 +342,30 @@ pub fn catalogue() -> Vec<Scenario> {
             },
         ),
     ]
+}
+
+/// An aggregation scenario against kinesalite with 4 shards, read back (deaggregated) in full.
+fn aggregate_scenario(
+    name: &'static str,
+    about: &'static str,
+    route: Route,
+    connections: usize,
+) -> Scenario {
+    Scenario {
+        name,
+        about,
+        backend: Backend::Kinesalite { shards: 4 },
+        route,
+        connections,
+        load: LoadKind::Closed,
+        settings: AGGREGATE_UNLIMITED_SETTINGS,
+        duration_factor: 1.0,
+        ceiling: false,
+        http_floor: false,
+        read_back: true,
+        direct: None,
+        shards: None,
+    }
 }
 
 /// A shard-awareness scenario: single-event route against the limited 4-shard stream, read

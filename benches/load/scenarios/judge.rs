@@ -37,8 +37,14 @@ fn read_back_check(report: &ScenarioReport) -> Option<Check> {
     Some(check(
         "every acknowledged event is in the stream",
         format!(
-            "{} acknowledged, {} missing, {} unreadable answers, {} stored ({} ids stored twice)",
-            r.acknowledged, r.missing, r.unparsed_answers, r.stored_records, r.duplicates
+            "{} acknowledged, {} missing, {} unreadable answers, {} stored ({} ids stored twice) in {} Kinesis records, {:.1} PUT payload units per 1,000 events",
+            r.acknowledged,
+            r.missing,
+            r.unparsed_answers,
+            r.stored_records,
+            r.duplicates,
+            r.kinesis_records,
+            1000.0 * r.payload_units as f64 / r.stored_records.max(1) as f64
         ),
         r.missing == 0 && r.unparsed_answers == 0 && r.acknowledged > 0,
     ))

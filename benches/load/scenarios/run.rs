@@ -20,7 +20,7 @@ use super::probes::{put_records_figures, FaultSnapshot, Profiler, Scraper, Snaps
 use crate::child::HelperProcess;
 use crate::cli::env_name;
 use crate::fault_proxy::{FaultProxy, ShardLimits};
-use crate::kinesalite::{self, Kinesalite};
+use crate::kinesalite::{self, Kinesalite, StoredEvents};
 use crate::loadgen::{LoadResult, LoadSpec, Pace, Route, RunningLoad};
 use crate::procfs::{self, RssSampler};
 use crate::proxy_process::{self, ProxyProcess, API_KEY};
@@ -650,7 +650,11 @@ async fn read_back(
     result: &LoadResult,
     hot: Option<&LoadResult>,
 ) -> Result<ReadBack, Error> {
-    let stored = kinesalite::read_back(endpoint, STREAM).await?;
+    let StoredEvents {
+        by_place: stored,
+        kinesis_records,
+        payload_units,
+    } = kinesalite::read_back(endpoint, STREAM).await?;
     let acked: Vec<&(String, String)> = result
         .acked
         .iter()
@@ -671,5 +675,7 @@ async fn read_back(
         stored_records: stored.len(),
         duplicates: per_id.values().filter(|n| **n > 1).count(),
         unparsed_answers: result.unparsed_acks,
+        kinesis_records,
+        payload_units,
     })
 }
