@@ -34,6 +34,7 @@ async fn each_keys_events_are_stored_in_send_order_despite_throttling() {
     );
     faults.throttle_at_random(0.2);
 
+    let started = std::time::Instant::now();
     let mut clients = Vec::new();
     for client in 0..CLIENTS {
         let app = app.clone();
@@ -57,6 +58,11 @@ async fn each_keys_events_are_stored_in_send_order_despite_throttling() {
     for client in clients {
         client.await.expect("client");
     }
+    eprintln!(
+        "ordered stream: {} events in {:?}",
+        CLIENTS * REQUESTS * EVENTS_PER_REQUEST,
+        started.elapsed()
+    );
     let throttled = faults.stats().entries_throttled_at_random;
     faults.throttle_at_random(0.0);
     assert!(
