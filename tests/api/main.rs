@@ -6,6 +6,7 @@ mod helpers;
 mod aggregation;
 mod aggregation_format;
 mod batching;
+mod compression;
 mod dashboard;
 mod first_hour;
 mod guard_rails;
