@@ -41,14 +41,7 @@ pub async fn log_and_count(
         return Ok(response);
     };
     let request = response.request();
-    // A CORS preflight is answered before routing, so it matched no route; it is not a 404.
-    let route = request.match_name().or_else(|| {
-        (request.method() == actix_web::http::Method::OPTIONS
-            && request
-                .headers()
-                .contains_key(actix_web::http::header::ACCESS_CONTROL_REQUEST_METHOD))
-        .then_some(super::paths::PREFLIGHT)
-    });
+    let route = request.match_name();
     state
         .route_metrics
         .route(route)

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use metrics::{Counter, Histogram};
 
-use super::paths::{ALL_ROUTES, PREFLIGHT, UNMATCHED};
+use super::paths::{ALL_ROUTES, UNMATCHED};
 use crate::telemetry::{API_KEY_REQUESTS, EVENTS_REJECTED, HTTP_DURATION, HTTP_REQUESTS};
 
 /// Handles of one route's request metrics, registered at startup: the success path of a
@@ -52,7 +52,6 @@ impl RouteMetricsSet {
         Self {
             routes: ALL_ROUTES
                 .iter()
-                .chain(&[PREFLIGHT])
                 .map(|route| RouteMetrics::new(route))
                 .collect(),
             unmatched: RouteMetrics::new(UNMATCHED),

@@ -22,6 +22,3 @@ pub const ALL_ROUTES: [&str; 7] = [
 
 /// The `route` label of requests no route matched (404).
 pub const UNMATCHED: &str = "unmatched";
-
-/// The `route` label of CORS preflights, which the CORS layer answers before routing.
-pub const PREFLIGHT: &str = "preflight";
