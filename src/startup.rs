@@ -18,7 +18,7 @@ use actix_web::{web, App, HttpServer};
 use aws_config::SdkConfig;
 use tokio::sync::Notify;
 
-use crate::config::Settings;
+use crate::config::{CorsOrigins, Settings};
 use crate::http::auth::ApiKeys;
 use crate::http::rate_limit::RateLimits;
 use crate::http::{self, AccessLog, ApiKeyMetrics, AppState, RouteMetricsSet};
@@ -75,7 +75,7 @@ impl Application {
         let api_keys = ApiKeys::new(
             settings
                 .auth
-                .api_keys()
+                .api_keys(&settings.streams.allow)
                 .map_err(|e| invalid(e.to_string()))?,
         );
         let rate_limits = RateLimits::new(&settings, &api_keys.names());
@@ -114,6 +114,7 @@ impl Application {
         // After the recorder is installed, or the handles would record nowhere.
         let key_metrics = ApiKeyMetrics::new(&api_keys.names());
         metrics::gauge!(telemetry::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        let cors_on = settings.cors.origins().is_ok_and(|o| o != CorsOrigins::Off);
         let state = web::Data::new(AppState {
             default_region: settings.default_region(),
             settings: settings.clone(),
@@ -127,6 +128,10 @@ impl Application {
             route_metrics: RouteMetricsSet::new(),
             access_log: AccessLog::from_setting(&settings.log.access),
             key_metrics,
+            openapi: http::openapi_document(http::DocumentOptions {
+                auth_required: settings.auth.required,
+                cors: cors_on,
+            }),
         });
 
         // Histograms keep their samples until upkeep folds them in; a scrape does it too, but
@@ -142,14 +147,21 @@ impl Application {
             }
         });
         let app_state = state.clone();
+        let cors_settings = settings.cors.clone();
         let workers = match settings.server.workers {
             0 => cores,
             n => n,
         };
         let server = HttpServer::new(move || {
+            use actix_web::middleware::{from_fn, Condition};
+            // Innermost first: CORS (when configured) turns its refusals into JSON errors
+            // (cors_json_refusals) that the access log then records like any other answer.
+            let cors = http::cors_middleware(&cors_settings);
             App::new()
                 .app_data(app_state.clone())
-                .wrap(actix_web::middleware::from_fn(http::access::log_and_count))
+                .wrap(Condition::new(cors.is_some(), cors.unwrap_or_default()))
+                .wrap(Condition::new(cors_on, from_fn(http::cors_json_refusals)))
+                .wrap(from_fn(http::access::log_and_count))
                 .configure(http::configure)
                 .default_service(web::to(http::not_found))
         })

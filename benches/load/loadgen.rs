@@ -20,7 +20,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
-use hyper::header::{HeaderValue, CONTENT_TYPE, HOST};
+use hyper::header::{HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, HOST};
 use hyper::{Request, Uri};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
@@ -39,20 +39,23 @@ pub enum Route {
     Single,
     /// `POST /kinesis/stream/{stream}/records`: this many events per request.
     Many(usize),
+    /// The records route with an NDJSON body of `events` lines, gzip'd (`Content-Encoding:
+    /// gzip`) when `gzip`, as the batching HTTP senders (Fluent Bit, Vector) send it.
+    Ndjson { events: usize, gzip: bool },
 }
 
 impl Route {
     pub fn path(self, stream: &str) -> String {
         match self {
             Route::Single => format!("/kinesis/stream/{stream}"),
-            Route::Many(_) => format!("/kinesis/stream/{stream}/records"),
+            Route::Many(_) | Route::Ndjson { .. } => format!("/kinesis/stream/{stream}/records"),
         }
     }
 
     pub fn events_per_request(self) -> usize {
         match self {
             Route::Single => 1,
-            Route::Many(n) => n,
+            Route::Many(n) | Route::Ndjson { events: n, .. } => n,
         }
     }
 
@@ -60,6 +63,11 @@ impl Route {
         match self {
             Route::Single => "single".into(),
             Route::Many(n) => format!("records x{n}"),
+            Route::Ndjson {
+                events,
+                gzip: false,
+            } => format!("ndjson x{events}"),
+            Route::Ndjson { events, gzip: true } => format!("ndjson.gz x{events}"),
         }
     }
 }
@@ -483,11 +491,20 @@ async fn send(
         None => sender.insert(connect(shared.port_of(index)).await?),
     };
     ready.ready().await.context("connection closed")?;
+    let (content_type, gzip) = match shared.spec.route {
+        Route::Ndjson { gzip, .. } => ("application/x-ndjson", gzip),
+        Route::Single | Route::Many(_) => ("application/json", false),
+    };
     let mut request = Request::post(shared.uri.clone())
         .header(HOST, "127.0.0.1")
-        .header(CONTENT_TYPE, "application/json")
+        .header(CONTENT_TYPE, content_type)
         .body(Full::new(body))
         .context("building a request")?;
+    if gzip {
+        request
+            .headers_mut()
+            .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
     if let Some(key) = &shared.api_key {
         request.headers_mut().insert("x-api-key", key.clone());
     }
@@ -533,6 +550,32 @@ fn build_body(body: &mut Vec<u8>, shared: &Shared, connection: usize, first_id: 
                 event(body, first_id + i);
             }
             body.extend_from_slice(b"]}");
+        }
+        Route::Ndjson { events, gzip } => {
+            for i in 0..events as u64 {
+                let n = first_id + i;
+                // A per-event token that does not repeat (a session or trace id, as real events
+                // carry), so gzip shrinks the body ~7x as it does real NDJSON, not the ~36x of
+                // identical payloads.
+                let token = (n ^ (connection as u64) << 40).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let _ = writeln!(
+                    body,
+                    r#"{{"event":{{"id":"{}","ts":{ts},"trace":"{token:016x}{:08x}","payload":"{PAYLOAD}"}}}}"#,
+                    event_id(&spec.tag, connection, n),
+                    token.rotate_left(17) as u32
+                );
+            }
+            if gzip {
+                // flate2's default level (6), what gzip and most HTTP senders use.
+                let mut encoder = flate2::write::GzEncoder::new(
+                    Vec::with_capacity(body.len() / 4),
+                    flate2::Compression::default(),
+                );
+                let _ = encoder.write_all(body);
+                if let Ok(compressed) = encoder.finish() {
+                    *body = compressed;
+                }
+            }
         }
     }
 }
@@ -587,19 +630,21 @@ fn collect_acks(
             )),
             Err(_) => stats.unparsed_acks += 1,
         },
-        Route::Many(count) => match serde_json::from_slice::<ManyAnswer>(body) {
-            Ok(answer) if answer.records.len() == count => {
-                for (i, entry) in answer.records.into_iter().enumerate() {
-                    if let Some(sequence) = entry.sequence_number {
-                        let id = event_id(&spec.tag, connection, first_id + i as u64);
-                        stats
-                            .acked
-                            .push((id, place(sequence, entry.sub_sequence_number)));
+        Route::Many(count) | Route::Ndjson { events: count, .. } => {
+            match serde_json::from_slice::<ManyAnswer>(body) {
+                Ok(answer) if answer.records.len() == count => {
+                    for (i, entry) in answer.records.into_iter().enumerate() {
+                        if let Some(sequence) = entry.sequence_number {
+                            let id = event_id(&spec.tag, connection, first_id + i as u64);
+                            stats
+                                .acked
+                                .push((id, place(sequence, entry.sub_sequence_number)));
+                        }
                     }
                 }
+                _ => stats.unparsed_acks += 1,
             }
-            _ => stats.unparsed_acks += 1,
-        },
+        }
     }
 }
 

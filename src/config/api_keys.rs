@@ -1,5 +1,15 @@
-//! API key entries as configured: `name:key`, from `auth.keys` and `auth.keys_file`. The name
-//! is what logs and metrics show; the key itself is never printed, not even in errors.
+//! API key entries as configured: `name:key`, or `name:key:PATTERNS` to limit the key to some
+//! streams, from `auth.keys` and `auth.keys_file`. The name is what logs and metrics show; the
+//! key itself is never printed, not even in errors.
+//!
+//! PATTERNS are stream patterns as in `streams.allow`, separated by commas
+//! (`web:KEY:events,clicks-*`). Since the environment form of a list setting is itself
+//! comma-separated (`KINESIS_PROXY__AUTH__KEYS="web:KEY:events,clicks-*,batch:KEY2"`), an
+//! entry without a colon continues the stream list of the entry before it: a pattern never
+//! holds a colon and a key entry always does, so the reading is unambiguous, and the same line
+//! means the same thing in the file, in a keys file and in the environment.
+
+use crate::domain::{StreamPattern, StreamPatterns};
 
 /// Minimum key length: shorter keys are guessable.
 pub const MIN_KEY_LEN: usize = 16;
@@ -9,6 +19,8 @@ pub const MIN_KEY_LEN: usize = 16;
 pub struct ApiKeyEntry {
     pub name: String,
     pub key: String,
+    /// Stream patterns this key may write (within `streams.allow`); empty: every allowed stream.
+    pub streams: Vec<String>,
 }
 
 impl std::fmt::Debug for ApiKeyEntry {
@@ -16,17 +28,53 @@ impl std::fmt::Debug for ApiKeyEntry {
         // Never print the key itself.
         f.debug_struct("ApiKeyEntry")
             .field("name", &self.name)
+            .field("streams", &self.streams)
             .finish_non_exhaustive()
     }
 }
 
-/// Parses `name:key` entries; names are unique, keys at least `MIN_KEY_LEN` long.
-pub fn parse_entries(entries: &[String]) -> Result<Vec<ApiKeyEntry>, String> {
+impl ApiKeyEntry {
+    /// The key's stream scope, or `None` when it may write every allowed stream.
+    pub fn scope(&self) -> Option<StreamPatterns> {
+        if self.streams.is_empty() {
+            return None;
+        }
+        // Checked by parse_entries; an unparsable scope would allow nothing rather than all.
+        Some(StreamPatterns::parse_all(&self.streams).unwrap_or_default())
+    }
+}
+
+/// Parses `name:key[:patterns]` entries; names are unique, keys at least `MIN_KEY_LEN` long,
+/// and each scope pattern can match some stream of `allow` (else the key could write nothing
+/// it names, which is a typo, not a policy).
+pub fn parse_entries(entries: &[String], allow: &[String]) -> Result<Vec<ApiKeyEntry>, String> {
+    let allow: Vec<StreamPattern> = allow
+        .iter()
+        .filter_map(|p| StreamPattern::parse(p).ok())
+        .collect();
     let mut keys: Vec<ApiKeyEntry> = Vec::with_capacity(entries.len());
     for (i, entry) in entries.iter().enumerate() {
-        let Some((name, key)) = entry.split_once(':') else {
+        if !entry.contains(':') {
+            let entry = entry.trim();
+            // A continuation of the previous entry's stream list (see the module doc).
+            match keys.last_mut() {
+                Some(last) if !last.streams.is_empty() && !entry.is_empty() => {
+                    last.streams.push(check_pattern(entry, &last.name, &allow)?);
+                    continue;
+                }
+                _ => {
+                    return Err(format!(
+                        "entry {i} is not `name:key` or `name:key:streams` (the key itself is not shown)"
+                    ))
+                }
+            }
+        }
+        let mut parts = entry.split(':');
+        let (Some(name), Some(key), streams, None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Err(format!(
-                "entry {i} is not `name:key` (the key itself is not shown)"
+                "entry {i} has more than two ':'; write `name:key` or `name:key:streams` (keys may not contain ':'; the key itself is not shown)"
             ));
         };
         let name = name.trim();
@@ -47,17 +95,66 @@ pub fn parse_entries(entries: &[String]) -> Result<Vec<ApiKeyEntry>, String> {
         if keys.iter().any(|k| k.name == name) {
             return Err(format!("key name {name:?} appears twice"));
         }
+        let streams = match streams {
+            None => Vec::new(),
+            Some(list) => {
+                let patterns: Vec<&str> = list
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .collect();
+                if patterns.is_empty() {
+                    return Err(format!(
+                        "key {name:?}: the stream list after the second ':' is empty; list stream patterns, or drop the ':' to allow every stream of streams.allow"
+                    ));
+                }
+                patterns
+                    .into_iter()
+                    .map(|p| check_pattern(p, name, &allow))
+                    .collect::<Result<_, _>>()?
+            }
+        };
         keys.push(ApiKeyEntry {
             name: name.to_owned(),
             key: key.to_owned(),
+            streams,
         });
     }
     Ok(keys)
 }
 
+fn check_pattern(raw: &str, name: &str, allow: &[StreamPattern]) -> Result<String, String> {
+    let pattern = StreamPattern::parse(raw).map_err(|e| format!("key {name:?}: {e}"))?;
+    if !allow.iter().any(|a| overlaps(a, &pattern)) {
+        return Err(format!(
+            "key {name:?}: stream pattern {raw:?} matches no stream of streams.allow, so the key could never write it"
+        ));
+    }
+    Ok(raw.to_owned())
+}
+
+/// Whether some stream name matches both patterns.
+fn overlaps(a: &StreamPattern, b: &StreamPattern) -> bool {
+    use StreamPattern::{Any, Exact, Prefix};
+    match (a, b) {
+        (Any, _) | (_, Any) => true,
+        (Exact(x), Exact(y)) => x == y,
+        (Exact(name), Prefix(prefix)) | (Prefix(prefix), Exact(name)) => {
+            name.starts_with(prefix.as_str())
+        }
+        (Prefix(x), Prefix(y)) => x.starts_with(y.as_str()) || y.starts_with(x.as_str()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse(entries: &[&str], allow: &[&str]) -> Result<Vec<ApiKeyEntry>, String> {
+        let entries: Vec<String> = entries.iter().map(|s| s.to_string()).collect();
+        let allow: Vec<String> = allow.iter().map(|s| s.to_string()).collect();
+        parse_entries(&entries, &allow)
+    }
 
     #[test]
     fn bad_entries_are_refused_without_echoing_keys() {
@@ -66,18 +163,61 @@ mod tests {
             ":0123456789abcdef",
             "a:short",
             "bad name:0123456789abcdef",
+            "a:0123456789abcdef:",
+            "a:0123456789abcdef:bad/stream",
+            "a:0123456789abcdef:events:more",
+            "a:0123456789abcdef:other",
         ] {
-            let err = parse_entries(&[bad.into()]).expect_err(bad);
+            let err = parse(&[bad], &["events", "clicks-*"]).expect_err(bad);
             assert!(!err.contains("0123456789abcdef"), "{err}");
         }
-        assert!(
-            parse_entries(&["a:0123456789abcdef".into(), "a:0123456789abcdeX".into()]).is_err()
-        );
+        assert!(parse(&["a:0123456789abcdef", "a:0123456789abcdeX"], &["*"]).is_err());
+        // A bare pattern with no scoped entry before it is not a continuation.
+        assert!(parse(&["a:0123456789abcdef", "events"], &["*"]).is_err());
+    }
+
+    #[test]
+    fn the_plain_form_has_no_scope_and_scopes_read_the_same_in_every_form() {
+        let plain = parse(&["web:0123456789abcdef"], &["events"]).expect("valid");
+        assert_eq!(plain[0].key, "0123456789abcdef");
+        assert!(plain[0].scope().is_none());
+        let inline = parse(
+            &[
+                "web:0123456789abcdef:events,clicks-*",
+                "batch:fedcba9876543210",
+            ],
+            &["events", "clicks-*"],
+        )
+        .expect("valid");
+        // What KINESIS_PROXY__AUTH__KEYS="web:K:events,clicks-*,batch:K2" becomes once split.
+        let from_env = parse(
+            &[
+                "web:0123456789abcdef:events",
+                "clicks-*",
+                "batch:fedcba9876543210",
+            ],
+            &["events", "clicks-*"],
+        )
+        .expect("valid");
+        assert_eq!(inline, from_env);
+        assert_eq!(inline[0].streams, vec!["events", "clicks-*"]);
+        assert_eq!(inline[0].key, "0123456789abcdef");
+        assert!(inline[1].streams.is_empty());
+    }
+
+    #[test]
+    fn a_scope_must_overlap_the_allow_list() {
+        assert!(parse(&["a:0123456789abcdef:clicks-eu"], &["clicks-*"]).is_ok());
+        assert!(parse(&["a:0123456789abcdef:clicks-*"], &["clicks-eu"]).is_ok());
+        assert!(parse(&["a:0123456789abcdef:click*"], &["clicks-*"]).is_ok());
+        assert!(parse(&["a:0123456789abcdef:*"], &["events"]).is_ok());
+        assert!(parse(&["a:0123456789abcdef:events"], &["*"]).is_ok());
+        assert!(parse(&["a:0123456789abcdef:views-*"], &["clicks-*", "events"]).is_err());
     }
 
     #[test]
     fn debug_hides_keys() {
-        let entries = parse_entries(&["web:0123456789abcdef".into()]).expect("valid");
+        let entries = parse(&["web:0123456789abcdef:events"], &["events"]).expect("valid");
         assert!(!format!("{entries:?}").contains("0123"));
     }
 }

@@ -8,12 +8,14 @@
 //! `domain`: every layer reads its settings from here.
 
 mod api_keys;
+mod cors;
 mod layering;
 mod shards;
 mod spool;
 mod validate;
 
 pub use api_keys::ApiKeyEntry;
+pub use cors::{CorsOrigins, CorsSettings};
 pub use shards::{ShardSettings, StreamLimit};
 pub use spool::SpoolSettings;
 
@@ -69,6 +71,7 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub rate_limits: RateLimitSettings,
     pub auth: AuthSettings,
+    pub cors: CorsSettings,
     pub log: LogSettings,
 }
 
@@ -226,8 +229,11 @@ impl Default for RetrySettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitSettings {
-    /// Largest request body, any route, before parsing.
+    /// Largest request body, any route, as sent (compressed or not).
     pub max_body_bytes: usize,
+    /// Largest request body once decoded (`Content-Encoding: gzip`/`zstd`); decoding stops
+    /// there, so a decompression bomb costs at most this much memory.
+    pub max_decoded_body_bytes: usize,
     /// Records in one request to the many-records route.
     pub max_records_per_request: usize,
     /// Distinct (region, stream) pipelines; each owns a queue, a thread and a client.
@@ -242,6 +248,7 @@ impl Default for LimitSettings {
     fn default() -> Self {
         Self {
             max_body_bytes: 10 * 1024 * 1024,
+            max_decoded_body_bytes: 40 * 1024 * 1024,
             max_records_per_request: 10_000,
             max_pipelines: 64,
             pipeline_idle_timeout_ms: 300_000,
@@ -270,10 +277,11 @@ pub struct RateLimitSettings {
 pub struct AuthSettings {
     /// When true, every write needs an `x-api-key` header matching one of the keys.
     pub required: bool,
-    /// API keys as `name:key` entries; the name appears in logs, never the key.
+    /// API keys as `name:key` entries, or `name:key:PATTERNS` to limit a key to some streams;
+    /// the name appears in logs, never the key.
     pub keys: Vec<String>,
-    /// A file with more `name:key` entries, one per line (`#` comments), so keys can stay out
-    /// of the configuration; empty for none.
+    /// A file with more entries of the same form, one per line (`#` comments), so keys can stay
+    /// out of the configuration; empty for none.
     pub keys_file: String,
 }
 
@@ -288,8 +296,9 @@ impl Default for AuthSettings {
 }
 
 impl AuthSettings {
-    /// `keys` plus the entries of `keys_file`, parsed and checked.
-    pub fn api_keys(&self) -> Result<Vec<ApiKeyEntry>, ConfigError> {
+    /// `keys` plus the entries of `keys_file`, parsed and checked; every stream scope must be
+    /// able to match some stream of `allow` (`streams.allow`).
+    pub fn api_keys(&self, allow: &[String]) -> Result<Vec<ApiKeyEntry>, ConfigError> {
         let mut entries = self.keys.clone();
         if !self.keys_file.is_empty() {
             let text = std::fs::read_to_string(&self.keys_file).map_err(|e| {
@@ -305,7 +314,7 @@ impl AuthSettings {
                     .map(str::to_owned),
             );
         }
-        api_keys::parse_entries(&entries)
+        api_keys::parse_entries(&entries, allow)
             .map_err(|message| invalid("auth.keys / auth.keys_file", message))
     }
 }

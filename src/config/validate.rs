@@ -152,6 +152,21 @@ impl Settings {
             256 * 1024 * 1024,
         )?;
         in_range(
+            "limits.max_decoded_body_bytes",
+            self.limits.max_decoded_body_bytes,
+            self.limits.max_body_bytes,
+            1024 * 1024 * 1024,
+        )
+        .map_err(|_| {
+            invalid(
+                "limits.max_decoded_body_bytes",
+                format!(
+                    "must be between limits.max_body_bytes ({}, an uncompressed body is its own decoded size) and 1073741824 (got {})",
+                    self.limits.max_body_bytes, self.limits.max_decoded_body_bytes
+                ),
+            )
+        })?;
+        in_range(
             "limits.max_records_per_request",
             self.limits.max_records_per_request,
             1,
@@ -171,13 +186,22 @@ impl Settings {
             1_000,
         )?;
         self.validate_spool()?;
-        let keys = self.auth.api_keys()?;
+        let keys = self.auth.api_keys(&self.streams.allow)?;
         if self.auth.required && keys.is_empty() {
             return Err(invalid(
                 "auth.keys",
                 "auth.required is true but no keys are configured: add `name:key` entries to auth.keys or auth.keys_file (or KINESIS_PROXY__AUTH__KEYS=\"name:key,...\"), or set auth.required = false deliberately",
             ));
         }
+        self.cors
+            .origins()
+            .map_err(|message| invalid("cors.allowed_origins", message))?;
+        in_range(
+            "cors.max_age_secs",
+            usize::try_from(self.cors.max_age_secs).unwrap_or(usize::MAX),
+            0,
+            super::cors::MAX_PREFLIGHT_AGE_SECS as usize,
+        )?;
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(invalid(
                 "log.format",
@@ -343,6 +367,21 @@ mod tests {
                 "spool.segment_bytes",
             ),
             (env(&[("KINESIS_PROXY__SPOOL__DIR", " ")]), "spool.dir"),
+            (
+                env(&[("KINESIS_PROXY__LIMITS__MAX_DECODED_BODY_BYTES", "1024")]),
+                "limits.max_decoded_body_bytes",
+            ),
+            (
+                env(&[(
+                    "KINESIS_PROXY__CORS__ALLOWED_ORIGINS",
+                    "https://app.example.com/",
+                )]),
+                "cors.allowed_origins",
+            ),
+            (
+                env(&[("KINESIS_PROXY__CORS__MAX_AGE_SECS", "100000")]),
+                "cors.max_age_secs",
+            ),
         ];
         for (mut vars, needle) in cases {
             vars.extend(base());
@@ -355,6 +394,37 @@ mod tests {
             .expect_err("unknown key")
             .to_string();
         assert!(err.contains("listen_port"), "{err}");
+    }
+
+    #[test]
+    fn a_key_scope_outside_the_allow_list_is_refused() {
+        let err = Settings::from_sources(
+            None,
+            env(&[("KINESIS_PROXY__AUTH__KEYS", "web:0123456789abcdef:nowhere")]),
+        )
+        .expect_err("scope matches nothing")
+        .to_string();
+        assert!(
+            err.contains("auth.keys") && err.contains("nowhere"),
+            "{err}"
+        );
+        let settings = Settings::from_sources(
+            None,
+            env(&[
+                ("KINESIS_PROXY__STREAMS__ALLOW", "events,clicks-*"),
+                (
+                    "KINESIS_PROXY__AUTH__KEYS",
+                    "web:0123456789abcdef:events,clicks-*,b:fedcba9876543210",
+                ),
+            ]),
+        )
+        .expect("valid");
+        let keys = settings
+            .auth
+            .api_keys(&settings.streams.allow)
+            .expect("keys");
+        assert_eq!(keys[0].streams, vec!["events", "clicks-*"]);
+        assert!(keys[1].streams.is_empty());
     }
 
     #[test]

@@ -12,7 +12,12 @@ use serde::Serialize;
 use crate::domain::{Region, StreamName};
 use crate::pipeline::{FailureKind, RecordFailure};
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// The request body codings accepted (`http::decode`), as the `Accept-Encoding` header of a 415
+/// lists them (RFC 9110 15.5.16).
+pub const ACCEPTED_CODINGS: &str = "gzip, zstd, identity";
+
+/// `EnumIter` lists every variant (with empty messages) for the OpenAPI document's error codes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, strum::EnumIter)]
 pub enum ApiError {
     #[error("{0}")]
     InvalidJson(String),
@@ -41,6 +46,10 @@ pub enum ApiError {
     #[error("{0}")]
     BodyTooLarge(String),
     #[error("{0}")]
+    DecodedBodyTooLarge(String),
+    #[error("{0}")]
+    InvalidCompressedBody(String),
+    #[error("{0}")]
     RecordTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -52,6 +61,14 @@ pub enum ApiError {
     InvalidApiKey,
     #[error("stream {0:?} is not in the proxy's allow-list (streams.allow)")]
     StreamNotAllowed(String),
+    #[error("{0}")]
+    StreamNotInKeyScope(String),
+    #[error("{0}")]
+    OriginNotAllowed(String),
+    #[error("{0}")]
+    CorsRequestNotAllowed(String),
+    #[error("{0}")]
+    InvalidPreflight(String),
     #[error("{message}")]
     RateLimited {
         message: String,
@@ -107,12 +124,18 @@ impl ApiError {
             Self::NoRecords(_) => "no_records",
             Self::TooManyRecords(_) => "too_many_records",
             Self::BodyTooLarge(_) => "body_too_large",
+            Self::DecodedBodyTooLarge(_) => "decoded_body_too_large",
+            Self::InvalidCompressedBody(_) => "invalid_compressed_body",
             Self::RecordTooLarge(_) => "record_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::UnsupportedContentEncoding(_) => "unsupported_content_encoding",
             Self::MissingApiKey => "missing_api_key",
             Self::InvalidApiKey => "invalid_api_key",
             Self::StreamNotAllowed(_) => "stream_not_allowed",
+            Self::StreamNotInKeyScope(_) => "stream_not_in_key_scope",
+            Self::OriginNotAllowed(_) => "origin_not_allowed",
+            Self::CorsRequestNotAllowed(_) => "cors_request_not_allowed",
+            Self::InvalidPreflight(_) => "invalid_preflight",
             Self::RateLimited { .. } => "rate_limited",
             Self::QueueFull => "queue_full",
             Self::HotShard(_) => "hot_shard",
@@ -197,14 +220,20 @@ impl ResponseError for ApiError {
             | Self::RegionNotAllowed(_)
             | Self::EmptyBody
             | Self::NoRecords(_)
-            | Self::TooManyRecords(_) => StatusCode::BAD_REQUEST,
+            | Self::TooManyRecords(_)
+            | Self::InvalidCompressedBody(_)
+            | Self::InvalidPreflight(_) => StatusCode::BAD_REQUEST,
             Self::MissingApiKey | Self::InvalidApiKey => StatusCode::UNAUTHORIZED,
-            Self::StreamNotAllowed(_) => StatusCode::FORBIDDEN,
+            Self::StreamNotAllowed(_)
+            | Self::StreamNotInKeyScope(_)
+            | Self::OriginNotAllowed(_)
+            | Self::CorsRequestNotAllowed(_) => StatusCode::FORBIDDEN,
             Self::NotFound | Self::StreamNotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::BodyTooLarge(_) | Self::RecordTooLarge(_) | Self::RequestExceedsBurst(_) => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
+            Self::BodyTooLarge(_)
+            | Self::DecodedBodyTooLarge(_)
+            | Self::RecordTooLarge(_)
+            | Self::RequestExceedsBurst(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) | Self::UnsupportedContentEncoding(_) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
@@ -225,6 +254,13 @@ impl ResponseError for ApiError {
         if let Some(after) = self.retry_after() {
             let seconds = after.as_secs_f64().ceil().max(1.0) as u64;
             response.insert_header((header::RETRY_AFTER, HeaderValue::from(seconds)));
+        }
+        if matches!(self, Self::UnsupportedContentEncoding(_)) {
+            // RFC 9110 15.5.16: a 415 for a content coding says which codings are accepted.
+            response.insert_header((
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_static(ACCEPTED_CODINGS),
+            ));
         }
         if matches!(self, Self::MissingApiKey | Self::InvalidApiKey) {
             response.insert_header((

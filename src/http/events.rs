@@ -7,56 +7,29 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix_web::http::header;
-use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
-use serde::Serialize;
-
+use super::answers::{AcceptedBody, QueuedBody, RecordResultBody, RecordsResponse};
 use super::auth::API_KEY_HEADER;
 use super::body::{body_kind, read_body, BodyKind};
 use super::error::ApiError;
 use super::ingest::{self, ParsedRequest};
 use super::metrics::events_rejected;
-use super::paths::ROUTE_RECORDS;
+use super::paths::{ROUTE_RECORDS, ROUTE_SHORT, ROUTE_STREAM};
+use super::requests::{EventRequest, RecordsRequest};
 use super::state::AppState;
 use crate::domain::{truncate_for_message, Record, Region, StreamName};
 use crate::pipeline::{
     FailureKind, Pipeline, RecordFailure, RecordOutcome, StartError, SubmitError,
 };
+use actix_web::http::header;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
-#[derive(Serialize)]
-struct AcceptedBody<'a> {
-    shard_id: &'a str,
-    sequence_number: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sub_sequence_number: Option<u32>,
-}
-
-#[derive(Serialize)]
-struct QueuedBody {
-    queued: usize,
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum RecordResultBody {
-    Accepted {
-        shard_id: String,
-        sequence_number: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        sub_sequence_number: Option<u32>,
-    },
-    Failed {
-        error_code: &'static str,
-        error_message: String,
-    },
-}
-
-#[derive(Serialize)]
-struct RecordsResponse {
-    failed_record_count: usize,
-    records: Vec<RecordResultBody>,
-}
-
+/// Writes one event; answers once Kinesis accepted it.
+#[utoipa::path(post, path = ROUTE_STREAM, tag = "events",
+    request_body(content = EventRequest, example = json!({"event": {"type": "page_view", "user": 42}, "partition_key": "user-42"})),
+    responses(
+        (status = 200, description = "Kinesis accepted the event", body = AcceptedBody),
+        (status = 202, description = "Queued (streams acknowledged at enqueue)", body = QueuedBody),
+    ))]
 pub(super) async fn put_event_stream_route(
     req: HttpRequest,
     payload: web::Payload,
@@ -67,6 +40,13 @@ pub(super) async fn put_event_stream_route(
     answer(&req, facts, result)
 }
 
+/// The original API's form of the single-event route; the same in every way.
+#[utoipa::path(post, path = ROUTE_SHORT, tag = "events",
+    request_body(content = EventRequest, example = json!({"event": {"type": "page_view", "user": 42}})),
+    responses(
+        (status = 200, description = "Kinesis accepted the event", body = AcceptedBody),
+        (status = 202, description = "Queued (streams acknowledged at enqueue)", body = QueuedBody),
+    ))]
 pub(super) async fn put_event_short_route(
     req: HttpRequest,
     payload: web::Payload,
@@ -77,6 +57,16 @@ pub(super) async fn put_event_short_route(
     answer(&req, facts, result)
 }
 
+/// Writes many events: a JSON `records` array, or NDJSON (one single-event object per line).
+#[utoipa::path(post, path = ROUTE_RECORDS, tag = "events",
+    request_body(content(
+        (RecordsRequest = "application/json", example = json!({"records": [{"event": {"n": 1}}, {"event": {"n": 2}, "partition_key": "k"}]})),
+        (String = "application/x-ndjson", example = json!("{\"event\": {\"n\": 1}}\n{\"event\": {\"n\": 2}, \"partition_key\": \"k\"}\n")),
+    )),
+    responses(
+        (status = 200, description = "Every record's outcome, in request order; some may have failed", body = RecordsResponse),
+        (status = 202, description = "Queued (streams acknowledged at enqueue)", body = QueuedBody),
+    ))]
 pub(super) async fn put_records(
     req: HttpRequest,
     payload: web::Payload,
@@ -147,7 +137,7 @@ async fn put_event(
             .into())
         }
     }
-    let body = read_body(req, payload, state.settings.limits.max_body_bytes).await?;
+    let body = read_body(req, payload, &state.settings.limits).await?;
     let ParsedRequest {
         mut records,
         region,
@@ -195,7 +185,7 @@ async fn put_many(
     let started = Instant::now();
     let Admitted { stream, key } = admit_request(req, state, facts)?;
     let kind = body_kind(req)?;
-    let body = read_body(req, payload, state.settings.limits.max_body_bytes).await?;
+    let body = read_body(req, payload, &state.settings.limits).await?;
     let max_records = state.settings.limits.max_records_per_request;
     let parsed = match kind {
         BodyKind::Json => ingest::parse_records_json(&body, max_records),
@@ -324,7 +314,7 @@ struct Admitted<'a> {
     key: Option<&'a str>,
 }
 
-/// The checks that need no body: draining, API key, stream name, allow-list.
+/// The checks that need no body: draining, API key, stream name, the key's scope, allow-list.
 fn admit_request<'a>(
     req: &HttpRequest,
     state: &'a AppState,
@@ -335,10 +325,10 @@ fn admit_request<'a>(
     }
     let key = if state.settings.auth.required {
         let presented = req.headers().get(API_KEY_HEADER).map(|v| v.as_bytes());
-        let name = state.api_keys.authenticate(presented)?;
-        facts.key = Some(name.to_owned());
-        state.key_metrics.authenticated(name);
-        Some(name)
+        let key = state.api_keys.authenticate(presented)?;
+        facts.key = Some(key.name.to_owned());
+        state.key_metrics.authenticated(key.name);
+        Some(key)
     } else {
         None
     };
@@ -349,11 +339,19 @@ fn admit_request<'a>(
             truncate_for_message(raw)
         ))
     })?;
+    // The key's scope before the allow-list: a key limited to some streams gets the same answer
+    // for every other stream, allowed or not, existing or not.
+    if let Some(key) = key.filter(|key| !key.may_write(&stream)) {
+        return Err(key.out_of_scope(&stream));
+    }
     if !state.allowed_streams.matches(&stream) {
         return Err(ApiError::StreamNotAllowed(stream.to_string()));
     }
     facts.stream = Some(stream.clone());
-    Ok(Admitted { stream, key })
+    Ok(Admitted {
+        stream,
+        key: key.map(|key| key.name),
+    })
 }
 
 async fn pipeline_for(

@@ -1,31 +1,66 @@
-//! The operator's routes: liveness, readiness (Kinesis reachable and not draining) and the
-//! Prometheus scrape.
+//! The operator's routes: liveness, readiness (Kinesis reachable and not draining), the
+//! Prometheus scrape and the OpenAPI document. Each also answers `HEAD` (the same status and
+//! headers, no body), for load balancers and uptime checks that probe with it.
 
 use std::sync::atomic::Ordering;
 
 use actix_web::http::header::ContentType;
 use actix_web::{web, HttpResponse};
+use serde::Serialize;
+use utoipa::ToSchema;
 
+use super::paths::{ROUTE_HEALTHZ, ROUTE_METRICS, ROUTE_OPENAPI, ROUTE_READYZ};
 use super::state::AppState;
 use crate::telemetry;
 
-pub(super) async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+/// The body of `/healthz` and `/readyz`.
+#[derive(Serialize, ToSchema)]
+pub(super) struct StatusBody {
+    /// `ok`, `ready`, `draining` or `kinesis unreachable`.
+    status: &'static str,
+    /// When not ready: `shutting_down` or `kinesis_unavailable`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<&'static str>,
 }
 
+/// Liveness: 200 while the process runs.
+#[utoipa::path(get, path = ROUTE_HEALTHZ, tag = "operations",
+    responses((status = 200, description = "The process runs", body = StatusBody)))]
+pub(super) async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(StatusBody {
+        status: "ok",
+        code: None,
+    })
+}
+
+/// Readiness: 200 when Kinesis answers and the proxy is not draining.
+#[utoipa::path(get, path = ROUTE_READYZ, tag = "operations", responses(
+    (status = 200, description = "Ready to take events", body = StatusBody),
+    (status = 503, description = "Draining (`shutting_down`) or Kinesis unreachable (`kinesis_unavailable`)", body = StatusBody),
+))]
 pub(super) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let not_ready = |status, code| {
+        HttpResponse::ServiceUnavailable().json(StatusBody {
+            status,
+            code: Some(code),
+        })
+    };
     if state.draining.load(Ordering::Relaxed) {
-        return HttpResponse::ServiceUnavailable()
-            .json(serde_json::json!({"status": "draining", "code": "shutting_down"}));
+        return not_ready("draining", "shutting_down");
     }
     if !state.health.is_reachable() {
-        return HttpResponse::ServiceUnavailable().json(
-            serde_json::json!({"status": "kinesis unreachable", "code": "kinesis_unavailable"}),
-        );
+        return not_ready("kinesis unreachable", "kinesis_unavailable");
     }
-    HttpResponse::Ok().json(serde_json::json!({"status": "ready"}))
+    HttpResponse::Ok().json(StatusBody {
+        status: "ready",
+        code: None,
+    })
 }
 
+/// The Prometheus scrape (text exposition format 0.0.4).
+#[utoipa::path(get, path = ROUTE_METRICS, tag = "operations", responses(
+    (status = 200, description = "Prometheus text format", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String),
+))]
 pub(super) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     // The process_* gauges are read from the OS only when asked for.
     telemetry::collect_process_metrics();
@@ -36,6 +71,16 @@ pub(super) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
                 .unwrap_or(mime_text_plain()),
         ))
         .body(state.prometheus.render())
+}
+
+/// This document (OpenAPI 3.1), generated from the code at startup.
+#[utoipa::path(get, path = ROUTE_OPENAPI, tag = "operations", responses(
+    (status = 200, description = "The OpenAPI 3.1 document of this API", content_type = "application/json", body = Object),
+))]
+pub(super) async fn openapi(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(ContentType::json())
+        .body(state.openapi.clone())
 }
 
 fn mime_text_plain() -> actix_web::mime::Mime {

@@ -47,4 +47,6 @@ pub struct AppState {
     pub access_log: AccessLog,
     /// Requests per API key name.
     pub key_metrics: ApiKeyMetrics,
+    /// The OpenAPI document, serialized once at startup.
+    pub openapi: bytes::Bytes,
 }

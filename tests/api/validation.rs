@@ -204,13 +204,25 @@ fn cases() -> Vec<Case> {
         Case {
             headers: vec![
                 ("content-type", "application/json".into()),
-                ("content-encoding", "gzip".into()),
+                ("content-encoding", "br".into()),
             ],
             ..case(
-                "compressed body",
+                "a coding the proxy does not decode",
                 "{\"event\": 1}",
                 415,
                 "unsupported_content_encoding",
+            )
+        },
+        Case {
+            headers: vec![
+                ("content-type", "application/json".into()),
+                ("content-encoding", "gzip".into()),
+            ],
+            ..case(
+                "a body that is not the gzip it claims to be",
+                "{\"event\": 1}",
+                400,
+                "invalid_compressed_body",
             )
         },
         Case {
