@@ -1,6 +1,6 @@
 //! The `[spool]` settings: where the disk-acknowledgement spool lives, how large it may grow and
 //! how its group commit trades latency for fsyncs. Apart from the other sections because the
-//! spool is a storage engine of its own (`crate::spool`), opened before any stream uses it.
+//! spool is a storage engine of its own (the `spool` module), opened before any stream uses it.
 
 use std::path::PathBuf;
 use std::time::Duration;

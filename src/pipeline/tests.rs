@@ -32,12 +32,7 @@ impl FakeKinesis {
         delay: Duration,
         behaviour: impl Fn(usize, &Record) -> Result<EntryResult, CallFailure> + Send + Sync + 'static,
     ) -> Arc<Self> {
-        Arc::new(Self {
-            calls: Mutex::new(Vec::new()),
-            behaviour: Box::new(behaviour),
-            delay,
-            one_shard: None,
-        })
+        Arc::new(Self::build(delay, behaviour, None))
     }
 
     /// A fake whose stream has one shard, `shardId-000000000000`, over the whole hash range.
@@ -45,12 +40,20 @@ impl FakeKinesis {
         delay: Duration,
         behaviour: impl Fn(usize, &Record) -> Result<EntryResult, CallFailure> + Send + Sync + 'static,
     ) -> Arc<Self> {
-        Arc::new(Self {
+        Arc::new(Self::build(delay, behaviour, Some("shardId-000000000000")))
+    }
+
+    fn build(
+        delay: Duration,
+        behaviour: impl Fn(usize, &Record) -> Result<EntryResult, CallFailure> + Send + Sync + 'static,
+        one_shard: Option<&'static str>,
+    ) -> Self {
+        Self {
             calls: Mutex::new(Vec::new()),
             behaviour: Box::new(behaviour),
             delay,
-            one_shard: Some("shardId-000000000000"),
-        })
+            one_shard,
+        }
     }
 
     fn calls(&self) -> Vec<Vec<Bytes>> {
@@ -527,12 +530,7 @@ fn clients_answered_by_a_call_get_one_arrival_gap_to_join_the_next_batch() {
 #[test]
 fn an_endpoint_refusing_large_bodies_gets_smaller_batches_and_loses_nothing() {
     // The fake refuses any call above 1.5 MB, as an emulator with a body cap would.
-    let refusing = Arc::new(FakeKinesis {
-        calls: Mutex::new(Vec::new()),
-        behaviour: Box::new(|_, r| Ok(accept(r))),
-        delay: Duration::ZERO,
-        one_shard: None,
-    });
+    let refusing = FakeKinesis::new(Duration::ZERO, |_, r| Ok(accept(r)));
     struct Capped(Arc<FakeKinesis>);
     impl PutRecordsApi for Capped {
         async fn put_records<'a>(
