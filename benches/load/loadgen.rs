@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -23,14 +23,11 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::header::{HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, HOST};
 use hyper::{Request, Uri};
 use hyper_util::rt::TokioIo;
-use serde::Deserialize;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
+use crate::wire::{build_body, read_acks, refusal_code, Ack};
 use crate::{Context, Error};
-
-/// ~100 bytes of payload per event, as a small tracking event would carry.
-const PAYLOAD: &str = "page_view:/products/espresso-machines?ref=newsletter&utm=spring-sale;ua=Mozilla/5.0 (X11; Linux) x";
 
 /// Which proxy route a run drives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -93,7 +90,7 @@ pub struct LoadSpec {
     pub pace: Pace,
     /// Stop after this many requests in all (the smoke test); `None` = until told.
     pub max_requests: Option<u64>,
-    /// Keep `(event id, sequence number)` of every acknowledged event for the read-back.
+    /// Keep every acknowledged event (its id and where it went) for the read-back.
     pub collect_acks: bool,
     /// Prefix of every event id, unique per run.
     pub tag: String,
@@ -122,9 +119,9 @@ struct ConnStats {
     errors: u64,
     ok_requests: u64,
     ok_events: u64,
-    /// Every acknowledged event, all phases: `(id, sequence number)`.
-    acked: Vec<(String, String)>,
-    /// 200 answers whose body did not say where the event went.
+    /// Every acknowledged event, all phases.
+    acked: Vec<Ack>,
+    /// 2xx answers whose body did not say what was acknowledged.
     unparsed_acks: u64,
     sent_total: u64,
     /// Requests sent while the window was open (open loop: shows whether the schedule held).
@@ -145,7 +142,7 @@ pub struct LoadResult {
     pub errors: u64,
     /// Sorted ascending.
     pub latencies_us: Vec<u32>,
-    pub acked: Vec<(String, String)>,
+    pub acked: Vec<Ack>,
     pub unparsed_acks: u64,
     pub sent_total: u64,
     pub sent_in_window: u64,
@@ -424,7 +421,12 @@ async fn connection(
 
         let first_id = next_id;
         next_id += spec.route.events_per_request() as u64;
-        build_body(&mut body, &shared, index, first_id);
+        build_body(
+            &mut body,
+            (spec.route, &spec.tag, &shared.key_field),
+            index,
+            first_id,
+        );
         if shared.phase.load(Ordering::Relaxed) == MEASURE {
             stats.sent_in_window += 1;
         }
@@ -445,8 +447,16 @@ async fn connection(
                         stats.ok_requests += 1;
                         stats.ok_events += spec.route.events_per_request() as u64;
                     }
-                    if status == 200 && spec.collect_acks {
-                        collect_acks(&mut stats, spec, index, first_id, &response);
+                    if spec.collect_acks
+                        && !read_acks(
+                            &mut stats.acked,
+                            (spec.route, &spec.tag),
+                            (index, first_id),
+                            status,
+                            &response,
+                        )
+                    {
+                        stats.unparsed_acks += 1;
                     }
                 } else {
                     if in_window {
@@ -517,135 +527,6 @@ async fn send(
         .context("reading the answer")?
         .to_bytes();
     Ok((status, body))
-}
-
-fn event_id(tag: &str, connection: usize, n: u64) -> String {
-    format!("{tag}-{connection}-{n}")
-}
-
-fn build_body(body: &mut Vec<u8>, shared: &Shared, connection: usize, first_id: u64) {
-    use std::io::Write;
-    let spec = &shared.spec;
-    let key_field = shared.key_field.as_str();
-    body.clear();
-    let ts = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    let event = |body: &mut Vec<u8>, n: u64| {
-        // Writing into a Vec cannot fail.
-        let _ = write!(
-            body,
-            r#"{{"event":{{"id":"{}","ts":{ts},"payload":"{PAYLOAD}"}}{key_field}}}"#,
-            event_id(&spec.tag, connection, n)
-        );
-    };
-    match spec.route {
-        Route::Single => event(body, first_id),
-        Route::Many(count) => {
-            body.extend_from_slice(br#"{"records":["#);
-            for i in 0..count as u64 {
-                if i > 0 {
-                    body.push(b',');
-                }
-                event(body, first_id + i);
-            }
-            body.extend_from_slice(b"]}");
-        }
-        Route::Ndjson { events, gzip } => {
-            for i in 0..events as u64 {
-                let n = first_id + i;
-                // A per-event token that does not repeat (a session or trace id, as real events
-                // carry), so gzip shrinks the body ~7x as it does real NDJSON, not the ~36x of
-                // identical payloads.
-                let token = (n ^ (connection as u64) << 40).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                let _ = writeln!(
-                    body,
-                    r#"{{"event":{{"id":"{}","ts":{ts},"trace":"{token:016x}{:08x}","payload":"{PAYLOAD}"}}}}"#,
-                    event_id(&spec.tag, connection, n),
-                    token.rotate_left(17) as u32
-                );
-            }
-            if gzip {
-                // flate2's default level (6), what gzip and most HTTP senders use.
-                let mut encoder = flate2::write::GzEncoder::new(
-                    Vec::with_capacity(body.len() / 4),
-                    flate2::Compression::default(),
-                );
-                let _ = encoder.write_all(body);
-                if let Ok(compressed) = encoder.finish() {
-                    *body = compressed;
-                }
-            }
-        }
-    }
-}
-
-/// The proxy's error `code` (`{"error": ..., "code": ...}`), or `?` for another body.
-fn refusal_code(body: &[u8]) -> String {
-    #[derive(Deserialize)]
-    struct Refusal {
-        code: String,
-    }
-    serde_json::from_slice::<Refusal>(body).map_or_else(|_| "?".to_owned(), |r| r.code)
-}
-
-#[derive(Deserialize)]
-struct SingleAnswer {
-    sequence_number: String,
-    sub_sequence_number: Option<u32>,
-}
-
-/// Where an event was answered to be: its sequence number, and inside an aggregated record
-/// its index ("sequence/index"), as the read-back keys them.
-fn place(sequence_number: String, sub_sequence_number: Option<u32>) -> String {
-    match sub_sequence_number {
-        Some(index) => format!("{sequence_number}/{index}"),
-        None => sequence_number,
-    }
-}
-
-#[derive(Deserialize)]
-struct ManyAnswer {
-    records: Vec<ManyEntry>,
-}
-
-#[derive(Deserialize)]
-struct ManyEntry {
-    sequence_number: Option<String>,
-    sub_sequence_number: Option<u32>,
-}
-
-fn collect_acks(
-    stats: &mut ConnStats,
-    spec: &LoadSpec,
-    connection: usize,
-    first_id: u64,
-    body: &[u8],
-) {
-    match spec.route {
-        Route::Single => match serde_json::from_slice::<SingleAnswer>(body) {
-            Ok(answer) => stats.acked.push((
-                event_id(&spec.tag, connection, first_id),
-                place(answer.sequence_number, answer.sub_sequence_number),
-            )),
-            Err(_) => stats.unparsed_acks += 1,
-        },
-        Route::Many(count) | Route::Ndjson { events: count, .. } => {
-            match serde_json::from_slice::<ManyAnswer>(body) {
-                Ok(answer) if answer.records.len() == count => {
-                    for (i, entry) in answer.records.into_iter().enumerate() {
-                        if let Some(sequence) = entry.sequence_number {
-                            let id = event_id(&spec.tag, connection, first_id + i as u64);
-                            stats
-                                .acked
-                                .push((id, place(sequence, entry.sub_sequence_number)));
-                        }
-                    }
-                }
-                _ => stats.unparsed_acks += 1,
-            }
-        }
-    }
 }
 
 /// A one-off GET on a fresh connection (`/metrics`, `/readyz`): `(status, body)`.

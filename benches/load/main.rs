@@ -41,6 +41,7 @@ mod prometheus;
 mod proxy_process;
 mod report;
 mod scenarios;
+mod wire;
 
 use std::fmt::Display;
 use std::process::ExitCode;

@@ -68,9 +68,10 @@ pub struct PutRecordsFigures {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ReadBack {
-    /// Events answered 200 (with a sequence number).
+    /// Events answered 2xx: 200 with a sequence number, or 202 (queued; no place yet).
     pub acknowledged: usize,
-    /// Acknowledged events found under their sequence number with their id.
+    /// Acknowledged events found with their id: under their sequence number when answered
+    /// 200, anywhere in the stream when answered 202.
     pub found: usize,
     /// Acknowledged events not in the stream (must be 0).
     pub missing: usize,
@@ -78,7 +79,7 @@ pub struct ReadBack {
     pub stored_records: usize,
     /// Stored records whose id is stored more than once (at-least-once duplicates).
     pub duplicates: usize,
-    /// 200 answers without a readable sequence number (must be 0).
+    /// 2xx answers that did not say what they acknowledged (must be 0).
     pub unparsed_answers: u64,
     /// Kinesis records in the stream (fewer than events when they were aggregated).
     pub kinesis_records: u64,

@@ -11,9 +11,8 @@ use kinesis_proxy::config::Settings;
 
 use super::catalogue::{catalogue, Backend, LoadKind, Scenario};
 use super::judge::evaluate;
-use super::run::{
-    build_runtime, execute, proxy_workers, resolve_settings, settings_env, RunPlan, Server, Window,
-};
+use super::run::{build_runtime, execute, RunPlan, Server, Window};
+use super::settings::{proxy_workers, resolve_settings, settings_env};
 use crate::cli::Options;
 use crate::direct;
 use crate::loadgen::{Pace, Route};

@@ -2,31 +2,27 @@
 //! kinesalite, alone or behind the fault layer enforcing Kinesis' per-shard limits), the server
 //! (one or more proxies, or the bare handler), the load (and a hot client's, if any) with its
 //! warm-up and measured window, the snapshots around the window, the read-back, and the
-//! `ScenarioReport` of what was measured. Also resolves the proxy settings a plan runs with.
+//! `ScenarioReport` of what was measured. The settings a plan runs with are `settings.rs`, the
+//! shard runs' figures `shard_figures.rs`, the read-back `read_back.rs`.
 //!
 //! One run only: which runs a scenario needs (peaks, ceilings, HTTP floors, reruns) is
 //! `bench.rs`, and whether the figures meet a target is `judge.rs`; nothing here judges.
 
-use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use kinesis_proxy::config::Settings;
-
-use kinesis_proxy::telemetry;
-
 use super::catalogue::{Backend, HotClient};
 use super::probes::{put_records_figures, FaultSnapshot, Profiler, Scraper, Snapshot};
+use super::read_back::read_back;
+use super::settings::{resolve_settings, settings_in_effect};
+use super::shard_figures::{shard_figures, sleep_sampling};
 use crate::child::HelperProcess;
-use crate::cli::env_name;
 use crate::fault_proxy::{FaultProxy, ShardLimits};
-use crate::kinesalite::{self, Kinesalite, StoredEvents};
+use crate::kinesalite::Kinesalite;
 use crate::loadgen::{LoadResult, LoadSpec, Pace, Route, RunningLoad};
 use crate::procfs::{self, RssSampler};
 use crate::proxy_process::{self, ProxyProcess, API_KEY};
-use crate::report::{
-    self, HotClientFigures, Latency, Memory, ReadBack, ScenarioReport, ShardFigures, ShardRate,
-};
+use crate::report::{self, Latency, Memory, ScenarioReport};
 use crate::{Context, Error};
 
 /// The stream every run writes to (each kinesalite is fresh, so one name is enough).
@@ -82,41 +78,6 @@ pub(super) struct RunPlan {
     pub(super) proxies: usize,
     /// A second client pinned to one partition key, measured apart.
     pub(super) hot: Option<HotClient>,
-}
-
-/// Resolves the proxy's settings exactly as the proxy will (config.toml, then environment), so
-/// the report states what was in effect and bad `--set` values fail before anything starts.
-pub(super) fn resolve_settings(env: &[(String, String)]) -> Result<Settings, Error> {
-    let path = proxy_process::config_path();
-    let text = std::fs::read_to_string(path).context(format_args!("reading {path}"))?;
-    // The endpoint does not matter here; the rest is what every proxy gets.
-    let base = proxy_process::base_env("http://127.0.0.1:1", STREAM);
-    let settings = Settings::from_sources(
-        Some((path, &text)),
-        base.into_iter().chain(env.iter().cloned()),
-    )
-    .context("resolving the proxy settings")?;
-    settings.validate().context("the proxy settings")?;
-    Ok(settings)
-}
-
-/// `section.key` settings as proxy environment variables.
-pub(super) fn settings_env(
-    scenario: &[(&str, &str)],
-    sets: &[(String, String)],
-) -> Vec<(String, String)> {
-    scenario
-        .iter()
-        .map(|(k, v)| (env_name(k), (*v).to_owned()))
-        .chain(sets.iter().map(|(k, v)| (env_name(k), v.clone())))
-        .collect()
-}
-
-pub(super) fn proxy_workers(settings: &Settings) -> usize {
-    match settings.server.workers {
-        0 => crate::cli::cores(),
-        n => n,
-    }
 }
 
 pub(super) fn build_runtime(threads: usize) -> Result<tokio::runtime::Runtime, Error> {
@@ -447,92 +408,7 @@ pub(super) async fn execute(plan: &RunPlan, proxy_exe: &Path) -> Result<Scenario
     })
 }
 
-/// Throttling and per-shard delivery over the window, from the fault layer's counts (and the
-/// proxies' own view of their shards from `/metrics`).
-fn shard_figures(
-    plan: &RunPlan,
-    before: &FaultSnapshot,
-    after: &FaultSnapshot,
-    delivered_series: Vec<(f64, f64, u64)>,
-    (metrics_before, metrics_after): (&Snapshot, &Snapshot),
-    result: &LoadResult,
-    hot: Option<&LoadResult>,
-) -> ShardFigures {
-    let window = after.at.duration_since(before.at).as_secs_f64().max(1e-9);
-    let stats = |s: &FaultSnapshot| s.stats;
-    let (b, a) = (stats(before), stats(after));
-    let entries_sent = a.entries_seen - b.entries_seen;
-    let entries_throttled = a.entries_throttled_by_limit - b.entries_throttled_by_limit;
-    let put_records_calls = a.put_records_calls - b.put_records_calls;
-    let acked_events = result.ok_events + hot.map_or(0, |h| h.ok_events);
-    let per_shard: BTreeMap<String, ShardRate> = after
-        .shards
-        .iter()
-        .map(|(id, now)| {
-            let then = before.shards.get(id).copied().unwrap_or_default();
-            let rate = ShardRate {
-                delivered_per_sec: (now.entries_accepted - then.entries_accepted) as f64 / window,
-                throttled: now.entries_throttled_by_limit - then.entries_throttled_by_limit,
-                entries_seen: now.entries_seen - then.entries_seen,
-            };
-            (id.clone(), rate)
-        })
-        .collect();
-    let stream_filter = [("stream", STREAM)];
-    let (proxy_rates_at_end, proxy_counted_throttled) =
-        match (&metrics_before.metrics, &metrics_after.metrics) {
-            (Some(m_before), Some(m_after)) => (
-                per_shard
-                    .keys()
-                    .map(|id| {
-                        let filter = [("stream", STREAM), ("shard", id.as_str())];
-                        (id.clone(), m_after.sum(telemetry::SHARD_RATE, &filter))
-                    })
-                    // A shard-blind proxy has no rates (and an aware one never 0).
-                    .filter(|(_, rate)| *rate > 0.0)
-                    .collect(),
-                m_after.sum(telemetry::SHARD_THROTTLED, &stream_filter)
-                    - m_before.sum(telemetry::SHARD_THROTTLED, &stream_filter),
-            ),
-            _ => (BTreeMap::new(), 0.0),
-        };
-    let limit = plan.backend.stream_limit_records_per_sec().unwrap_or(0.0);
-    let acked_per_sec = acked_events as f64 / result.window.as_secs_f64().max(1e-9);
-    ShardFigures {
-        proxies: plan.proxies.max(1),
-        stream_limit_records_per_sec: limit,
-        share_of_limit: acked_per_sec / limit.max(1e-9),
-        delivered_per_sec: (after.accepted() - before.accepted()) as f64 / window,
-        entries_sent,
-        entries_throttled,
-        throttled_share: entries_throttled as f64 / (entries_sent as f64).max(1.0),
-        put_records_calls,
-        calls_per_1000_events: (acked_events > 0)
-            .then(|| put_records_calls as f64 / acked_events as f64 * 1000.0),
-        entries_per_call: (put_records_calls > 0)
-            .then(|| entries_sent as f64 / put_records_calls as f64),
-        per_shard,
-        delivered_series,
-        proxy_rates_at_end,
-        proxy_counted_throttled,
-        hot_client: plan.hot.zip(hot).map(|(spec, hot)| HotClientFigures {
-            connections: spec.connections,
-            offered_events_per_sec: spec.events_per_sec,
-            events_per_sec: hot.events_per_sec(),
-            statuses: hot
-                .statuses
-                .iter()
-                .map(|(code, n)| (code.to_string(), *n))
-                .collect(),
-            hot_shard_refusals: hot.refusal_codes.get("hot_shard").copied().unwrap_or(0),
-            latency: latency(hot),
-        }),
-        without_hot_p99_ms: None,
-        p99_ratio_to_without_hot: None,
-    }
-}
-
-fn latency(result: &LoadResult) -> Option<Latency> {
+pub(super) fn latency(result: &LoadResult) -> Option<Latency> {
     match (
         result.latency_ms(0.5),
         result.latency_ms(0.99),
@@ -547,39 +423,6 @@ fn latency(result: &LoadResult) -> Option<Latency> {
     }
 }
 
-/// Sleeps `duration`; with a fault layer, in steps of a second, noting when, how many entries
-/// the stream had stored and how many the layer had throttled after each.
-async fn sleep_sampling(
-    duration: Duration,
-    faults: Option<&FaultProxy>,
-    stored: &mut Vec<(Instant, u64, u64)>,
-) {
-    let Some(layer) = faults else {
-        tokio::time::sleep(duration).await;
-        return;
-    };
-    let end = Instant::now() + duration;
-    let sample = || {
-        let snapshot = FaultSnapshot::take(layer);
-        (
-            snapshot.at,
-            snapshot.accepted(),
-            snapshot.stats.entries_throttled_by_limit,
-        )
-    };
-    if stored.is_empty() {
-        stored.push(sample());
-    }
-    loop {
-        let left = end.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return;
-        }
-        tokio::time::sleep(left.min(Duration::from_secs(1))).await;
-        stored.push(sample());
-    }
-}
-
 /// One RSS sample a second, timed from the window's start, in MiB.
 fn per_second(samples: &[(f64, u64)], window_from: f64) -> Vec<(f64, f64)> {
     let mut series: Vec<(f64, f64)> = Vec::new();
@@ -590,92 +433,4 @@ fn per_second(samples: &[(f64, u64)], window_from: f64) -> Vec<(f64, f64)> {
         }
     }
     series
-}
-
-fn settings_in_effect(settings: &Settings, plan: &RunPlan) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    if let Server::Bare { workers } = plan.server {
-        out.insert("bare.workers".into(), workers.to_string());
-        return out;
-    }
-    let b = &settings.batching;
-    for (key, value) in [
-        ("server.workers", proxy_workers(settings).to_string()),
-        (
-            "server.kinesis_threads",
-            settings.server.kinesis_threads.to_string(),
-        ),
-        ("batching.linger_ms", b.linger_ms.to_string()),
-        (
-            "batching.max_in_flight_calls",
-            b.max_in_flight_calls.to_string(),
-        ),
-        (
-            "batching.max_batch_records",
-            b.max_batch_records.to_string(),
-        ),
-        ("batching.max_batch_bytes", b.max_batch_bytes.to_string()),
-        (
-            "batching.queue_max_records",
-            b.queue_max_records.to_string(),
-        ),
-        ("batching.queue_max_bytes", b.queue_max_bytes.to_string()),
-        (
-            "limits.max_pipelines",
-            settings.limits.max_pipelines.to_string(),
-        ),
-    ] {
-        out.insert(key.into(), value);
-    }
-    for (name, value) in &plan.env {
-        out.insert(name.clone(), value.clone());
-    }
-    if plan.proxies > 1 {
-        out.insert("bench.proxies".into(), plan.proxies.to_string());
-    }
-    out.insert(
-        "bench.scrape_every_s".into(),
-        plan.scrape_every
-            .map_or("0 (only around the window)".into(), |d| {
-                format!("{}", d.as_secs_f64())
-            }),
-    );
-    out
-}
-
-/// Reads the whole stream back and looks up every acknowledged event (of both clients, when
-/// there is a hot one) by its sequence number.
-async fn read_back(
-    endpoint: &str,
-    result: &LoadResult,
-    hot: Option<&LoadResult>,
-) -> Result<ReadBack, Error> {
-    let StoredEvents {
-        by_place: stored,
-        kinesis_records,
-        payload_units,
-    } = kinesalite::read_back(endpoint, STREAM).await?;
-    let acked: Vec<&(String, String)> = result
-        .acked
-        .iter()
-        .chain(hot.map_or(&[][..], |h| &h.acked[..]))
-        .collect();
-    let found = acked
-        .iter()
-        .filter(|(id, sequence)| stored.get(sequence) == Some(id))
-        .count();
-    let mut per_id: HashMap<&str, usize> = HashMap::with_capacity(stored.len());
-    for id in stored.values() {
-        *per_id.entry(id.as_str()).or_default() += 1;
-    }
-    Ok(ReadBack {
-        acknowledged: acked.len(),
-        found,
-        missing: acked.len() - found,
-        stored_records: stored.len(),
-        duplicates: per_id.values().filter(|n| **n > 1).count(),
-        unparsed_answers: result.unparsed_acks,
-        kinesis_records,
-        payload_units,
-    })
 }

@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use super::catalogue::{Backend, KINESALITE_SETTINGS};
 use super::judge::smoke_checks;
-use super::run::{
-    build_runtime, execute, proxy_workers, resolve_settings, settings_env, RunPlan, Server, Window,
-};
+use super::run::{build_runtime, execute, RunPlan, Server, Window};
+use super::settings::{proxy_workers, resolve_settings, settings_env};
 use crate::cli::Options;
 use crate::loadgen::{Pace, Route};
 use crate::proxy_process::PinnedBinary;
