@@ -221,6 +221,7 @@ pub async fn run(
             ),
         ]),
         shards: None,
+        disk: None,
         checks: Vec::new(),
     })
 }

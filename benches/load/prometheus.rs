@@ -53,6 +53,11 @@ impl Scrape {
         })
     }
 
+    /// Whether the scrape has any series named `name`.
+    pub fn has(&self, name: &str) -> bool {
+        self.samples.iter().any(|s| s.name == name)
+    }
+
     /// Sum of `name` over every series whose labels include `filter`.
     pub fn sum(&self, name: &str, filter: &[(&str, &str)]) -> f64 {
         self.matching(name, filter).map(|s| s.value).sum()

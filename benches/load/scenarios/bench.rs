@@ -1,8 +1,9 @@
 //! The full benchmark (`cargo bench --bench load`): turns the selected scenarios of the
 //! catalogue into runs, with what each one needs (the peak an open-loop scenario is paced
 //! from, the bare-handler ceiling before and after, the HTTP floor, the run without the hot
-//! client a hot-key scenario is compared with), runs a disturbed scenario again, then has the
-//! results judged and the report printed and written.
+//! client a hot-key scenario is compared with, the run answered after Kinesis a disk scenario
+//! is compared with), runs a disturbed scenario again, then has the results judged and the
+//! report printed and written.
 //!
 //! Orchestration only: how one run is carried out is `run.rs`, the targets are `judge.rs`,
 //! and the report's shape and printing are `report.rs`.
@@ -17,7 +18,7 @@ use crate::cli::Options;
 use crate::direct;
 use crate::loadgen::{Pace, Route};
 use crate::proxy_process::PinnedBinary;
-use crate::report::{self, one_line, Ceiling, HttpFloor, ScenarioReport};
+use crate::report::{self, one_line, Ceiling, DiskBaseline, HttpFloor, ScenarioReport};
 use crate::{Context, Error};
 
 /// Above this many cores used by other processes (on average over the window) a run counts as
@@ -162,13 +163,7 @@ impl Bench<'_> {
         let pace = match scenario.load {
             LoadKind::Closed => Pace::Closed,
             LoadKind::HalfOf(peak_name) => {
-                if self.find(peak_name).is_none() {
-                    let peak = catalogue()
-                        .into_iter()
-                        .find(|s| s.name == peak_name)
-                        .context(format_args!("no scenario {peak_name}"))?;
-                    Box::pin(self.scenario(&peak)).await;
-                }
+                self.run_first(peak_name).await?;
                 let peak = self
                     .find(peak_name)
                     .context(format_args!("{peak_name} (the peak) failed"))?;
@@ -195,13 +190,11 @@ impl Bench<'_> {
         // first (once per run).
         let without_hot = scenario.shards.and_then(|s| s.without_hot);
         if let Some(baseline_name) = without_hot {
-            if self.find(baseline_name).is_none() {
-                let baseline = catalogue()
-                    .into_iter()
-                    .find(|s| s.name == baseline_name)
-                    .context(format_args!("no scenario {baseline_name}"))?;
-                Box::pin(self.scenario(&baseline)).await;
-            }
+            self.run_first(baseline_name).await?;
+        }
+        // A disk scenario is compared with the same load answered after Kinesis: that first.
+        if let Some(disk) = scenario.disk {
+            self.run_first(disk.baseline).await?;
         }
         // The ceiling is measured right before and right after the proxy, and their mean is
         // what the proxy is compared with: on a shared or virtual machine the speed of the
@@ -236,6 +229,8 @@ impl Bench<'_> {
             }),
             proxies: scenario.shards.map_or(1, |s| s.proxies),
             hot: scenario.shards.and_then(|s| s.hot),
+            disk: scenario.disk.is_some()
+                || options.sets.iter().any(|(k, _)| k == "streams.ack_on_disk"),
         };
         let mut report = self.measure(&plan).await?;
         println!("{}", one_line(&report));
@@ -255,6 +250,14 @@ impl Bench<'_> {
                     .zip(baseline_p99)
                     .map(|(with, without)| with / without.max(1e-9));
             }
+        }
+        if let (Some(setup), Some(disk)) = (scenario.disk, &mut report.disk) {
+            disk.baseline = self.find(setup.baseline).map(|b| DiskBaseline {
+                scenario: b.name.clone(),
+                events_per_sec: b.events_per_sec,
+                cpu_s_per_10k: b.server_cpu_s_per_100k_events.map(|v| v / 10.0),
+                latency: b.latency.clone(),
+            });
         }
         if let Some(before) = ceiling_before {
             let name = format!("{}-ceiling-after", scenario.name);
@@ -291,6 +294,19 @@ impl Bench<'_> {
             });
         }
         self.reports.insert(at, report);
+        Ok(())
+    }
+
+    /// Runs the scenario `name` unless this run already has (or failed) it: one that another
+    /// scenario is paced from or compared with.
+    async fn run_first(&mut self, name: &str) -> Result<(), Error> {
+        if self.find(name).is_none() {
+            let first = catalogue()
+                .into_iter()
+                .find(|s| s.name == name)
+                .context(format_args!("no scenario {name}"))?;
+            Box::pin(self.scenario(&first)).await;
+        }
         Ok(())
     }
 
@@ -346,6 +362,7 @@ impl Bench<'_> {
             scrape_every: None,
             proxies: 1,
             hot: None,
+            disk: false,
             perf: self.options.perf.then(|| {
                 self.options
                     .report

@@ -103,6 +103,16 @@ pub struct Scenario {
     pub(super) direct: Option<Direct>,
     /// Shard-awareness scenarios: several proxies, a hot client.
     pub(super) shards: Option<ShardSetup>,
+    /// Disk-acknowledgement scenarios: a spool, drained before the read-back.
+    pub(super) disk: Option<DiskSetup>,
+}
+
+/// What a disk-acknowledgement scenario adds to the run: a fresh spool directory, and after
+/// the window a wait until the spool has sent everything (then the read-back).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DiskSetup {
+    /// The same load answered 200 (after Kinesis), run first in the same run to compare with.
+    pub(super) baseline: &'static str,
 }
 
 /// kinesalite answers a bare 413 above ~5.25 MiB (7 MiB of base64 JSON): stay well below.
@@ -120,6 +130,24 @@ const AGGREGATE_UNLIMITED_SETTINGS: &[(&str, &str)] = &[
     ("batching.max_batch_bytes", "4194304"),
     ("streams.aggregate", "*"),
     ("shards.bytes_per_second", "104857600"),
+];
+
+/// Disk acknowledgement (issue 11) with KPL aggregation, as a disk stream would run against a
+/// records-capped Kinesis: `agg-kinesalite-single`'s settings plus the spool, bounded at 4 GiB
+/// so that its bound is never what a window measures (the disk has room: check `df`).
+const DISK_AGGREGATE_SETTINGS: &[(&str, &str)] = &[
+    ("batching.max_batch_bytes", "4194304"),
+    ("streams.aggregate", "*"),
+    ("shards.bytes_per_second", "104857600"),
+    ("streams.ack_on_disk", "*"),
+    ("spool.max_bytes", "4294967296"),
+];
+
+/// Disk acknowledgement without aggregation: `kinesalite-single`'s settings plus the spool.
+const DISK_SETTINGS: &[(&str, &str)] = &[
+    ("batching.max_batch_bytes", "4194304"),
+    ("streams.ack_on_disk", "*"),
+    ("spool.max_bytes", "4294967296"),
 ];
 
 /// The shard-blind proxy: every batch takes whatever is queued, and Kinesis' throttling is the
@@ -171,6 +199,7 @@ pub fn catalogue() -> Vec<Scenario> {
             read_back: false,
             direct: None,
             shards: None,
+            disk: None,
         },
         Scenario {
             name: "null-half",
@@ -186,6 +215,7 @@ pub fn catalogue() -> Vec<Scenario> {
             read_back: false,
             direct: None,
             shards: None,
+            disk: None,
         },
         Scenario {
             name: "null-many",
@@ -201,6 +231,7 @@ pub fn catalogue() -> Vec<Scenario> {
             read_back: false,
             direct: None,
             shards: None,
+            disk: None,
         },
         Scenario {
             name: "null-ndjson",
@@ -219,6 +250,7 @@ pub fn catalogue() -> Vec<Scenario> {
             read_back: false,
             direct: None,
             shards: None,
+            disk: None,
         },
         Scenario {
             name: "null-ndjson-gzip",
@@ -237,6 +269,7 @@ pub fn catalogue() -> Vec<Scenario> {
             read_back: false,
             direct: None,
             shards: None,
+            disk: None,
         },
         Scenario {
             name: "kinesalite-direct",
@@ -256,6 +289,7 @@ pub fn catalogue() -> Vec<Scenario> {
                 shards: 4,
             }),
             shards: None,
+            disk: None,
         },
         Scenario {
             name: "kinesalite-single",
@@ -271,6 +305,7 @@ pub fn catalogue() -> Vec<Scenario> {
             read_back: true,
             direct: None,
             shards: None,
+            disk: None,
         },
         Scenario {
             name: "kinesalite-half",
@@ -286,6 +321,7 @@ pub fn catalogue() -> Vec<Scenario> {
             read_back: true,
             direct: None,
             shards: None,
+            disk: None,
         },
         Scenario {
             name: "overload",
@@ -303,6 +339,7 @@ pub fn catalogue() -> Vec<Scenario> {
             read_back: false,
             direct: None,
             shards: None,
+            disk: None,
         },
         aggregate_scenario(
             "agg-kinesalite-single",
@@ -321,6 +358,18 @@ pub fn catalogue() -> Vec<Scenario> {
             "KPL aggregation, records route (100 per request), 64 conns: <= 10 payload units/1k",
             Route::Many(100),
             64,
+        ),
+        disk_scenario(
+            "disk-kinesalite",
+            "as agg-kinesalite-single, answered 202 once fsynced in the spool: >= 30,000 events/s",
+            DISK_AGGREGATE_SETTINGS,
+            "agg-kinesalite-single",
+        ),
+        disk_scenario(
+            "disk-kinesalite-noagg",
+            "as kinesalite-single (no aggregation), answered 202 once fsynced in the spool",
+            DISK_SETTINGS,
+            "kinesalite-single",
         ),
         shard_scenario(
             "agg-shards-real",
@@ -401,6 +450,22 @@ fn aggregate_scenario(
         read_back: true,
         direct: None,
         shards: None,
+        disk: None,
+    }
+}
+
+/// A disk-acknowledgement scenario: 64 connections, single-event route, kinesalite with 4
+/// shards; the spool drained after the window, then read back in full.
+fn disk_scenario(
+    name: &'static str,
+    about: &'static str,
+    settings: &'static [(&'static str, &'static str)],
+    baseline: &'static str,
+) -> Scenario {
+    Scenario {
+        settings,
+        disk: Some(DiskSetup { baseline }),
+        ..aggregate_scenario(name, about, Route::Single, 64)
     }
 }
 
@@ -428,5 +493,6 @@ fn shard_scenario(
         read_back: true,
         direct: None,
         shards: Some(setup),
+        disk: None,
     }
 }

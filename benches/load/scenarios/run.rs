@@ -3,7 +3,8 @@
 //! (one or more proxies, or the bare handler), the load (and a hot client's, if any) with its
 //! warm-up and measured window, the snapshots around the window, the read-back, and the
 //! `ScenarioReport` of what was measured. The settings a plan runs with are `settings.rs`, the
-//! shard runs' figures `shard_figures.rs`, the read-back `read_back.rs`.
+//! shard runs' figures `shard_figures.rs`, the disk runs' spool and drain `disk.rs`, the
+//! read-back `read_back.rs`.
 //!
 //! One run only: which runs a scenario needs (peaks, ceilings, HTTP floors, reruns) is
 //! `bench.rs`, and whether the figures meet a target is `judge.rs`; nothing here judges.
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::catalogue::{Backend, HotClient};
+use super::disk::{disk_figures, wait_drained, SpoolDir};
 use super::probes::{put_records_figures, FaultSnapshot, Profiler, Scraper, Snapshot};
 use super::read_back::read_back;
 use super::settings::{resolve_settings, settings_in_effect};
@@ -78,6 +80,9 @@ pub(super) struct RunPlan {
     pub(super) proxies: usize,
     /// A second client pinned to one partition key, measured apart.
     pub(super) hot: Option<HotClient>,
+    /// A disk-acknowledged stream: the proxy gets a fresh spool directory, and after the load
+    /// the run waits until the spool has sent everything before the proxy stops.
+    pub(super) disk: bool,
 }
 
 pub(super) fn build_runtime(threads: usize) -> Result<tokio::runtime::Runtime, Error> {
@@ -135,11 +140,14 @@ pub(super) async fn execute(plan: &RunPlan, proxy_exe: &Path) -> Result<Scenario
         }
     };
 
+    // Before the proxies: dropped (removed) after them.
+    let spool_dir = plan.disk.then(SpoolDir::create).transpose()?;
     let mut proxies: Vec<ProxyProcess> = Vec::new();
     let mut bare = None;
     let (ports, server_pids) = match plan.server {
         Server::Proxy => {
             let mut env = proxy_process::base_env(&endpoint, STREAM);
+            env.extend(spool_dir.as_ref().map(SpoolDir::env));
             env.extend(plan.env.iter().cloned());
             for _ in 0..plan.proxies.max(1) {
                 let started = ProxyProcess::start(proxy_exe, &env)?;
@@ -260,6 +268,15 @@ pub(super) async fn execute(plan: &RunPlan, proxy_exe: &Path) -> Result<Scenario
         (Err(err), _) | (_, Err(err)) => {
             return Err(format!("{err}; proxy output:\n{}", proxy_output()).into());
         }
+    };
+    // A disk stream answers before Kinesis has its events: wait until the spool has sent them.
+    let drained = match &spool_dir {
+        Some(_) => Some(
+            wait_drained(&proxies, &server_pids)
+                .await
+                .map_err(|err| format!("{err}; proxy output:\n{}", proxy_output()))?,
+        ),
+        None => None,
     };
     // SIGTERM: the proxies drain; every acknowledged event is already in the stream.
     let proxy_exit = (!proxies.is_empty()).then(|| {
@@ -404,6 +421,9 @@ pub(super) async fn execute(plan: &RunPlan, proxy_exe: &Path) -> Result<Scenario
         proxy_exit,
         settings: settings_in_effect(&settings, plan),
         shards,
+        disk: drained
+            .as_ref()
+            .and_then(|d| disk_figures((&before, &after), d, &result)),
         checks: Vec::new(),
     })
 }

@@ -55,6 +55,7 @@ pub fn run_smoke(options: &Options) -> Result<(), Error> {
             scrape_every: None,
             proxies: 1,
             hot: None,
+            disk: false,
         },
         RunPlan {
             name: "smoke-null".into(),
@@ -73,6 +74,7 @@ pub fn run_smoke(options: &Options) -> Result<(), Error> {
             scrape_every: None,
             proxies: 1,
             hot: None,
+            disk: false,
         },
         RunPlan {
             name: "smoke-kinesalite".into(),
@@ -94,6 +96,7 @@ pub fn run_smoke(options: &Options) -> Result<(), Error> {
             scrape_every: None,
             proxies: 1,
             hot: None,
+            disk: false,
         },
     ];
     let proxy = PinnedBinary::in_place();
