@@ -229,8 +229,7 @@ impl Bench<'_> {
             }),
             proxies: scenario.shards.map_or(1, |s| s.proxies),
             hot: scenario.shards.and_then(|s| s.hot),
-            disk: scenario.disk.is_some()
-                || options.sets.iter().any(|(k, _)| k == "streams.ack_on_disk"),
+            disk: settings.uses_spool(),
         };
         let mut report = self.measure(&plan).await?;
         println!("{}", one_line(&report));

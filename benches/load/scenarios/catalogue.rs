@@ -135,7 +135,7 @@ const AGGREGATE_UNLIMITED_SETTINGS: &[(&str, &str)] = &[
 /// Disk acknowledgement (issue 11) with KPL aggregation, as a disk stream would run against a
 /// records-capped Kinesis: `agg-kinesalite-single`'s settings plus the spool, bounded at 4 GiB
 /// so that its bound is never what a window measures (the disk has room: check `df`).
-const DISK_AGGREGATE_SETTINGS: &[(&str, &str)] = &[
+pub(super) const DISK_AGGREGATE_SETTINGS: &[(&str, &str)] = &[
     ("batching.max_batch_bytes", "4194304"),
     ("streams.aggregate", "*"),
     ("shards.bytes_per_second", "104857600"),

@@ -7,6 +7,11 @@
 
 use std::time::{Duration, Instant};
 
+use kinesis_proxy::telemetry::{
+    SPOOL_BYTES, SPOOL_DELIVERED, SPOOL_FSYNCS, SPOOL_RECORDS, SPOOL_RECORDS_FSYNCED,
+    SPOOL_REFUSALS,
+};
+
 use super::probes::Snapshot;
 use super::run::STREAM;
 use crate::loadgen::LoadResult;
@@ -15,14 +20,6 @@ use crate::prometheus::Scrape;
 use crate::proxy_process::ProxyProcess;
 use crate::report::DiskFigures;
 use crate::{Context, Error};
-
-/// The spool's metrics (gauges: now; counters: since start).
-const RECORDS: &str = "kinesis_proxy_spool_records";
-const BYTES: &str = "kinesis_proxy_spool_bytes";
-const FSYNCS: &str = "kinesis_proxy_spool_fsyncs_total";
-const RECORDS_FSYNCED: &str = "kinesis_proxy_spool_records_fsynced_total";
-const REFUSALS: &str = "kinesis_proxy_spool_refusals_total";
-const DELIVERED: &str = "kinesis_proxy_spool_delivered_records_total";
 
 /// How long the spool may take to send its backlog once the load has stopped: at kinesalite's
 /// ~4,000-5,000 records/s unaggregated, about a million events.
@@ -81,13 +78,13 @@ pub(super) async fn wait_drained(
         let mut left = 0.0;
         for proxy in proxies {
             let scrape = Scrape::parse(&proxy.metrics().await?);
-            if !scrape.has(RECORDS) {
+            if !scrape.has(SPOOL_RECORDS) {
                 return Err(format!(
-                    "the proxy exports no {RECORDS}: is the stream in streams.ack_on_disk?"
+                    "the proxy exports no {SPOOL_RECORDS}: is the stream in streams.ack_on_disk?"
                 )
                 .into());
             }
-            left += scrape.sum(RECORDS, &[]);
+            left += scrape.sum(SPOOL_RECORDS, &[]);
         }
         if left <= 0.0 {
             break 0.0;
@@ -126,8 +123,8 @@ pub(super) fn disk_figures(
     let (b, a) = (before.metrics.as_ref()?, after.metrics.as_ref()?);
     let delta = |name: &str| a.sum(name, &[]) - b.sum(name, &[]);
     let window = after.at.duration_since(before.at).as_secs_f64().max(1e-9);
-    let (fsyncs, records_fsynced) = (delta(FSYNCS), delta(RECORDS_FSYNCED));
-    let backlog_at_start = b.sum(RECORDS, &[]);
+    let (fsyncs, records_fsynced) = (delta(SPOOL_FSYNCS), delta(SPOOL_RECORDS_FSYNCED));
+    let backlog_at_start = b.sum(SPOOL_RECORDS, &[]);
     // Every event acknowledged in the window was appended and delivered by the time the spool
     // drained, and so was the backlog the window opened with.
     let events = result.ok_events as f64 + backlog_at_start;
@@ -136,12 +133,12 @@ pub(super) fn disk_figures(
         fsyncs,
         records_fsynced,
         records_per_fsync: (fsyncs > 0.0).then(|| records_fsynced / fsyncs),
-        refusals: delta(REFUSALS),
+        refusals: delta(SPOOL_REFUSALS),
         backlog_at_start,
-        backlog_at_end: a.sum(RECORDS, &[]),
-        spool_mib_at_end: a.sum(BYTES, &[]) / (1024.0 * 1024.0),
-        delivered_per_sec: (a.sum(DELIVERED, &[("stream", STREAM)])
-            - b.sum(DELIVERED, &[("stream", STREAM)]))
+        backlog_at_end: a.sum(SPOOL_RECORDS, &[]),
+        spool_mib_at_end: a.sum(SPOOL_BYTES, &[]) / (1024.0 * 1024.0),
+        delivered_per_sec: (a.sum(SPOOL_DELIVERED, &[("stream", STREAM)])
+            - b.sum(SPOOL_DELIVERED, &[("stream", STREAM)]))
             / window,
         drain_s: drained.waited.as_secs_f64(),
         left_after_drain: drained.left,

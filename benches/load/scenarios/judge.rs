@@ -189,7 +189,7 @@ fn disk_checks(report: &ScenarioReport, targets: bool) -> Vec<Check> {
         checks.push(check(
             "proxy CPU <= 0.25 s per 10,000 events (appended and delivered)",
             format!(
-                "{} s from the window's start until the spool drained ({} s over the window                  alone; the 200 path: {} s)",
+                "{} s from the window's start until the spool drained ({} s over the window alone; the 200 path: {} s)",
                 fmt(with_drain),
                 fmt(report.server_cpu_s_per_100k_events.map(|v| v / 10.0)),
                 fmt(baseline.and_then(|b| b.cpu_s_per_10k)),
@@ -201,7 +201,7 @@ fn disk_checks(report: &ScenarioReport, targets: bool) -> Vec<Check> {
     checks.push(check(
         "the spool drained after the load",
         format!(
-            "{} records not yet in Kinesis at the window's end ({} delivered/s during it); {}              {:.1} s after the last answer; {} appends refused (spool full)",
+            "{} records not yet in Kinesis at the window's end ({} delivered/s during it); {} {:.1} s after the last answer; {} appends refused (spool full)",
             report::thousands(d.backlog_at_end),
             report::thousands(d.delivered_per_sec),
             if drained {
@@ -409,6 +409,16 @@ pub(super) fn smoke_checks(report: &ScenarioReport) -> Vec<Check> {
             "the proxy exits cleanly on SIGTERM",
             report.proxy_exit.clone().unwrap_or_default(),
             report.proxy_exit.as_deref() == Some("exit status: 0"),
+        ));
+    }
+    if let Some(disk) = &report.disk {
+        checks.push(check(
+            "the spool's fsyncs counted and the spool drained",
+            format!(
+                "{} records in {} fsyncs; {} left after {:.1} s",
+                disk.records_fsynced, disk.fsyncs, disk.left_after_drain, disk.drain_s
+            ),
+            disk.fsyncs > 0.0 && disk.records_fsynced > 0.0 && disk.left_after_drain <= 0.0,
         ));
     }
     if let Some(shards) = &report.shards {

@@ -1,4 +1,4 @@
-//! The smoke test (`cargo test --bench load`, or `--all-targets`): three short runs proving
+//! The smoke test (`cargo test --bench load`, or `--all-targets`): four short runs proving
 //! the machinery works, judged by `judge::smoke_checks`, failing when any check misses.
 //!
 //! Its runs are fixed plans of its own, not scenarios of the catalogue; carrying them out is
@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use super::catalogue::{Backend, KINESALITE_SETTINGS};
+use super::catalogue::{Backend, DISK_AGGREGATE_SETTINGS, KINESALITE_SETTINGS};
 use super::judge::smoke_checks;
 use super::run::{build_runtime, execute, RunPlan, Server, Window};
 use super::settings::{proxy_workers, resolve_settings, settings_env};
@@ -17,9 +17,11 @@ use crate::report::{self, Ceiling};
 use crate::{Context, Error};
 
 /// `cargo test --all-targets`: a few seconds proving the machinery works: the bare ceiling,
-/// the proxy against the do-nothing endpoint (figures non-zero), and a kinesalite read-back of
+/// the proxy against the do-nothing endpoint (figures non-zero), a kinesalite read-back of
 /// 200 events through the fault layer that enforces Kinesis' per-shard limits (as the shard
-/// scenarios use it). Fails when any of it does not work.
+/// scenarios use it), and 200 events of a disk stream (answered 202, as the disk scenarios
+/// send them), the spool drained and the stream read back by id. Fails when any of it does not
+/// work.
 pub fn run_smoke(options: &Options) -> Result<(), Error> {
     // Never hang CI: a stuck child or connection ends the smoke test with a failure.
     std::thread::Builder::new()
@@ -97,6 +99,28 @@ pub fn run_smoke(options: &Options) -> Result<(), Error> {
             proxies: 1,
             hot: None,
             disk: false,
+        },
+        RunPlan {
+            name: "smoke-disk".into(),
+            about: "proxy, disk stream (202 once fsynced), aggregated → kinesalite, 200 events, drained, read-back by id".into(),
+            server: Server::Proxy,
+            backend: Backend::Kinesalite { shards: 2 },
+            route: Route::Single,
+            connections,
+            pace: Pace::Closed,
+            warmup: Duration::ZERO,
+            window: Window::UntilDone {
+                requests: 200,
+                timeout: Duration::from_secs(60),
+            },
+            env: settings_env(DISK_AGGREGATE_SETTINGS, &options.sets),
+            read_back: true,
+            wait_quiet: Duration::ZERO,
+            perf: None,
+            scrape_every: None,
+            proxies: 1,
+            hot: None,
+            disk: true,
         },
     ];
     let proxy = PinnedBinary::in_place();
