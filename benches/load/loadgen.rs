@@ -20,54 +20,13 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
-use hyper::header::{HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, HOST};
-use hyper::{Request, Uri};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use hyper::header::HeaderValue;
+use hyper::Uri;
 use tokio::task::JoinHandle;
 
-use crate::wire::{build_body, read_acks, refusal_code, Ack};
+pub use crate::wire::Route;
+use crate::wire::{build_body, connect, post, read_acks, refusal_code, Ack};
 use crate::{Context, Error};
-
-/// Which proxy route a run drives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-pub enum Route {
-    /// `POST /kinesis/stream/{stream}`: one event per request.
-    Single,
-    /// `POST /kinesis/stream/{stream}/records`: this many events per request.
-    Many(usize),
-    /// The records route with an NDJSON body of `events` lines, gzip'd (`Content-Encoding:
-    /// gzip`) when `gzip`, as the batching HTTP senders (Fluent Bit, Vector) send it.
-    Ndjson { events: usize, gzip: bool },
-}
-
-impl Route {
-    pub fn path(self, stream: &str) -> String {
-        match self {
-            Route::Single => format!("/kinesis/stream/{stream}"),
-            Route::Many(_) | Route::Ndjson { .. } => format!("/kinesis/stream/{stream}/records"),
-        }
-    }
-
-    pub fn events_per_request(self) -> usize {
-        match self {
-            Route::Single => 1,
-            Route::Many(n) | Route::Ndjson { events: n, .. } => n,
-        }
-    }
-
-    pub fn label(self) -> String {
-        match self {
-            Route::Single => "single".into(),
-            Route::Many(n) => format!("records x{n}"),
-            Route::Ndjson {
-                events,
-                gzip: false,
-            } => format!("ndjson x{events}"),
-            Route::Ndjson { events, gzip: true } => format!("ndjson.gz x{events}"),
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Pace {
@@ -340,21 +299,6 @@ fn merge(into: &mut LoadResult, stats: ConnStats) {
     }
 }
 
-async fn connect(port: u16) -> Result<SendRequest<Full<Bytes>>, Error> {
-    let stream = TcpStream::connect(("127.0.0.1", port))
-        .await
-        .context("connect")?;
-    stream.set_nodelay(true).context("TCP_NODELAY")?;
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .context("HTTP handshake")?;
-    // The connection's I/O runs on its own task; it ends when the sender is dropped.
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(sender)
-}
-
 /// One keep-alive connection's loop.
 async fn connection(
     shared: Arc<Shared>,
@@ -501,23 +445,12 @@ async fn send(
         None => sender.insert(connect(shared.port_of(index)).await?),
     };
     ready.ready().await.context("connection closed")?;
-    let (content_type, gzip) = match shared.spec.route {
-        Route::Ndjson { gzip, .. } => ("application/x-ndjson", gzip),
-        Route::Single | Route::Many(_) => ("application/json", false),
-    };
-    let mut request = Request::post(shared.uri.clone())
-        .header(HOST, "127.0.0.1")
-        .header(CONTENT_TYPE, content_type)
-        .body(Full::new(body))
-        .context("building a request")?;
-    if gzip {
-        request
-            .headers_mut()
-            .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-    }
-    if let Some(key) = &shared.api_key {
-        request.headers_mut().insert("x-api-key", key.clone());
-    }
+    let request = post(
+        shared.uri.clone(),
+        shared.spec.route,
+        shared.api_key.as_ref(),
+        body,
+    )?;
     let response = ready.send_request(request).await.context("send")?;
     let status = response.status().as_u16();
     let body = response
@@ -525,27 +458,6 @@ async fn send(
         .collect()
         .await
         .context("reading the answer")?
-        .to_bytes();
-    Ok((status, body))
-}
-
-/// A one-off GET on a fresh connection (`/metrics`, `/readyz`): `(status, body)`.
-pub async fn http_get(port: u16, path: &str) -> Result<(u16, Bytes), Error> {
-    let mut sender = connect(port).await?;
-    let request = Request::get(path)
-        .header(HOST, "127.0.0.1")
-        .body(Full::new(Bytes::new()))
-        .context("building a GET")?;
-    let response = tokio::time::timeout(Duration::from_secs(10), sender.send_request(request))
-        .await
-        .context(format_args!("GET {path} timed out"))?
-        .context(format_args!("GET {path}"))?;
-    let status = response.status().as_u16();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .context(format_args!("reading GET {path}"))?
         .to_bytes();
     Ok((status, body))
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::child::{self, spawn_until_ready, OutputTail};
-use crate::loadgen::http_get;
+use crate::wire::http_get;
 use crate::{Context, Error};
 
 /// The key the load generator sends; the proxy knows it as `bench`.

@@ -1,16 +1,128 @@
-//! What the load generator puts on the wire and reads back from it: request bodies of events
-//! with unique ids (one event, a records body, NDJSON plain or gzip'd), and the proxy's answers:
+//! What the load generator puts on the wire and reads back from it: the routes, connections
+//! and requests (a POST as its route sends it, a one-off GET), request bodies of events with
+//! unique ids (one event, a records body, NDJSON plain or gzip'd), and the proxy's answers:
 //! where each acknowledged event went (200: its sequence number; 202: only that it was taken,
 //! so the read-back looks it up by id) and the `code` of a refusal.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, HOST};
+use hyper::{Request, Uri};
+use hyper_util::rt::TokioIo;
 use serde::Deserialize;
+use tokio::net::TcpStream;
 
-use crate::loadgen::Route;
+use crate::{Context, Error};
 
 /// ~100 bytes of payload per event, as a small tracking event would carry.
 const PAYLOAD: &str = "page_view:/products/espresso-machines?ref=newsletter&utm=spring-sale;ua=Mozilla/5.0 (X11; Linux) x";
+
+/// Which proxy route a run drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum Route {
+    /// `POST /kinesis/stream/{stream}`: one event per request.
+    Single,
+    /// `POST /kinesis/stream/{stream}/records`: this many events per request.
+    Many(usize),
+    /// The records route with an NDJSON body of `events` lines, gzip'd (`Content-Encoding:
+    /// gzip`) when `gzip`, as the batching HTTP senders (Fluent Bit, Vector) send it.
+    Ndjson { events: usize, gzip: bool },
+}
+
+impl Route {
+    pub fn path(self, stream: &str) -> String {
+        match self {
+            Route::Single => format!("/kinesis/stream/{stream}"),
+            Route::Many(_) | Route::Ndjson { .. } => format!("/kinesis/stream/{stream}/records"),
+        }
+    }
+
+    pub fn events_per_request(self) -> usize {
+        match self {
+            Route::Single => 1,
+            Route::Many(n) | Route::Ndjson { events: n, .. } => n,
+        }
+    }
+
+    pub fn label(self) -> String {
+        match self {
+            Route::Single => "single".into(),
+            Route::Many(n) => format!("records x{n}"),
+            Route::Ndjson {
+                events,
+                gzip: false,
+            } => format!("ndjson x{events}"),
+            Route::Ndjson { events, gzip: true } => format!("ndjson.gz x{events}"),
+        }
+    }
+}
+
+/// Opens a keep-alive HTTP/1.1 connection to `127.0.0.1:port`.
+pub async fn connect(port: u16) -> Result<SendRequest<Full<Bytes>>, Error> {
+    let stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .context("connect")?;
+    stream.set_nodelay(true).context("TCP_NODELAY")?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .context("HTTP handshake")?;
+    // The connection's I/O runs on its own task; it ends when the sender is dropped.
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+/// A POST of `body` to `uri` as `route` sends it (content type, gzip), with the API key.
+pub fn post(
+    uri: Uri,
+    route: Route,
+    api_key: Option<&HeaderValue>,
+    body: Bytes,
+) -> Result<Request<Full<Bytes>>, Error> {
+    let (content_type, gzip) = match route {
+        Route::Ndjson { gzip, .. } => ("application/x-ndjson", gzip),
+        Route::Single | Route::Many(_) => ("application/json", false),
+    };
+    let mut request = Request::post(uri)
+        .header(HOST, "127.0.0.1")
+        .header(CONTENT_TYPE, content_type)
+        .body(Full::new(body))
+        .context("building a request")?;
+    if gzip {
+        request
+            .headers_mut()
+            .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    if let Some(key) = api_key {
+        request.headers_mut().insert("x-api-key", key.clone());
+    }
+    Ok(request)
+}
+
+/// A one-off GET on a fresh connection (`/metrics`, `/readyz`): `(status, body)`.
+pub async fn http_get(port: u16, path: &str) -> Result<(u16, Bytes), Error> {
+    let mut sender = connect(port).await?;
+    let request = Request::get(path)
+        .header(HOST, "127.0.0.1")
+        .body(Full::new(Bytes::new()))
+        .context("building a GET")?;
+    let response = tokio::time::timeout(Duration::from_secs(10), sender.send_request(request))
+        .await
+        .context(format_args!("GET {path} timed out"))?
+        .context(format_args!("GET {path}"))?;
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .context(format_args!("reading GET {path}"))?
+        .to_bytes();
+    Ok((status, body))
+}
 
 /// An acknowledged event, kept for the read-back.
 #[derive(Debug, Clone)]

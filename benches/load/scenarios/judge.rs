@@ -189,10 +189,15 @@ fn disk_checks(report: &ScenarioReport, targets: bool) -> Vec<Check> {
         checks.push(check(
             "proxy CPU <= 0.25 s per 10,000 events (appended and delivered)",
             format!(
-                "{} s from the window's start until the spool drained ({} s over the window alone; the 200 path: {} s)",
+                "{} s from the window's start until the spool drained ({} s over the window alone; the 200 path: {} s; the bare actix-web handler alone at the same rate: {} s)",
                 fmt(with_drain),
                 fmt(report.server_cpu_s_per_100k_events.map(|v| v / 10.0)),
                 fmt(baseline.and_then(|b| b.cpu_s_per_10k)),
+                fmt(report
+                    .http_floor
+                    .as_ref()
+                    .and_then(|f| f.server_cpu_s_per_100k_events)
+                    .map(|v| v / 10.0)),
             ),
             with_drain.is_some_and(|v| v <= 0.25),
         ));

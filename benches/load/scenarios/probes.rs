@@ -98,7 +98,7 @@ impl Scraper {
                     () = stopped.notified() => return Ok(scrapes),
                     // Time for the next scrape.
                     _ = tick.tick() => {
-                        let (status, _) = crate::loadgen::http_get(port, "/metrics").await?;
+                        let (status, _) = crate::wire::http_get(port, "/metrics").await?;
                         if status != 200 {
                             return Err(format!("/metrics answered {status}").into());
                         }
