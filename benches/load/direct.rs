@@ -195,6 +195,7 @@ pub async fn run(
         server_cpu_s: cpu,
         server_cpu_s_per_100k_events: (total.records > 0)
             .then(|| cpu / total.records as f64 * 100_000.0),
+        server_cpu_s_by_thread: Default::default(),
         backend_cpu_s: None,
         loadgen_cpu_s: own,
         other_cpu_s: busy - cpu - own,

@@ -1,7 +1,8 @@
 //! A process's CPU time and memory from `/proc` (Linux): CPU seconds (`utime + stime` of all its
-//! threads), resident memory now (`VmRSS`) and its peak (`VmHWM`), and a sampler that follows
-//! `VmRSS` during a run.
+//! threads, and by thread name), resident memory now (`VmRSS`) and its peak (`VmHWM`), and a
+//! sampler that follows `VmRSS` during a run.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -27,11 +28,39 @@ pub fn cpu_seconds(pid: Option<u32>) -> Result<f64, Error> {
         None => "/proc/self/stat".to_owned(),
     };
     let stat = std::fs::read_to_string(&path).context(format_args!("reading {path}"))?;
+    Ok(parse_stat(&stat, &path)?.1)
+}
+
+/// CPU seconds `pid`'s live threads have used so far, summed by thread name without its
+/// trailing digits and spaces, so a pool counts as one ("actix-server wo", "kinesis",
+/// "spool-writer"). A thread that has ended is no longer listed: the sums can fall short of
+/// `cpu_seconds`.
+pub fn thread_cpu_seconds(pid: u32) -> Result<BTreeMap<String, f64>, Error> {
+    let dir = format!("/proc/{pid}/task");
+    let mut by_name = BTreeMap::new();
+    for entry in std::fs::read_dir(&dir).context(format_args!("reading {dir}"))? {
+        let path = entry
+            .context(format_args!("reading {dir}"))?
+            .path()
+            .join("stat");
+        // A thread may end between the listing and the read.
+        let Ok(stat) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let (name, seconds) = parse_stat(&stat, &path.display().to_string())?;
+        let pool = name.trim_end_matches(|c: char| c.is_ascii_digit() || c == ' ');
+        *by_name.entry(pool.to_owned()).or_default() += seconds;
+    }
+    Ok(by_name)
+}
+
+/// `(command name, utime + stime in seconds)` from a `stat` file's text.
+fn parse_stat(stat: &str, path: &str) -> Result<(String, f64), Error> {
     // The command name (field 2) is in parentheses and may hold spaces: split after it.
-    let rest = stat
+    let (head, rest) = stat
         .rsplit_once(')')
-        .map(|(_, rest)| rest)
         .context(format_args!("{path}: no ')'"))?;
+    let name = head.split_once('(').map_or("", |(_, name)| name).to_owned();
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // `rest` starts at field 3 (state); utime and stime are fields 14 and 15.
     let field = |n: usize| -> Result<f64, Error> {
@@ -41,7 +70,7 @@ pub fn cpu_seconds(pid: Option<u32>) -> Result<f64, Error> {
             .map(|ticks| ticks as f64)
             .context(format_args!("{path}: field {n} missing"))
     };
-    Ok((field(14)? + field(15)?) / clock_ticks())
+    Ok((name, (field(14)? + field(15)?) / clock_ticks()))
 }
 
 /// CPU seconds the whole machine has spent busy (all CPUs, all processes) since boot, from the

@@ -156,6 +156,9 @@ pub struct ScenarioReport {
     /// CPU of the server under test (proxy or bare) over the window.
     pub server_cpu_s: f64,
     pub server_cpu_s_per_100k_events: Option<f64>,
+    /// The server's CPU over the window by thread name (a pool's threads as one), from
+    /// `/proc/<pid>/task`; threads that ended during the window are missing.
+    pub server_cpu_s_by_thread: BTreeMap<String, f64>,
     /// CPU of the null endpoint or kinesalite, and of this load generator, over the window.
     pub backend_cpu_s: Option<f64>,
     pub loadgen_cpu_s: f64,

@@ -144,6 +144,8 @@ impl FaultSnapshot {
 pub(super) struct Snapshot {
     pub(super) at: Instant,
     pub(super) server_cpu: f64,
+    /// The servers' CPU seconds by thread name (see `procfs::thread_cpu_seconds`).
+    pub(super) server_threads: BTreeMap<String, f64>,
     pub(super) backend_cpu: Option<f64>,
     pub(super) own_cpu: f64,
     /// CPU seconds the whole machine has been busy (every process).
@@ -165,13 +167,18 @@ impl Snapshot {
         let metrics = (!scrapes.is_empty()).then(|| Scrape::combine(scrapes));
         let mut server_cpu = 0.0;
         let mut server_rss = 0;
+        let mut server_threads = BTreeMap::new();
         for pid in server_pids {
             server_cpu += procfs::cpu_seconds(Some(*pid))?;
             server_rss += procfs::memory(*pid)?.0;
+            for (name, seconds) in procfs::thread_cpu_seconds(*pid)? {
+                *server_threads.entry(name).or_default() += seconds;
+            }
         }
         Ok(Self {
             at: Instant::now(),
             server_cpu,
+            server_threads,
             backend_cpu: backend_pid
                 .map(|pid| procfs::cpu_seconds(Some(pid)))
                 .transpose()?,

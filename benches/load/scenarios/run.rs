@@ -403,6 +403,15 @@ pub(super) async fn execute(plan: &RunPlan, proxy_exe: &Path) -> Result<Scenario
         server_cpu_s,
         server_cpu_s_per_100k_events: (result.ok_events > 0)
             .then(|| server_cpu_s / result.ok_events as f64 * 100_000.0),
+        server_cpu_s_by_thread: after
+            .server_threads
+            .iter()
+            .map(|(name, now)| {
+                let then = before.server_threads.get(name).copied().unwrap_or(0.0);
+                (name.clone(), now - then)
+            })
+            .filter(|(_, used)| *used > 0.0)
+            .collect(),
         backend_cpu_s: match (before.backend_cpu, after.backend_cpu) {
             (Some(b), Some(a)) => Some(a - b),
             _ => None,
