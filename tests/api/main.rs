@@ -20,4 +20,5 @@ mod retries;
 mod round_trip;
 mod shards;
 mod shutdown;
+mod spool;
 mod validation;

@@ -1,0 +1,393 @@
+//! Disk acknowledgement (issue 11) through the real binary: whatever happens after a 202 (a
+//! SIGKILL under load, a torn write, a full spool, a Kinesis outage, a SIGTERM with Kinesis
+//! down), every acknowledged event ends up in the stream, read back from kinesalite. Also: one
+//! process per spool folder, and a stream cannot be acknowledged both on disk and at enqueue.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::helpers::binary::{proxy_command, sigterm};
+use crate::helpers::emulator::{create_stream, kinesalite, unique_stream_name};
+use crate::helpers::fault_proxy::{FaultProxy, Mode};
+use crate::helpers::spool::{
+    assert_all_stored, disk_proxy_command, run_to_exit, spool_dir, stored_ids, DiskProxy, Poster,
+};
+
+/// Generous: delivery of a few thousand records to kinesalite on a busy 2-core machine.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A disk stream of two shards, a fault proxy in front of kinesalite in `mode`, a spool folder.
+struct Setup {
+    emulator: String,
+    stream: String,
+    faults: FaultProxy,
+    dir: TempDir,
+}
+
+async fn setup(name: &str, mode: Mode) -> Setup {
+    let emulator = kinesalite().await.endpoint.clone();
+    let stream = unique_stream_name(&format!("it-disk-{name}"));
+    create_stream(&emulator, &stream, 2).await;
+    let faults = FaultProxy::start(&emulator);
+    faults.set_mode(mode);
+    Setup {
+        emulator,
+        stream,
+        faults,
+        dir: spool_dir(),
+    }
+}
+
+impl Setup {
+    /// The binary on this spool folder, Kinesis behind the fault proxy.
+    fn command(&self) -> std::process::Command {
+        disk_proxy_command(&self.faults.endpoint, self.dir.path())
+    }
+
+    fn spawn(&self, command: std::process::Command) -> DiskProxy {
+        DiskProxy::spawn(command, &self.stream)
+    }
+}
+
+/// SIGKILL, and waits until the process is gone (and its spool lock with it).
+fn kill(proxy: &mut DiskProxy) {
+    proxy.proxy.child.kill().expect("SIGKILL");
+    proxy
+        .proxy
+        .child
+        .wait()
+        .expect("the killed proxy is reaped");
+}
+
+/// One client posting events `{tag}-{n}` one after another until `stop` or the proxy goes
+/// away: the ids answered 202, and every other answer (status and body).
+async fn client_loop(
+    poster: Poster,
+    tag: String,
+    pad: usize,
+    pause: Duration,
+    stop: Arc<AtomicBool>,
+) -> (Vec<String>, Vec<String>) {
+    let (mut acked, mut other) = (Vec::new(), Vec::new());
+    let mut n = 0;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        let id = format!("{tag}-{n}");
+        match poster.post(&id, pad).await {
+            Ok(response) if response.status() == 202 => acked.push(id),
+            Ok(response) => other.push(format!(
+                "{}: {}",
+                response.status(),
+                response.text().await.unwrap_or_default()
+            )),
+            // The proxy is gone (killed): nothing more to send to.
+            Err(_) => break,
+        }
+        tokio::time::sleep(pause).await;
+    }
+    (acked, other)
+}
+
+/// Starts `clients` client loops; `join` them for what they saw.
+fn start_clients(
+    poster: &Poster,
+    clients: usize,
+    pad: usize,
+    pause: Duration,
+    stop: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<(Vec<String>, Vec<String>)>> {
+    (0..clients)
+        .map(|c| {
+            let loop_ = client_loop(poster.clone(), format!("c{c}"), pad, pause, stop.clone());
+            tokio::spawn(loop_)
+        })
+        .collect()
+}
+
+async fn join(
+    clients: Vec<tokio::task::JoinHandle<(Vec<String>, Vec<String>)>>,
+) -> (Vec<String>, Vec<String>) {
+    let (mut acked, mut other) = (Vec::new(), Vec::new());
+    for client in clients {
+        let (a, o) = client.await.expect("a client task");
+        acked.extend(a);
+        other.extend(o);
+    }
+    (acked, other)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_under_load_then_restart_delivers_every_acknowledged_event() {
+    let setup = setup("sigkill", Mode::Delay(Duration::from_millis(100))).await;
+    // A slow Kinesis (100 ms a call, 250 records/s a shard): clients outrun delivery, so the
+    // spool holds a backlog, not only the calls in flight, when the kill lands.
+    let mut command = setup.command();
+    command.env("KINESIS_PROXY__SHARDS__RECORDS_PER_SECOND", "250");
+    let mut first = setup.spawn(command);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = start_clients(&first.poster(), 16, 100, Duration::ZERO, &stop);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    kill(&mut first);
+    stop.store(true, Ordering::Relaxed);
+    let (acked, other) = join(clients).await;
+    assert!(other.is_empty(), "disk streams answer 202: {other:?}");
+    assert!(
+        acked.len() > 500,
+        "clients were sending ({} acknowledged)",
+        acked.len()
+    );
+
+    // Back up, with Kinesis fast again and a budget that catches up quickly.
+    setup.faults.set_mode(Mode::Healthy);
+    let mut command = setup.command();
+    command.env("KINESIS_PROXY__SHARDS__RECORDS_PER_SECOND", "5000");
+    let second = setup.spawn(command);
+    let replayed = second
+        .metric("kinesis_proxy_spool_replayed_records_total")
+        .await;
+    assert!(replayed > 0.0, "the kill left records in the spool");
+    second.wait_until_spool_is_empty(DELIVERY_TIMEOUT).await;
+
+    let stored = stored_ids(&setup.emulator, &setup.stream).await;
+    assert_all_stored(&acked, &stored);
+    let duplicates: usize = stored.values().map(|n| n - 1).sum();
+    let rate = duplicates as f64 / acked.len() as f64;
+    eprintln!(
+        "spool SIGKILL duplicate rate: {:.2}% ({duplicates} duplicates, {} events acknowledged, \
+         {replayed} replayed, {} stored without an answer)",
+        rate * 100.0,
+        acked.len(),
+        stored.len() - acked.len()
+    );
+    assert!(rate < 0.5, "at least once, but not that often: {rate}");
+}
+
+/// A frame header announcing a 300-byte body, then 41 bytes of it: a write cut short.
+fn torn_frame() -> Vec<u8> {
+    let mut bytes = 300u32.to_le_bytes().to_vec();
+    bytes.extend_from_slice(&0xdead_beef_u32.to_le_bytes());
+    bytes.extend((0..41u8).map(|i| i.wrapping_mul(37).wrapping_add(11)));
+    bytes
+}
+
+/// The segment being written: segments are named by their first id, zero-padded.
+fn newest_segment(dir: &Path) -> PathBuf {
+    std::fs::read_dir(dir)
+        .expect("the spool folder")
+        .map(|entry| entry.expect("a folder entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "seg"))
+        .max()
+        .unwrap_or_else(|| panic!("no segment in {}", dir.display()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_tail_is_cut_at_start_and_every_acknowledged_event_arrives() {
+    let setup = setup("torn", Mode::Refuse).await;
+    let mut first = setup.spawn(setup.command());
+    let acked: Vec<String> = (0..20).map(|i| format!("torn-{i}")).collect();
+    for id in &acked {
+        first.post_acked(id).await;
+    }
+    kill(&mut first);
+    let segment = newest_segment(setup.dir.path());
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&segment)
+        .and_then(|mut file| file.write_all(&torn_frame()))
+        .expect("append a torn frame to the segment");
+
+    setup.faults.set_mode(Mode::Healthy);
+    let second = setup.spawn(setup.command());
+    let torn = second.log_lines_with("torn tail");
+    assert_eq!(torn.len(), 1, "one WARN line: {torn:?}");
+    let opened = second.log_lines_with("spool opened");
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    assert_eq!(opened[0]["torn_tails_cut"], 1, "{}", opened[0]);
+    assert_eq!(opened[0]["pending_records"], 20, "{}", opened[0]);
+    assert_eq!(
+        second.metric("kinesis_proxy_spool_torn_tails_total").await,
+        1.0
+    );
+    second.wait_until_spool_is_empty(DELIVERY_TIMEOUT).await;
+    assert_all_stored(&acked, &stored_ids(&setup.emulator, &setup.stream).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_spool_answers_503_with_retry_after_and_loses_nothing_acknowledged() {
+    let setup = setup("full", Mode::Refuse).await;
+    let mut command = setup.command();
+    // The smallest spool allowed: two 1 MiB segments.
+    command
+        .env("KINESIS_PROXY__SPOOL__SEGMENT_BYTES", "1048576")
+        .env("KINESIS_PROXY__SPOOL__MAX_BYTES", "2097152");
+    let proxy = setup.spawn(command);
+    let poster = proxy.poster();
+
+    let (mut acked, mut refusal) = (Vec::new(), None);
+    for i in 0..2_000 {
+        let id = format!("full-{i}");
+        let response = poster
+            .post(&id, 4_000)
+            .await
+            .expect("POST reaches the proxy");
+        let status = response.status();
+        let retry_after = response.headers().get("retry-after").cloned();
+        let body: Value = response.json().await.expect("a JSON answer");
+        match status.as_u16() {
+            202 => acked.push(id),
+            503 => {
+                refusal = Some((body, retry_after));
+                break;
+            }
+            _ => panic!("event {i}: {status} {body}"),
+        }
+    }
+    let (body, retry_after) = refusal.expect("the spool filled up within 8 MB of events");
+    assert_eq!(body["code"], "spool_full", "{body}");
+    let seconds: u64 = retry_after
+        .expect("a Retry-After header")
+        .to_str()
+        .expect("ASCII")
+        .parse()
+        .expect("Retry-After in seconds");
+    assert!(seconds >= 1, "Retry-After: {seconds}");
+    // Refused for its bound, not before: at least a segment's worth was taken.
+    assert!(acked.len() * 4_000 >= 1_048_576, "{} taken", acked.len());
+    assert!(proxy.metric("kinesis_proxy_spool_refusals_total").await >= 1.0);
+    let health = proxy
+        .http
+        .get(proxy.proxy.url("/healthz"))
+        .send()
+        .await
+        .expect("GET /healthz");
+    assert_eq!(health.status(), 200, "still serving");
+
+    setup.faults.set_mode(Mode::Healthy);
+    proxy.wait_until_spool_is_empty(DELIVERY_TIMEOUT).await;
+    assert_all_stored(&acked, &stored_ids(&setup.emulator, &setup.stream).await);
+    // Delivered segments are deleted: the spool takes events again.
+    let started = Instant::now();
+    loop {
+        let response = poster.post("after-full", 4_000).await.expect("POST");
+        if response.status() == 202 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "still refused once delivered: {}",
+            response.text().await.unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kinesis_outage_is_ridden_out_on_disk() {
+    let setup = setup("outage", Mode::Healthy).await;
+    let proxy = setup.spawn(setup.command());
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = start_clients(&proxy.poster(), 4, 100, Duration::from_millis(20), &stop);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    setup.faults.set_mode(Mode::Refuse);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let held = proxy.metric("kinesis_proxy_spool_records").await;
+    setup.faults.set_mode(Mode::Healthy);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (acked, other) = join(clients).await;
+
+    assert!(
+        setup.faults.stats().calls_failed_by_mode > 0,
+        "the proxy called Kinesis during the outage"
+    );
+    assert!(held > 0.0, "the spool held the outage's events");
+    assert!(other.is_empty(), "202 throughout the outage: {other:?}");
+    assert!(acked.len() > 100, "{} acknowledged", acked.len());
+    proxy.wait_until_spool_is_empty(DELIVERY_TIMEOUT).await;
+    assert_all_stored(&acked, &stored_ids(&setup.emulator, &setup.stream).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_on_the_same_spool_folder_exits_naming_it() {
+    let setup = setup("lock", Mode::Healthy).await;
+    let first = setup.spawn(setup.command());
+    let (status, output) = run_to_exit(setup.command(), Duration::from_secs(10));
+    assert!(!status.success(), "{status:?}:\n{output}");
+    let dir = setup.dir.path().display().to_string();
+    assert!(output.contains(&dir), "names {dir}:\n{output}");
+    assert!(
+        output.contains("in use by another process"),
+        "says why:\n{output}"
+    );
+    // The refused process left the first one's lock and spool alone.
+    first.post_acked("after-second").await;
+    first.wait_until_spool_is_empty(DELIVERY_TIMEOUT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_kinesis_down_exits_in_the_grace_period_and_the_next_start_delivers() {
+    // Calls hang: the drain cannot finish, only the grace period can end it.
+    let setup = setup("sigterm", Mode::Hang).await;
+    let grace = Duration::from_secs(2);
+    let mut command = setup.command();
+    command.env(
+        "KINESIS_PROXY__SERVER__SHUTDOWN_GRACE_MS",
+        grace.as_millis().to_string(),
+    );
+    let mut first = setup.spawn(command);
+    let acked: Vec<String> = (0..30).map(|i| format!("term-{i}")).collect();
+    for id in &acked {
+        first.post_acked(id).await;
+    }
+
+    sigterm(&first.proxy.child);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = first.proxy.child.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(
+            started.elapsed() < grace + Duration::from_secs(3),
+            "still running {:?} after SIGTERM",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    eprintln!(
+        "spool SIGTERM with Kinesis down: exited after {:?}",
+        started.elapsed()
+    );
+    assert!(status.success(), "a clean exit: {status:?}");
+
+    setup.faults.set_mode(Mode::Healthy);
+    let second = setup.spawn(setup.command());
+    assert_eq!(
+        second
+            .metric("kinesis_proxy_spool_replayed_records_total")
+            .await,
+        30.0,
+        "every event was left in the spool"
+    );
+    second.wait_until_spool_is_empty(DELIVERY_TIMEOUT).await;
+    assert_all_stored(&acked, &stored_ids(&setup.emulator, &setup.stream).await);
+}
+
+#[test]
+fn a_stream_acknowledged_both_on_disk_and_at_enqueue_is_a_startup_error() {
+    let dir = spool_dir();
+    let mut command = proxy_command("http://127.0.0.1:1");
+    command
+        .env("KINESIS_PROXY__STREAMS__ACK_ON_DISK", "it-x-*")
+        .env("KINESIS_PROXY__STREAMS__ACK_ON_ENQUEUE", "it-x-a")
+        .env("KINESIS_PROXY__SPOOL__DIR", dir.path());
+    let (status, output) = run_to_exit(command, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(78), "EX_CONFIG:\n{output}");
+    assert!(output.contains("streams.ack_on_disk"), "{output}");
+}
