@@ -90,6 +90,19 @@ impl StreamPattern {
             Self::Exact(name) => stream.as_str() == name,
         }
     }
+
+    /// Whether some stream name matches both patterns.
+    pub fn overlaps(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Any, _) | (_, Self::Any) => true,
+            (Self::Exact(a), Self::Exact(b)) => a == b,
+            (Self::Exact(name), Self::Prefix(prefix))
+            | (Self::Prefix(prefix), Self::Exact(name)) => name.starts_with(prefix.as_str()),
+            (Self::Prefix(a), Self::Prefix(b)) => {
+                a.starts_with(b.as_str()) || b.starts_with(a.as_str())
+            }
+        }
+    }
 }
 
 /// A parsed allow-list: checked on every request, so parsed once at startup.
@@ -286,6 +299,21 @@ mod tests {
         assert!(StreamPattern::parse("clicks-*").unwrap().matches(&s));
         assert!(!StreamPattern::parse("clicks").unwrap().matches(&s));
         assert!(StreamPattern::parse("a*b").is_err());
+        let overlap = |a: &str, b: &str| {
+            let (a, b) = (
+                StreamPattern::parse(a).unwrap(),
+                StreamPattern::parse(b).unwrap(),
+            );
+            assert_eq!(a.overlaps(&b), b.overlaps(&a));
+            a.overlaps(&b)
+        };
+        assert!(overlap("*", "clicks"));
+        assert!(overlap("clicks-*", "clicks-eu"));
+        assert!(overlap("clicks-*", "click*"));
+        assert!(overlap("clicks", "clicks"));
+        assert!(!overlap("clicks-*", "clicks"));
+        assert!(!overlap("clicks-*", "audit-*"));
+        assert!(!overlap("clicks-eu", "clicks-us"));
         assert!(StreamPattern::parse("").is_err());
     }
 

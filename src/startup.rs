@@ -23,7 +23,8 @@ use crate::http::auth::ApiKeys;
 use crate::http::rate_limit::RateLimits;
 use crate::http::{self, AccessLog, ApiKeyMetrics, AppState, RouteMetricsSet};
 use crate::kinesis::{load_sdk_config, KinesisClients, KinesisHealth};
-use crate::pipeline::Pipelines;
+use crate::pipeline::{Pipelines, SpoolDelivery};
+use crate::spool::Spool;
 use crate::telemetry;
 
 pub struct Application {
@@ -103,6 +104,15 @@ impl Application {
             draining.clone(),
         ));
         pipelines.spawn_reaper();
+        let spool = if settings.uses_spool() {
+            Some(open_spool(
+                &settings,
+                pipelines.clone(),
+                kinesis_runtime.handle(),
+            )?)
+        } else {
+            None
+        };
         let health = Arc::new(KinesisHealth::default());
         health.spawn_probe(
             kinesis_runtime.handle(),
@@ -119,6 +129,7 @@ impl Application {
             default_region: settings.default_region(),
             settings: settings.clone(),
             pipelines,
+            spool: spool.clone(),
             api_keys,
             rate_limits,
             allowed_streams: settings.allowed_streams(),
@@ -143,6 +154,9 @@ impl Application {
             loop {
                 tick.tick().await;
                 telemetry::collect_process_metrics();
+                if let Some(spool) = &spool {
+                    spool.publish_metrics();
+                }
                 metrics_handle.run_upkeep();
             }
         });
@@ -220,6 +234,11 @@ impl Application {
         // Stop accepting; requests in flight finish (their records are still being written).
         server_handle.stop(true).await;
         let _ = server.await;
+        // The spool's feeders stop reading and let go of their pipelines; what they handed
+        // over drains with the rest.
+        if let Some(spool) = &state.spool {
+            spool.stop_reading();
+        }
         // No handler is left: dropping the pipelines lets each aggregator drain and end.
         let threads = state.pipelines.close();
         let joined = tokio::task::spawn_blocking(move || {
@@ -233,6 +252,11 @@ impl Application {
         {
             tracing::error!("aggregators did not stop within the grace period");
         }
+        // Done marks of what the drain delivered, then the spool's files closed; what was
+        // not delivered is sent by the next start.
+        if let Some(spool) = &state.spool {
+            spool.close(Duration::from_secs(2)).await;
+        }
         // Dropping a runtime blocks; do it off the async workers.
         let _ = tokio::task::spawn_blocking(move || {
             kinesis_runtime.shutdown_timeout(Duration::from_secs(2))
@@ -241,6 +265,37 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Opens the disk spool (recovering what a crash left) and starts delivering from it. A
+/// spool another process holds, or one that cannot be read, stops the start with the reason.
+fn open_spool(
+    settings: &Settings,
+    pipelines: Arc<Pipelines>,
+    runtime: &tokio::runtime::Handle,
+) -> std::io::Result<Arc<SpoolDelivery>> {
+    let (spool, recovery) = Spool::open(&settings.spool).map_err(|e| {
+        std::io::Error::other(format!(
+            "cannot open the disk spool of streams.ack_on_disk (spool.dir = {:?}): {e}",
+            settings.spool.dir
+        ))
+    })?;
+    tracing::info!(
+        dir = %settings.spool.dir,
+        pending_records = recovery.pending_records,
+        pending_bytes = recovery.pending_bytes,
+        pending_streams = recovery.pending_by_stream.len(),
+        torn_tails_cut = recovery.torn_tails_cut,
+        corrupt_entries_skipped = recovery.corrupt_entries_skipped,
+        segments = recovery.segments,
+        "spool opened"
+    );
+    Ok(SpoolDelivery::start(
+        spool,
+        &recovery,
+        pipelines,
+        runtime.clone(),
+    ))
 }
 
 /// A listening socket on `addr` whose kernel queue holds `backlog` connections not yet

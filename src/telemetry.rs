@@ -46,6 +46,18 @@ pub const SHARD_RATE: &str = "kinesis_proxy_shard_rate_records_per_second";
 pub const KINESIS_RECORDS_WRITTEN: &str = "kinesis_proxy_kinesis_records_written_total";
 pub const PUT_PAYLOAD_UNITS: &str = "kinesis_proxy_put_payload_units_total";
 pub const AGGREGATED_BYTES: &str = "kinesis_proxy_aggregated_bytes_total";
+pub const SPOOL_BYTES: &str = "kinesis_proxy_spool_bytes";
+pub const SPOOL_RECORDS: &str = "kinesis_proxy_spool_records";
+pub const SPOOL_OLDEST_AGE: &str = "kinesis_proxy_spool_oldest_record_age_seconds";
+pub const SPOOL_FSYNCS: &str = "kinesis_proxy_spool_fsyncs_total";
+pub const SPOOL_RECORDS_FSYNCED: &str = "kinesis_proxy_spool_records_fsynced_total";
+pub const SPOOL_REPLAYED: &str = "kinesis_proxy_spool_replayed_records_total";
+pub const SPOOL_TORN_TAILS: &str = "kinesis_proxy_spool_torn_tails_total";
+pub const SPOOL_CORRUPT_ENTRIES: &str = "kinesis_proxy_spool_corrupt_entries_total";
+pub const SPOOL_REFUSALS: &str = "kinesis_proxy_spool_refusals_total";
+pub const SPOOL_DELIVERED: &str = "kinesis_proxy_spool_delivered_records_total";
+pub const SPOOL_FAILED: &str = "kinesis_proxy_spool_failed_records_total";
+pub const SPOOL_RESENT: &str = "kinesis_proxy_spool_resent_records_total";
 pub const BUILD_INFO: &str = "kinesis_proxy_build_info";
 pub const API_KEY_REQUESTS: &str = "kinesis_proxy_api_key_requests_total";
 
@@ -110,6 +122,7 @@ fn process_collector() -> &'static Collector {
 
 fn describe() {
     process_collector().describe();
+    describe_spool();
     describe_gauge!(
         BUILD_INFO,
         "Always 1; the `version` label is the running build's version."
@@ -226,5 +239,59 @@ fn describe() {
     describe_gauge!(
         KINESIS_REACHABLE,
         "1 when the last readiness probe or call reached Kinesis, else 0."
+    );
+}
+
+/// The disk spool's metrics (`streams.ack_on_disk`).
+fn describe_spool() {
+    describe_gauge!(
+        SPOOL_BYTES,
+        Unit::Bytes,
+        "Bytes the disk spool holds: segments and done marks not yet deleted (bounded by spool.max_bytes)."
+    );
+    describe_gauge!(
+        SPOOL_RECORDS,
+        "Records in the disk spool not yet accepted by Kinesis (nor finally failed)."
+    );
+    describe_gauge!(
+        SPOOL_OLDEST_AGE,
+        Unit::Seconds,
+        "Age of the oldest record in the disk spool not yet accepted by Kinesis; 0 when none."
+    );
+    describe_counter!(
+        SPOOL_FSYNCS,
+        "Group commits of the disk spool: each one write and one fsync."
+    );
+    describe_counter!(
+        SPOOL_RECORDS_FSYNCED,
+        "Records made durable by the spool's fsyncs (divided by the fsyncs: records per fsync)."
+    );
+    describe_counter!(
+        SPOOL_REPLAYED,
+        "Records found in the spool at start, not yet accepted by Kinesis: sent again."
+    );
+    describe_counter!(
+        SPOOL_TORN_TAILS,
+        "Torn segment tails (a write a crash interrupted) cut off when the spool was opened."
+    );
+    describe_counter!(
+        SPOOL_CORRUPT_ENTRIES,
+        "Spool entries that failed their checksum and were skipped (lost)."
+    );
+    describe_counter!(
+        SPOOL_REFUSALS,
+        "Appends refused because the spool was full (spool.max_bytes, spool.min_free_bytes, or the writer behind): 503 spool_full."
+    );
+    describe_counter!(
+        SPOOL_DELIVERED,
+        "Records of disk-acknowledged streams accepted by Kinesis and marked done in the spool."
+    );
+    describe_counter!(
+        SPOOL_FAILED,
+        "Records of disk-acknowledged streams Kinesis finally refused (by its error code), dropped from the spool and logged."
+    );
+    describe_counter!(
+        SPOOL_RESENT,
+        "Records of disk-acknowledged streams handed to the pipeline again after an attempt failed for want of Kinesis."
     );
 }

@@ -149,6 +149,9 @@ pub struct StreamSettings {
     pub allow: Vec<String>,
     /// Streams (same pattern syntax) answered 202 as soon as the event is queued.
     pub ack_on_enqueue: Vec<String>,
+    /// Streams (same pattern syntax) answered 202 once the event is fsynced in the spool
+    /// (`[spool]`), then sent to Kinesis from there.
+    pub ack_on_disk: Vec<String>,
     /// Streams (same pattern syntax) whose events of one partition key are written in the
     /// order they were accepted, even across throttling and retries.
     pub ordered: Vec<String>,
@@ -162,6 +165,7 @@ impl Default for StreamSettings {
         Self {
             allow: vec!["events".into()],
             ack_on_enqueue: Vec::new(),
+            ack_on_disk: Vec::new(),
             ordered: Vec::new(),
             aggregate: Vec::new(),
         }
@@ -394,6 +398,17 @@ impl Settings {
         StreamPatterns::parse_all(&self.streams.ack_on_enqueue)
             .unwrap_or_default()
             .matches(stream)
+    }
+
+    pub fn acks_on_disk(&self, stream: &StreamName) -> bool {
+        StreamPatterns::parse_all(&self.streams.ack_on_disk)
+            .unwrap_or_default()
+            .matches(stream)
+    }
+
+    /// Whether any stream acknowledges on disk, so the spool must be opened.
+    pub fn uses_spool(&self) -> bool {
+        !self.streams.ack_on_disk.is_empty()
     }
 
     pub fn aggregates(&self, stream: &StreamName) -> bool {

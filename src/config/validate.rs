@@ -56,12 +56,13 @@ impl Settings {
             .allow
             .iter()
             .chain(&self.streams.ack_on_enqueue)
+            .chain(&self.streams.ack_on_disk)
             .chain(&self.streams.ordered)
             .chain(&self.streams.aggregate)
         {
             StreamPattern::parse(pattern).map_err(|message| {
                 invalid(
-                    "streams.allow / streams.ack_on_enqueue / streams.ordered / streams.aggregate",
+                    "streams.allow / streams.ack_on_enqueue / streams.ack_on_disk / streams.ordered / streams.aggregate",
                     message,
                 )
             })?;
@@ -185,6 +186,7 @@ impl Settings {
             self.limits.missing_stream_ttl_ms,
             1_000,
         )?;
+        self.validate_ack_levels()?;
         self.validate_spool()?;
         let keys = self.auth.api_keys(&self.streams.allow)?;
         if self.auth.required && keys.is_empty() {
@@ -216,6 +218,26 @@ impl Settings {
                     self.log.access
                 ),
             ));
+        }
+        Ok(())
+    }
+
+    /// A stream acknowledges at one level: a pattern of `ack_on_disk` that some stream of
+    /// `ack_on_enqueue` also matches is refused, naming both.
+    fn validate_ack_levels(&self) -> Result<(), ConfigError> {
+        for disk in &self.streams.ack_on_disk {
+            for memory in &self.streams.ack_on_enqueue {
+                let (Ok(d), Ok(m)) = (StreamPattern::parse(disk), StreamPattern::parse(memory))
+                else {
+                    continue;
+                };
+                if d.overlaps(&m) {
+                    return Err(invalid(
+                        "streams.ack_on_disk",
+                        format!("{disk:?} and streams.ack_on_enqueue's {memory:?} match the same streams; a stream is acknowledged either on disk or at enqueue, so keep it in one list"),
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -367,6 +389,17 @@ mod tests {
                 "spool.segment_bytes",
             ),
             (env(&[("KINESIS_PROXY__SPOOL__DIR", " ")]), "spool.dir"),
+            (
+                env(&[
+                    ("KINESIS_PROXY__STREAMS__ACK_ON_DISK", "audit-*"),
+                    ("KINESIS_PROXY__STREAMS__ACK_ON_ENQUEUE", "clicks,audit-eu"),
+                ]),
+                "streams.ack_on_disk",
+            ),
+            (
+                env(&[("KINESIS_PROXY__STREAMS__ACK_ON_DISK", "bad/name")]),
+                "streams.ack_on_disk",
+            ),
             (
                 env(&[("KINESIS_PROXY__LIMITS__MAX_DECODED_BODY_BYTES", "1024")]),
                 "limits.max_decoded_body_bytes",

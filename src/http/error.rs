@@ -92,6 +92,10 @@ pub enum ApiError {
     StreamNotFound(String),
     #[error("{0}")]
     RequestExceedsBurst(String),
+    #[error("{0}")]
+    SpoolFull(String),
+    #[error("{0}")]
+    SpoolUnavailable(String),
     #[error("no route for this method and path; see the README for the API")]
     NotFound,
     #[error("method not allowed for this route")]
@@ -146,6 +150,8 @@ impl ApiError {
             Self::KinesisRejected(_) => "kinesis_rejected",
             Self::StreamNotFound(_) => "stream_not_found",
             Self::RequestExceedsBurst(_) => "request_exceeds_burst",
+            Self::SpoolFull(_) => "spool_full",
+            Self::SpoolUnavailable(_) => "spool_unavailable",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Internal(_) => "internal",
@@ -160,7 +166,9 @@ impl ApiError {
             | Self::HotShard(_)
             | Self::TooManyStreams(_)
             | Self::KinesisUnavailable(_) => Some(Duration::from_secs(1)),
-            Self::ShuttingDown => Some(Duration::from_secs(5)),
+            // Room comes back as Kinesis takes what the spool holds: seconds, not at once.
+            Self::SpoolFull(_) => Some(Duration::from_secs(2)),
+            Self::ShuttingDown | Self::SpoolUnavailable(_) => Some(Duration::from_secs(5)),
             _ => None,
         }
     }
@@ -242,6 +250,8 @@ impl ResponseError for ApiError {
             | Self::HotShard(_)
             | Self::TooManyStreams(_)
             | Self::ShuttingDown
+            | Self::SpoolFull(_)
+            | Self::SpoolUnavailable(_)
             | Self::KinesisUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::KinesisRetriesExhausted(_) | Self::KinesisRejected(_) | Self::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR

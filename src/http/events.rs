@@ -18,8 +18,9 @@ use super::requests::{EventRequest, RecordsRequest};
 use super::state::AppState;
 use crate::domain::{truncate_for_message, Record, Region, StreamName};
 use crate::pipeline::{
-    FailureKind, Pipeline, RecordFailure, RecordOutcome, StartError, SubmitError,
+    Acknowledgement, FailureKind, Pipeline, RecordFailure, RecordOutcome, StartError, SubmitError,
 };
+use crate::spool::SpoolError;
 use actix_web::http::header;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
@@ -28,7 +29,7 @@ use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
     request_body(content = EventRequest, example = json!({"event": {"type": "page_view", "user": 42}, "partition_key": "user-42"})),
     responses(
         (status = 200, description = "Kinesis accepted the event", body = AcceptedBody),
-        (status = 202, description = "Queued (streams acknowledged at enqueue)", body = QueuedBody),
+        (status = 202, description = "Stored: fsynced in the disk spool (streams acknowledged on disk), or queued in memory (streams acknowledged at enqueue)", body = QueuedBody),
     ))]
 pub(super) async fn put_event_stream_route(
     req: HttpRequest,
@@ -45,7 +46,7 @@ pub(super) async fn put_event_stream_route(
     request_body(content = EventRequest, example = json!({"event": {"type": "page_view", "user": 42}})),
     responses(
         (status = 200, description = "Kinesis accepted the event", body = AcceptedBody),
-        (status = 202, description = "Queued (streams acknowledged at enqueue)", body = QueuedBody),
+        (status = 202, description = "Stored: fsynced in the disk spool (streams acknowledged on disk), or queued in memory (streams acknowledged at enqueue)", body = QueuedBody),
     ))]
 pub(super) async fn put_event_short_route(
     req: HttpRequest,
@@ -65,7 +66,7 @@ pub(super) async fn put_event_short_route(
     )),
     responses(
         (status = 200, description = "Every record's outcome, in request order; some may have failed", body = RecordsResponse),
-        (status = 202, description = "Queued (streams acknowledged at enqueue)", body = QueuedBody),
+        (status = 202, description = "Stored: fsynced in the disk spool (streams acknowledged on disk), or queued in memory (streams acknowledged at enqueue)", body = QueuedBody),
     ))]
 pub(super) async fn put_records(
     req: HttpRequest,
@@ -155,6 +156,9 @@ async fn put_event(
         record.kinesis_size(),
         |r, s| state.pipelines.is_running(r, s),
     )?;
+    if pipeline.acknowledgement() == Acknowledgement::Disk {
+        return append_to_spool(state, &pipeline, vec![record]).await;
+    }
     let receiver = pipeline.submit_one(record, started).map_err(submit_error)?;
     let Some(receiver) = receiver else {
         return Ok(HttpResponse::Accepted().json(QueuedBody { queued: 1 }));
@@ -206,6 +210,9 @@ async fn put_many(
         bytes,
         |r, s| state.pipelines.is_running(r, s),
     )?;
+    if pipeline.acknowledgement() == Acknowledgement::Disk {
+        return append_to_spool(state, &pipeline, parsed.records).await;
+    }
     let receivers = pipeline
         .submit_many(parsed.records, started)
         .map_err(submit_error)?;
@@ -272,6 +279,44 @@ async fn put_many(
             Ok(builder.json(body))
         }
         _ => Ok(HttpResponse::Ok().json(body)),
+    }
+}
+
+/// A disk stream's answer: 202 once the spool's fsync covers every record of the request.
+async fn append_to_spool(
+    state: &AppState,
+    pipeline: &Pipeline,
+    records: Vec<Record>,
+) -> Result<HttpResponse, Refusal> {
+    let Some(spool) = &state.spool else {
+        return Err(ApiError::Internal(
+            "the stream acknowledges on disk but no spool is open".into(),
+        )
+        .into());
+    };
+    let queued = spool
+        .append(pipeline.region(), pipeline.stream(), records)
+        .await
+        .map_err(spool_error)?;
+    pipeline.count_received(queued as u64);
+    Ok(HttpResponse::Accepted().json(QueuedBody { queued }))
+}
+
+fn spool_error(error: SpoolError) -> ApiError {
+    match error {
+        SpoolError::Full(reason) => ApiError::SpoolFull(format!(
+            "the proxy's disk spool for this stream is full ({reason}): events arrive faster than Kinesis takes them, or Kinesis is unreachable; nothing of this request was stored; retry after the Retry-After delay"
+        )),
+        SpoolError::TooLarge { size, max } => ApiError::RecordTooLarge(format!(
+            "a record of this request takes {size} bytes in the disk spool, more than one entry may ({max}, bounded by spool.max_bytes); send smaller records"
+        )),
+        SpoolError::Closed => ApiError::ShuttingDown,
+        other => {
+            tracing::error!(error = %other, "spool: an append failed");
+            ApiError::SpoolUnavailable(
+                "the proxy's disk spool cannot store events (its operator must look at the proxy's log); nothing of this request is acknowledged; retry against another instance".into(),
+            )
+        }
     }
 }
 

@@ -64,6 +64,9 @@ pub(super) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 pub(super) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     // The process_* gauges are read from the OS only when asked for.
     telemetry::collect_process_metrics();
+    if let Some(spool) = &state.spool {
+        spool.publish_metrics();
+    }
     HttpResponse::Ok()
         .content_type(ContentType(
             "text/plain; version=0.0.4; charset=utf-8"

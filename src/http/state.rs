@@ -11,7 +11,7 @@ use super::rate_limit::RateLimits;
 use crate::config::Settings;
 use crate::domain::{Region, StreamPatterns};
 use crate::kinesis::KinesisHealth;
-use crate::pipeline::Pipelines;
+use crate::pipeline::{Pipelines, SpoolDelivery};
 
 /// Which requests get an access-log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +36,8 @@ impl AccessLog {
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub pipelines: Arc<Pipelines>,
+    /// The disk spool of the streams acknowledged on disk; `None` when no stream is.
+    pub spool: Option<Arc<SpoolDelivery>>,
     pub api_keys: ApiKeys,
     pub rate_limits: RateLimits,
     pub allowed_streams: StreamPatterns,

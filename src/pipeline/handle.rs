@@ -21,6 +21,18 @@ use super::status::StreamStatus;
 use crate::domain::{Record, Region, StreamName};
 use crate::kinesis::{hash_key, PutRecordsApi};
 
+/// When a stream's clients are answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acknowledgement {
+    /// 200 once Kinesis accepted the event (the default).
+    Kinesis,
+    /// 202 once the event is fsynced in the disk spool (`streams.ack_on_disk`); the handler
+    /// appends to the spool, and `SpoolDelivery` feeds the pipeline from there.
+    Disk,
+    /// 202 once the event is queued in memory (`streams.ack_on_enqueue`).
+    Enqueue,
+}
+
 /// The handlers' side of one pipeline.
 #[derive(Debug)]
 pub struct Pipeline {
@@ -33,7 +45,7 @@ pub struct Pipeline {
     record_deadline: Duration,
     /// Largest record the stream takes, learned from `DescribeStreamSummary` when available.
     max_record_bytes: AtomicUsize,
-    ack_on_enqueue: bool,
+    acknowledgement: Acknowledgement,
     metrics: Arc<StreamMetrics>,
     status: Arc<StreamStatus>,
 }
@@ -48,7 +60,7 @@ impl Pipeline {
         api: Arc<K>,
         settings: PipelineSettings,
         max_record_bytes: usize,
-        ack_on_enqueue: bool,
+        acknowledgement: Acknowledgement,
         runtime: tokio::runtime::Handle,
         draining: Arc<AtomicBool>,
     ) -> std::io::Result<(Arc<Pipeline>, JoinHandle<()>)> {
@@ -73,7 +85,7 @@ impl Pipeline {
             shard_backlogs: shard_backlogs.clone(),
             record_deadline: settings.record_deadline,
             max_record_bytes: AtomicUsize::new(max_record_bytes),
-            ack_on_enqueue,
+            acknowledgement,
             metrics: metrics.clone(),
             status: status.clone(),
         });
@@ -116,8 +128,14 @@ impl Pipeline {
         &self.stream
     }
 
-    pub fn ack_on_enqueue(&self) -> bool {
-        self.ack_on_enqueue
+    pub fn acknowledgement(&self) -> Acknowledgement {
+        self.acknowledgement
+    }
+
+    /// Counts events a handler took for this stream without submitting them here (a disk
+    /// stream's events go to the spool first).
+    pub fn count_received(&self, events: u64) {
+        self.metrics.events_received(events);
     }
 
     pub fn max_record_bytes(&self) -> usize {
@@ -149,7 +167,7 @@ impl Pipeline {
     }
 
     /// Queues one record. Returns the receiver of its outcome, or `None` when the stream
-    /// acknowledges at enqueue.
+    /// acknowledges at enqueue. (A disk stream's handler appends to the spool instead.)
     pub fn submit_one(
         &self,
         record: Record,
@@ -207,6 +225,38 @@ impl Pipeline {
         Ok(receivers)
     }
 
+    /// Queues records read back from the disk spool (`spooled`), all or none, against the
+    /// budget only: no shard's share of it is checked, because no client waits on these (each
+    /// was answered once fsynced) and the spool feeds one stream's records in order anyway.
+    /// Every record gets a receiver, whatever the stream's acknowledgement level.
+    pub(super) fn submit_spooled(
+        &self,
+        records: Vec<Record>,
+    ) -> Result<Vec<oneshot::Receiver<RecordOutcome>>, SubmitError> {
+        let total: usize = records.iter().map(Record::kinesis_size).sum();
+        if !self.budget.try_take(records.len(), total) {
+            return Err(SubmitError::QueueFull);
+        }
+        let now = Instant::now();
+        let mut pending = Vec::with_capacity(records.len());
+        let mut receivers = Vec::with_capacity(records.len());
+        for record in records {
+            let (reply, receiver) = oneshot::channel();
+            let (size, hash_key) = (record.kinesis_size(), hash_key(&record));
+            pending.push(PendingRecord::new(
+                record,
+                hash_key,
+                Some(reply),
+                now,
+                now + self.record_deadline,
+                Ticket::new(&self.budget, size, None),
+            ));
+            receivers.push(receiver);
+        }
+        self.send(Submission::Many(pending))?;
+        Ok(receivers)
+    }
+
     fn pending(
         &self,
         record: Record,
@@ -215,7 +265,7 @@ impl Pipeline {
         shard: Option<ShardSlot>,
         received_at: Instant,
     ) -> (PendingRecord, Option<oneshot::Receiver<RecordOutcome>>) {
-        let (reply, receiver) = if self.ack_on_enqueue {
+        let (reply, receiver) = if self.acknowledgement == Acknowledgement::Enqueue {
             (None, None)
         } else {
             let (tx, rx) = oneshot::channel();

@@ -27,13 +27,15 @@ pub mod retry;
 mod settings;
 mod shard_backlog;
 mod shard_refresh;
+mod spooled;
 mod status;
 
-pub use handle::Pipeline;
+pub use handle::{Acknowledgement, Pipeline};
 pub use lanes::ShardLimits;
 pub use outcome::{Accepted, FailureKind, HotShard, RecordFailure, RecordOutcome, SubmitError};
 pub use registry::{Pipelines, StartError};
 pub use settings::PipelineSettings;
+pub use spooled::SpoolDelivery;
 
 #[cfg(test)]
 mod tests;

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OnceCell, Semaphore};
 
 use super::batch::BatchLimits;
-use super::handle::Pipeline;
+use super::handle::{Acknowledgement, Pipeline};
 use super::lanes::ShardLimits;
 use super::retry::Backoff;
 use super::settings::PipelineSettings;
@@ -137,6 +137,12 @@ impl Pipelines {
             Confirmation::Exists { max_record_bytes } => self.start(key, max_record_bytes),
             Confirmation::Unknown => self.start(key, None),
         }
+    }
+
+    /// The most records and bytes one pipeline admits at once (`batching.queue_max_*`).
+    pub(super) fn queue_capacity(&self) -> (usize, usize) {
+        let batching = &self.settings.batching;
+        (batching.queue_max_records, batching.queue_max_bytes)
     }
 
     /// Whether (region, stream) has a pipeline now.
@@ -313,7 +319,13 @@ impl Pipelines {
             api.clone(),
             settings,
             max_record_bytes,
-            self.settings.acks_on_enqueue(stream),
+            if self.settings.acks_on_disk(stream) {
+                Acknowledgement::Disk
+            } else if self.settings.acks_on_enqueue(stream) {
+                Acknowledgement::Enqueue
+            } else {
+                Acknowledgement::Kinesis
+            },
             self.runtime.clone(),
             self.draining.clone(),
         )

@@ -177,7 +177,7 @@ impl Harness {
             api,
             settings,
             1024 * 1024,
-            false,
+            Acknowledgement::Kinesis,
             runtime.handle().clone(),
             Arc::new(AtomicBool::new(false)),
         )
@@ -564,7 +564,7 @@ fn an_endpoint_refusing_large_bodies_gets_smaller_batches_and_loses_nothing() {
         Arc::new(Capped(refusing.clone())),
         s,
         1024 * 1024,
-        false,
+        Acknowledgement::Kinesis,
         runtime.handle().clone(),
         Arc::new(AtomicBool::new(false)),
     )

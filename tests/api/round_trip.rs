@@ -233,3 +233,58 @@ async fn ack_on_enqueue_answers_202_and_still_delivers() {
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].data, br#"{"fast":true}"#);
 }
+
+#[tokio::test]
+async fn ack_on_disk_answers_202_once_spooled_and_delivers_from_the_spool() {
+    let spool_dir = tempfile::tempdir().expect("spool dir");
+    let dir = spool_dir.path().to_string_lossy().into_owned();
+    let app = spawn_app_with(AppOptions {
+        customize: Box::new(move |s| {
+            s.streams.ack_on_disk = vec!["it-*".into()];
+            s.spool.dir = dir;
+        }),
+        ..AppOptions::default()
+    })
+    .await;
+    let response = app.post_event(&json!({"event": {"durable": 1}})).await;
+    assert_eq!(response.status(), 202);
+    assert_eq!(
+        response.json::<serde_json::Value>().await.expect("json"),
+        json!({"queued": 1})
+    );
+    let records: Vec<_> = (2..=4).map(|n| json!({"event": {"durable": n}})).collect();
+    let response = app.post_records(&json!({ "records": records })).await;
+    assert_eq!(response.status(), 202);
+    let mut stored = Vec::new();
+    for _ in 0..100 {
+        stored = read_all(&app.emulator, &app.stream).await;
+        if stored.len() >= 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let mut data: Vec<_> = stored
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.data).into_owned())
+        .collect();
+    data.sort();
+    assert_eq!(
+        data,
+        (1..=4)
+            .map(|n| format!(r#"{{"durable":{n}}}"#))
+            .collect::<Vec<_>>()
+    );
+    // The spool's files are where it was told, and its delivery is counted.
+    assert!(std::fs::read_dir(spool_dir.path())
+        .expect("spool dir")
+        .any(|e| e
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".seg")));
+    let page = app.metrics_page().await;
+    assert!(
+        page.contains("kinesis_proxy_spool_delivered_records_total"),
+        "{page}"
+    );
+}
