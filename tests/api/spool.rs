@@ -15,6 +15,7 @@ use tempfile::TempDir;
 use crate::helpers::binary::{proxy_command, sigterm};
 use crate::helpers::emulator::{create_stream, kinesalite, unique_stream_name};
 use crate::helpers::fault_proxy::{FaultProxy, Mode};
+use crate::helpers::metrics_page::sample;
 use crate::helpers::spool::{
     assert_all_stored, disk_proxy_command, run_to_exit, spool_dir, stored_ids, DiskProxy, Poster,
 };
@@ -308,6 +309,14 @@ async fn a_kinesis_outage_is_ridden_out_on_disk() {
         "the proxy called Kinesis during the outage"
     );
     assert!(held > 0.0, "the spool held the outage's events");
+    // The outage outlasted the records' deadline (1 s): they were handed over again, not dropped.
+    let page = proxy.metrics_page().await;
+    let resent = sample(
+        &page,
+        "kinesis_proxy_spool_resent_records_total",
+        &[("stream", &setup.stream)],
+    );
+    assert!(resent > Some(0.0), "resent {resent:?}:\n{page}");
     assert!(other.is_empty(), "202 throughout the outage: {other:?}");
     assert!(acked.len() > 100, "{} acknowledged", acked.len());
     proxy.wait_until_spool_is_empty(DELIVERY_TIMEOUT).await;
