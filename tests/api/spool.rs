@@ -66,33 +66,47 @@ fn kill(proxy: &mut DiskProxy) {
         .expect("the killed proxy is reaped");
 }
 
-/// One client posting events `{tag}-{n}` one after another until `stop` or the proxy goes
-/// away: the ids answered 202, and every other answer (status and body).
+/// What client loops saw.
+#[derive(Default)]
+struct Seen {
+    /// Ids answered 202.
+    acked: Vec<String>,
+    /// Every other answer: status and body.
+    other: Vec<String>,
+    /// Requests that got no answer: the proxy died under them.
+    cut_off: usize,
+}
+
+/// One client posting events `{tag}-{n}` one after another, `pause` apart, until `stop` or
+/// the proxy goes away.
 async fn client_loop(
     poster: Poster,
     tag: String,
     pad: usize,
     pause: Duration,
     stop: Arc<AtomicBool>,
-) -> (Vec<String>, Vec<String>) {
-    let (mut acked, mut other) = (Vec::new(), Vec::new());
+) -> Seen {
+    let mut seen = Seen::default();
     let mut n = 0;
     while !stop.load(Ordering::Relaxed) {
         n += 1;
         let id = format!("{tag}-{n}");
         match poster.post(&id, pad).await {
-            Ok(response) if response.status() == 202 => acked.push(id),
-            Ok(response) => other.push(format!(
+            Ok(response) if response.status() == 202 => seen.acked.push(id),
+            Ok(response) => seen.other.push(format!(
                 "{}: {}",
                 response.status(),
                 response.text().await.unwrap_or_default()
             )),
-            // The proxy is gone (killed): nothing more to send to.
-            Err(_) => break,
+            // Nothing more to send to.
+            Err(_) => {
+                seen.cut_off += 1;
+                break;
+            }
         }
         tokio::time::sleep(pause).await;
     }
-    (acked, other)
+    seen
 }
 
 /// Starts `clients` client loops; `join` them for what they saw.
@@ -102,7 +116,7 @@ fn start_clients(
     pad: usize,
     pause: Duration,
     stop: &Arc<AtomicBool>,
-) -> Vec<tokio::task::JoinHandle<(Vec<String>, Vec<String>)>> {
+) -> Vec<tokio::task::JoinHandle<Seen>> {
     (0..clients)
         .map(|c| {
             let loop_ = client_loop(poster.clone(), format!("c{c}"), pad, pause, stop.clone());
@@ -111,25 +125,25 @@ fn start_clients(
         .collect()
 }
 
-async fn join(
-    clients: Vec<tokio::task::JoinHandle<(Vec<String>, Vec<String>)>>,
-) -> (Vec<String>, Vec<String>) {
-    let (mut acked, mut other) = (Vec::new(), Vec::new());
+async fn join(clients: Vec<tokio::task::JoinHandle<Seen>>) -> Seen {
+    let mut all = Seen::default();
     for client in clients {
-        let (a, o) = client.await.expect("a client task");
-        acked.extend(a);
-        other.extend(o);
+        let seen = client.await.expect("a client task");
+        all.acked.extend(seen.acked);
+        all.other.extend(seen.other);
+        all.cut_off += seen.cut_off;
     }
-    (acked, other)
+    all
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_under_load_then_restart_delivers_every_acknowledged_event() {
     let setup = setup("sigkill", Mode::Delay(Duration::from_millis(100))).await;
-    // A slow Kinesis (100 ms a call, 250 records/s a shard): clients outrun delivery, so the
-    // spool holds a backlog, not only the calls in flight, when the kill lands.
+    // A slow Kinesis (100 ms a call, 100 records/s a shard, so at most ~600 delivered in 2 s
+    // with the budget's first second): clients outrun delivery, so the spool holds a backlog,
+    // not only the calls in flight, when the kill lands.
     let mut command = setup.command();
-    command.env("KINESIS_PROXY__SHARDS__RECORDS_PER_SECOND", "250");
+    command.env("KINESIS_PROXY__SHARDS__RECORDS_PER_SECOND", "100");
     let mut first = setup.spawn(command);
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -137,13 +151,18 @@ async fn sigkill_under_load_then_restart_delivers_every_acknowledged_event() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     kill(&mut first);
     stop.store(true, Ordering::Relaxed);
-    let (acked, other) = join(clients).await;
+    let Seen {
+        acked,
+        other,
+        cut_off,
+    } = join(clients).await;
     assert!(other.is_empty(), "disk streams answer 202: {other:?}");
     assert!(
         acked.len() > 500,
         "clients were sending ({} acknowledged)",
         acked.len()
     );
+    assert!(cut_off > 0, "the kill cut requests off");
 
     // Back up, with Kinesis fast again and a budget that catches up quickly.
     setup.faults.set_mode(Mode::Healthy);
@@ -302,7 +321,7 @@ async fn a_kinesis_outage_is_ridden_out_on_disk() {
     setup.faults.set_mode(Mode::Healthy);
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
-    let (acked, other) = join(clients).await;
+    let Seen { acked, other, .. } = join(clients).await;
 
     assert!(
         setup.faults.stats().calls_failed_by_mode > 0,
