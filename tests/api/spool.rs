@@ -3,139 +3,23 @@
 //! down), every acknowledged event ends up in the stream, read back from kinesalite. Also: one
 //! process per spool folder, and a stream cannot be acknowledged both on disk and at enqueue.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tempfile::TempDir;
 
 use crate::helpers::binary::{proxy_command, sigterm};
-use crate::helpers::emulator::{create_stream, kinesalite, unique_stream_name};
-use crate::helpers::fault_proxy::{FaultProxy, Mode};
+use crate::helpers::emulator::read_all;
+use crate::helpers::fault_proxy::Mode;
 use crate::helpers::metrics_page::sample;
 use crate::helpers::spool::{
-    assert_all_stored, disk_proxy_command, run_to_exit, spool_dir, stored_ids, DiskProxy, Poster,
+    assert_all_stored, disk_proxy_command, join, kill, run_to_exit, setup, spool_dir,
+    start_clients, stored_ids, wait_for_exit, Seen, DELIVERY_TIMEOUT,
 };
-
-/// Generous: delivery of a few thousand records to kinesalite on a busy 2-core machine.
-const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A disk stream of two shards, a fault proxy in front of kinesalite in `mode`, a spool folder.
-struct Setup {
-    emulator: String,
-    stream: String,
-    faults: FaultProxy,
-    dir: TempDir,
-}
-
-async fn setup(name: &str, mode: Mode) -> Setup {
-    let emulator = kinesalite().await.endpoint.clone();
-    let stream = unique_stream_name(&format!("it-disk-{name}"));
-    create_stream(&emulator, &stream, 2).await;
-    let faults = FaultProxy::start(&emulator);
-    faults.set_mode(mode);
-    Setup {
-        emulator,
-        stream,
-        faults,
-        dir: spool_dir(),
-    }
-}
-
-impl Setup {
-    /// The binary on this spool folder, Kinesis behind the fault proxy.
-    fn command(&self) -> std::process::Command {
-        disk_proxy_command(&self.faults.endpoint, self.dir.path())
-    }
-
-    fn spawn(&self, command: std::process::Command) -> DiskProxy {
-        DiskProxy::spawn(command, &self.stream)
-    }
-}
-
-/// SIGKILL, and waits until the process is gone (and its spool lock with it).
-fn kill(proxy: &mut DiskProxy) {
-    proxy.proxy.child.kill().expect("SIGKILL");
-    proxy
-        .proxy
-        .child
-        .wait()
-        .expect("the killed proxy is reaped");
-}
-
-/// What client loops saw.
-#[derive(Default)]
-struct Seen {
-    /// Ids answered 202.
-    acked: Vec<String>,
-    /// Every other answer: status and body.
-    other: Vec<String>,
-    /// Requests that got no answer: the proxy died under them.
-    cut_off: usize,
-}
-
-/// One client posting events `{tag}-{n}` one after another, `pause` apart, until `stop` or
-/// the proxy goes away.
-async fn client_loop(
-    poster: Poster,
-    tag: String,
-    pad: usize,
-    pause: Duration,
-    stop: Arc<AtomicBool>,
-) -> Seen {
-    let mut seen = Seen::default();
-    let mut n = 0;
-    while !stop.load(Ordering::Relaxed) {
-        n += 1;
-        let id = format!("{tag}-{n}");
-        match poster.post(&id, pad).await {
-            Ok(response) if response.status() == 202 => seen.acked.push(id),
-            Ok(response) => seen.other.push(format!(
-                "{}: {}",
-                response.status(),
-                response.text().await.unwrap_or_default()
-            )),
-            // Nothing more to send to.
-            Err(_) => {
-                seen.cut_off += 1;
-                break;
-            }
-        }
-        tokio::time::sleep(pause).await;
-    }
-    seen
-}
-
-/// Starts `clients` client loops; `join` them for what they saw.
-fn start_clients(
-    poster: &Poster,
-    clients: usize,
-    pad: usize,
-    pause: Duration,
-    stop: &Arc<AtomicBool>,
-) -> Vec<tokio::task::JoinHandle<Seen>> {
-    (0..clients)
-        .map(|c| {
-            let loop_ = client_loop(poster.clone(), format!("c{c}"), pad, pause, stop.clone());
-            tokio::spawn(loop_)
-        })
-        .collect()
-}
-
-async fn join(clients: Vec<tokio::task::JoinHandle<Seen>>) -> Seen {
-    let mut all = Seen::default();
-    for client in clients {
-        let seen = client.await.expect("a client task");
-        all.acked.extend(seen.acked);
-        all.other.extend(seen.other);
-        all.cut_off += seen.cut_off;
-    }
-    all
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_under_load_then_restart_delivers_every_acknowledged_event() {
@@ -360,30 +244,15 @@ async fn a_second_process_on_the_same_spool_folder_exits_naming_it() {
     first.wait_until_spool_is_empty(DELIVERY_TIMEOUT).await;
 }
 
-/// Waits for the process to exit, failing the test if it is still running after `limit`.
-async fn wait_for_exit(proxy: &mut DiskProxy, limit: Duration) -> (ExitStatus, Duration) {
-    let started = Instant::now();
-    loop {
-        if let Some(status) = proxy.proxy.child.try_wait().expect("try_wait") {
-            return (status, started.elapsed());
-        }
-        assert!(
-            started.elapsed() < limit,
-            "still running {limit:?} after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_leaves_every_acknowledged_event_delivered_or_spooled() {
-    // A slow Kinesis, so a backlog is in the spool when SIGTERM comes and the drain cannot
-    // deliver it all within the grace period.
+    // A slow Kinesis (20 records/s a shard: ~160 delivered by the end of the grace period), so
+    // a backlog is in the spool when SIGTERM comes and the drain cannot deliver it all.
     let setup = setup("term-load", Mode::Delay(Duration::from_millis(100))).await;
     let grace = Duration::from_secs(2);
     let mut command = setup.command();
     command
-        .env("KINESIS_PROXY__SHARDS__RECORDS_PER_SECOND", "100")
+        .env("KINESIS_PROXY__SHARDS__RECORDS_PER_SECOND", "20")
         .env(
             "KINESIS_PROXY__SERVER__SHUTDOWN_GRACE_MS",
             grace.as_millis().to_string(),
@@ -402,6 +271,7 @@ async fn sigterm_under_load_leaves_every_acknowledged_event_delivered_or_spooled
         acked.len()
     );
     assert!(status.success(), "a clean exit: {status:?}");
+    assert!(acked.len() > 300, "more than the drain can deliver");
     // Requests that came during the drain: refused as such, never failed.
     assert!(
         other
@@ -443,8 +313,12 @@ async fn sigterm_with_kinesis_down_exits_in_the_grace_period_and_the_next_start_
     eprintln!("spool SIGTERM with Kinesis down: exited after {took:?}");
     assert!(status.success(), "a clean exit: {status:?}");
 
-    setup.faults.set_mode(Mode::Healthy);
-    let second = setup.spawn(setup.command());
+    // Straight to kinesalite: the calls still hanging in the fault proxy are never forwarded,
+    // so the stream holds only what the next start sent. One call at a time, so the stream
+    // holds it in the order it was sent.
+    let mut command = disk_proxy_command(&setup.emulator, setup.dir.path());
+    command.env("KINESIS_PROXY__BATCHING__MAX_IN_FLIGHT_CALLS", "1");
+    let second = setup.spawn(command);
     assert_eq!(
         second
             .metric("kinesis_proxy_spool_replayed_records_total")
@@ -452,8 +326,33 @@ async fn sigterm_with_kinesis_down_exits_in_the_grace_period_and_the_next_start_
         30.0,
         "every event was left in the spool"
     );
+    let new: Vec<String> = (0..10).map(|i| format!("new-{i}")).collect();
+    for id in &new {
+        second.post_acked(id).await;
+    }
     second.wait_until_spool_is_empty(DELIVERY_TIMEOUT).await;
-    assert_all_stored(&acked, &stored_ids(&setup.emulator, &setup.stream).await);
+
+    let stored = read_all(&setup.emulator, &setup.stream).await;
+    let mut by_shard: BTreeMap<&str, Vec<(bool, u32)>> = BTreeMap::new();
+    for record in &stored {
+        let data: Value = serde_json::from_slice(&record.data).expect("stored events are JSON");
+        let id = data["id"].as_str().expect("every event has an id");
+        let (tag, n) = id.split_once('-').expect("ids are tag-n");
+        by_shard
+            .entry(&record.shard_id)
+            .or_default()
+            .push((tag == "new", n.parse().expect("a number")));
+    }
+    for (shard, ids) in &by_shard {
+        let mut sent_order = ids.clone();
+        sent_order.sort_unstable();
+        assert_eq!(
+            ids, &sent_order,
+            "{shard}: the replayed events first, oldest first, each once (false: term-n, true: new-n)"
+        );
+    }
+    let all: Vec<String> = acked.iter().chain(&new).cloned().collect();
+    assert_all_stored(&all, &stored_ids(&setup.emulator, &setup.stream).await);
 }
 
 #[test]

@@ -1,11 +1,14 @@
 //! The binary with disk-acknowledged streams (`it-disk-*`) for the spool tests: a spool folder
-//! per test, a client that posts events carrying an id, the spool's gauges on `/metrics`, and
-//! reading the stream back as a count per id (so a lost event and a duplicate both show).
+//! and a fault proxy per test, clients that post events carrying an id, the spool's gauges on
+//! `/metrics`, and reading the stream back as a count per id (so a lost event and a duplicate
+//! both show).
 
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, ExitStatus};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -13,11 +16,15 @@ use tempfile::TempDir;
 
 use super::app::API_KEY;
 use super::binary::{proxy_command, RunningProxy};
-use super::emulator::read_all;
+use super::emulator::{create_stream, kinesalite, read_all, unique_stream_name};
+use super::fault_proxy::{FaultProxy, Mode};
 use super::metrics_page::sample;
 
 /// The streams the spool tests create all match it; streams named otherwise are memory-acked.
 pub const DISK_STREAMS: &str = "it-disk-*";
+
+/// Generous: delivery of a few thousand records to kinesalite on a busy 2-core machine.
+pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A spool folder under target/tmp (beside the emulator's, so `cargo clean` clears what a killed
 /// run leaves), removed when dropped.
@@ -221,4 +228,132 @@ pub fn run_to_exit(mut command: Command, timeout: Duration) -> (ExitStatus, Stri
     };
     let output: Vec<String> = readers.into_iter().filter_map(|r| r.join().ok()).collect();
     (status, output.join("\n"))
+}
+
+/// A disk stream of two shards, a fault proxy in front of kinesalite in `mode`, a spool folder.
+pub struct Setup {
+    pub emulator: String,
+    pub stream: String,
+    pub faults: FaultProxy,
+    pub dir: TempDir,
+}
+
+pub async fn setup(name: &str, mode: Mode) -> Setup {
+    let emulator = kinesalite().await.endpoint.clone();
+    let stream = unique_stream_name(&format!("it-disk-{name}"));
+    create_stream(&emulator, &stream, 2).await;
+    let faults = FaultProxy::start(&emulator);
+    faults.set_mode(mode);
+    Setup {
+        emulator,
+        stream,
+        faults,
+        dir: spool_dir(),
+    }
+}
+
+impl Setup {
+    /// The binary on this spool folder, Kinesis behind the fault proxy.
+    pub fn command(&self) -> Command {
+        disk_proxy_command(&self.faults.endpoint, self.dir.path())
+    }
+
+    pub fn spawn(&self, command: Command) -> DiskProxy {
+        DiskProxy::spawn(command, &self.stream)
+    }
+}
+
+/// SIGKILL, and waits until the process is gone (and its spool lock with it).
+pub fn kill(proxy: &mut DiskProxy) {
+    proxy.proxy.child.kill().expect("SIGKILL");
+    proxy
+        .proxy
+        .child
+        .wait()
+        .expect("the killed proxy is reaped");
+}
+
+/// What client loops saw.
+#[derive(Default)]
+pub struct Seen {
+    /// Ids answered 202.
+    pub acked: Vec<String>,
+    /// Every other answer: status and body.
+    pub other: Vec<String>,
+    /// Requests that got no answer: the proxy died under them.
+    pub cut_off: usize,
+}
+
+/// One client posting events `{tag}-{n}` one after another, `pause` apart, until `stop` or
+/// the proxy goes away.
+async fn client_loop(
+    poster: Poster,
+    tag: String,
+    pad: usize,
+    pause: Duration,
+    stop: Arc<AtomicBool>,
+) -> Seen {
+    let mut seen = Seen::default();
+    let mut n = 0;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        let id = format!("{tag}-{n}");
+        match poster.post(&id, pad).await {
+            Ok(response) if response.status() == 202 => seen.acked.push(id),
+            Ok(response) => seen.other.push(format!(
+                "{}: {}",
+                response.status(),
+                response.text().await.unwrap_or_default()
+            )),
+            // Nothing more to send to.
+            Err(_) => {
+                seen.cut_off += 1;
+                break;
+            }
+        }
+        tokio::time::sleep(pause).await;
+    }
+    seen
+}
+
+/// Starts `clients` client loops; `join` them for what they saw.
+pub fn start_clients(
+    poster: &Poster,
+    clients: usize,
+    pad: usize,
+    pause: Duration,
+    stop: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<Seen>> {
+    (0..clients)
+        .map(|c| {
+            let loop_ = client_loop(poster.clone(), format!("c{c}"), pad, pause, stop.clone());
+            tokio::spawn(loop_)
+        })
+        .collect()
+}
+
+pub async fn join(clients: Vec<tokio::task::JoinHandle<Seen>>) -> Seen {
+    let mut all = Seen::default();
+    for client in clients {
+        let seen = client.await.expect("a client task");
+        all.acked.extend(seen.acked);
+        all.other.extend(seen.other);
+        all.cut_off += seen.cut_off;
+    }
+    all
+}
+
+/// Waits for the process to exit, failing the test if it is still running after `limit`.
+pub async fn wait_for_exit(proxy: &mut DiskProxy, limit: Duration) -> (ExitStatus, Duration) {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = proxy.proxy.child.try_wait().expect("try_wait") {
+            return (status, started.elapsed());
+        }
+        assert!(
+            started.elapsed() < limit,
+            "still running {limit:?} after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
