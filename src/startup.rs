@@ -24,7 +24,7 @@ use crate::http::rate_limit::RateLimits;
 use crate::http::{self, AccessLog, ApiKeyMetrics, AppState, RouteMetricsSet};
 use crate::kinesis::{load_sdk_config, KinesisClients, KinesisHealth};
 use crate::pipeline::{Pipelines, SpoolDelivery};
-use crate::spool::Spool;
+use crate::spool::{DeadLetters, Spool};
 use crate::telemetry;
 
 pub struct Application {
@@ -290,9 +290,11 @@ fn open_spool(
         segments = recovery.segments,
         "spool opened"
     );
+    let dead_letters = DeadLetters::new(spool.dir(), settings.spool.failed_max_bytes);
     Ok(SpoolDelivery::start(
         spool,
         &recovery,
+        dead_letters,
         pipelines,
         runtime.clone(),
     ))

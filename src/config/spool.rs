@@ -28,6 +28,9 @@ pub struct SpoolSettings {
     pub commit_max_bytes: u64,
     /// How often done marks are fsynced (they are written at once, without fsync).
     pub done_sync_interval_ms: u64,
+    /// Bound of `failed.ndjson`, where records Kinesis finally refused are kept (0: none kept,
+    /// only logged and counted).
+    pub failed_max_bytes: u64,
 }
 
 impl Default for SpoolSettings {
@@ -40,6 +43,7 @@ impl Default for SpoolSettings {
             commit_interval_us: 0,
             commit_max_bytes: 4 * 1024 * 1024,
             done_sync_interval_ms: 1_000,
+            failed_max_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -28,7 +28,7 @@ use tokio::sync::{watch, Notify};
 
 use super::registry::Pipelines;
 use crate::domain::{Record, Region, StreamName};
-use crate::spool::{EntryId, Recovery, Spool, SpoolError, SpoolRecord};
+use crate::spool::{DeadLetters, EntryId, Recovery, Spool, SpoolError, SpoolRecord};
 use crate::telemetry;
 
 type Key = (Region, StreamName);
@@ -36,6 +36,8 @@ type Key = (Region, StreamName);
 /// The disk-acknowledgement side of the proxy: the open spool and the feeders reading it.
 pub struct SpoolDelivery {
     spool: Spool,
+    /// Where records Kinesis finally refused are kept.
+    dead_letters: Arc<DeadLetters>,
     pipelines: Arc<Pipelines>,
     /// Where every feeder starts: the first record not done when the spool was opened.
     first_pending: EntryId,
@@ -60,11 +62,13 @@ impl SpoolDelivery {
     pub fn start(
         spool: Spool,
         recovery: &Recovery,
+        dead_letters: DeadLetters,
         pipelines: Arc<Pipelines>,
         runtime: tokio::runtime::Handle,
     ) -> Arc<Self> {
         let delivery = Arc::new(Self {
             spool,
+            dead_letters: Arc::new(dead_letters),
             pipelines,
             first_pending: recovery.first_pending,
             feeders: RwLock::new(HashSet::new()),
@@ -124,6 +128,7 @@ impl SpoolDelivery {
         tracing::info!(region = %key.0, stream = %key.1, "spool: delivery of the stream started");
         let feeder = feeder::Feeder {
             spool: self.spool.clone(),
+            dead_letters: self.dead_letters.clone(),
             pipelines: self.pipelines.clone(),
             tasks: self.tasks.clone(),
             key,

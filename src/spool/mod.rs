@@ -36,6 +36,7 @@
 //! fsync, a byte bound that refuses instead of blocking, torn-tail recovery) is a small log
 //! over `std::fs`, `crc32c` and `rustix` (flock, statvfs).
 
+mod dead_letter;
 mod dir;
 mod error;
 mod frame;
@@ -53,6 +54,7 @@ mod proptests;
 #[cfg(test)]
 mod tests;
 
+pub use dead_letter::{DeadLetters, FAILED_FILE};
 pub use error::{FullReason, SpoolError};
 pub use handle::{Appended, Spool};
 pub use open::Recovery;

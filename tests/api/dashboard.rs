@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::helpers::app::{spawn_app_with, AppOptions, TestApp, API_KEY};
-use crate::helpers::emulator::kinesalite;
+use crate::helpers::emulator::{create_stream, kinesalite, unique_stream_name};
 use crate::helpers::fault_proxy::FaultProxy;
 use crate::helpers::prometheus::{prometheus_version, Prometheus, QueryResult};
 
@@ -37,6 +37,10 @@ const THROTTLED_ONCE: &str = "throttle-once";
 
 /// Entries whose data holds this always fail: records failed at their deadline.
 const DOOMED: &str = "doomed";
+
+/// Entries whose data holds this are refused for good (a KMS refusal): on the disk stream,
+/// records the spool drops as finally failed.
+const REFUSED: &str = "refused-for-good";
 
 const JOB: &str = "kinesis-proxy";
 
@@ -246,6 +250,35 @@ async fn doomed_traffic(app: Arc<TestApp>, stop: Arc<AtomicBool>, statuses: Arc<
     }
 }
 
+/// Events to the disk stream until `stop`: delivered ones, ones Kinesis keeps throttling (sent
+/// again after each deadline) and ones it refuses for good (dropped from the spool).
+async fn disk_traffic(
+    app: Arc<TestApp>,
+    stream: String,
+    stop: Arc<AtomicBool>,
+    statuses: Arc<StatusCounts>,
+) {
+    let url = app.url(&format!("/kinesis/stream/{stream}/records"));
+    let mut round = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        round += 1;
+        let records: Vec<Value> = ["plain", DOOMED, REFUSED]
+            .iter()
+            .map(|tag| json!({"event": {"round": round, "tag": tag}}))
+            .collect();
+        let response = app
+            .client
+            .post(&url)
+            .header("x-api-key", API_KEY)
+            .json(&json!({ "records": records }))
+            .send()
+            .await
+            .expect("disk request answered");
+        statuses.count(response.status().as_u16());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[derive(Default)]
 struct StatusCounts {
     ok: AtomicU64,
@@ -296,10 +329,18 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     let faults = FaultProxy::start(&emulator);
     faults.throttle_matching(THROTTLED_ONCE, 1);
     faults.always_fail_matching(DOOMED, "ProvisionedThroughputExceededException");
+    faults.always_fail_matching(REFUSED, "KMSAccessDeniedException");
+    // A second stream, acknowledged on disk, for the spool's panels.
+    let disk_stream = unique_stream_name("it-disk");
+    create_stream(&emulator, &disk_stream, 1).await;
+    let spool_dir = tempfile::tempdir().expect("spool dir");
+    let dir = spool_dir.path().to_string_lossy().into_owned();
     let app = Arc::new(
         spawn_app_with(AppOptions {
             kinesis_endpoint: Some(faults.endpoint.clone()),
-            customize: Box::new(|s| {
+            customize: Box::new(move |s| {
+                s.streams.ack_on_disk = vec!["it-disk-*".into()];
+                s.spool.dir = dir;
                 // Short, so the doomed records fail often; long enough for a once-throttled
                 // record to be retried in time on a busy machine.
                 s.retry.record_deadline_ms = 1_000;
@@ -316,6 +357,12 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     let senders = [
         tokio::spawn(traffic(app.clone(), stop.clone(), statuses.clone())),
         tokio::spawn(doomed_traffic(app.clone(), stop.clone(), statuses.clone())),
+        tokio::spawn(disk_traffic(
+            app.clone(),
+            disk_stream,
+            stop.clone(),
+            statuses.clone(),
+        )),
     ];
 
     let target = app

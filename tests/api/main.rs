@@ -9,6 +9,7 @@ mod batching;
 mod compression;
 mod cors;
 mod dashboard;
+mod disk_ack;
 mod first_hour;
 mod guard_rails;
 mod key_scopes;

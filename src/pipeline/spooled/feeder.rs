@@ -14,7 +14,7 @@ use super::{Key, Tasks};
 use crate::kinesis::kinesis_code_label;
 use crate::pipeline::outcome::{FailureKind, RecordOutcome, SubmitError};
 use crate::pipeline::registry::{Pipelines, StartError};
-use crate::spool::{EntryId, Spool, SpoolError, SpooledRecord};
+use crate::spool::{DeadLetters, EntryId, Spool, SpoolError, SpooledRecord};
 use crate::telemetry;
 
 /// Records one spool read returns at most, so one blocking read stays short.
@@ -30,6 +30,7 @@ const RETRY_MAX: Duration = Duration::from_secs(1);
 
 pub(super) struct Feeder {
     pub(super) spool: Spool,
+    pub(super) dead_letters: Arc<DeadLetters>,
     pub(super) pipelines: Arc<Pipelines>,
     pub(super) tasks: Arc<Tasks>,
     pub(super) key: Key,
@@ -91,6 +92,7 @@ impl Feeder {
                             window.take(batch.len(), bytes);
                             let settlement = Settlement {
                                 spool: self.spool.clone(),
+                                dead_letters: self.dead_letters.clone(),
                                 key: self.key.clone(),
                                 window: window.clone(),
                                 resend: resend_tx.clone(),
@@ -105,8 +107,14 @@ impl Feeder {
                 }
                 Err(StartError::ShuttingDown) => break,
                 Err(StartError::StreamNotFound) => {
-                    let ids: Vec<EntryId> = batch.iter().map(|r| r.id).collect();
-                    finally_failed(&self.spool, &self.key, &ids, "stream_not_found");
+                    let ended = Ended {
+                        spool: &self.spool,
+                        dead_letters: &self.dead_letters,
+                        key: &self.key,
+                    };
+                    ended
+                        .finally_failed(batch, "ResourceNotFoundException")
+                        .await;
                     continue;
                 }
                 Err(error) => {
@@ -222,6 +230,7 @@ impl Feeder {
 /// Settles one handed page as its answers arrive.
 struct Settlement {
     spool: Spool,
+    dead_letters: Arc<DeadLetters>,
     key: Key,
     window: Arc<Window>,
     resend: mpsc::UnboundedSender<Vec<SpooledRecord>>,
@@ -237,16 +246,16 @@ impl Settlement {
         let mut done = Vec::with_capacity(count);
         let mut again = Vec::new();
         // Final failures by reason: their ids, logged together.
-        let mut failed: BTreeMap<&'static str, Vec<EntryId>> = BTreeMap::new();
+        let mut failed: BTreeMap<String, Vec<SpooledRecord>> = BTreeMap::new();
         for (receiver, spooled) in receivers.into_iter().zip(batch) {
             match receiver.await {
                 Ok(Ok(_)) => done.push(spooled.id),
                 Ok(Err(failure)) => match failure.kind {
                     FailureKind::Rejected | FailureKind::StreamNotFound => {
                         failed
-                            .entry(kinesis_code_label(&failure.kinesis_code))
+                            .entry(failure.kinesis_code)
                             .or_default()
-                            .push(spooled.id);
+                            .push(spooled);
                     }
                     // For want of Kinesis: sent again, however long it takes.
                     FailureKind::RetriesExhausted | FailureKind::Unavailable => {
@@ -266,8 +275,13 @@ impl Settlement {
                 .increment(done.len() as u64);
             self.spool.mark_done_many(done);
         }
-        for (reason, ids) in &failed {
-            finally_failed(&self.spool, &self.key, ids, reason);
+        let ended = Ended {
+            spool: &self.spool,
+            dead_letters: &self.dead_letters,
+            key: &self.key,
+        };
+        for (code, records) in failed {
+            ended.finally_failed(records, &code).await;
         }
         self.window.release(count, bytes);
         if !again.is_empty() {
@@ -277,24 +291,49 @@ impl Settlement {
     }
 }
 
-/// Ends records Kinesis will never take (a deleted stream, a refusal for good): logged with
-/// their reason and ids, counted, and marked done so the spool can free their segment.
-fn finally_failed(spool: &Spool, key: &Key, ids: &[EntryId], reason: &'static str) {
-    let (Some(first), Some(last)) = (ids.first(), ids.last()) else {
-        return;
-    };
-    tracing::warn!(
-        region = %key.0,
-        stream = %key.1,
-        reason,
-        records = ids.len(),
-        first_entry = first.get(),
-        last_entry = last.get(),
-        "spool: records acknowledged on disk were finally refused by Kinesis; they are dropped (see the README, disk acknowledgement)"
-    );
-    metrics::counter!(telemetry::SPOOL_FAILED, "region" => key.0.as_str().to_owned(), "stream" => key.1.as_str().to_owned(), "reason" => reason)
-        .increment(ids.len() as u64);
-    spool.mark_done_many(ids.iter().copied());
+/// What ending records for good needs.
+struct Ended<'a> {
+    spool: &'a Spool,
+    dead_letters: &'a Arc<DeadLetters>,
+    key: &'a Key,
+}
+
+impl Ended<'_> {
+    /// Ends records Kinesis will never take (a deleted stream, a refusal for good): kept in
+    /// the spool's `failed.ndjson` (within its bound), logged with their reason and ids,
+    /// counted, and marked done so the spool can free their segment.
+    /// `code` is Kinesis' error code, kept whole in the file and the log; the metric's `reason`
+    /// label is its bounded form.
+    async fn finally_failed(&self, records: Vec<SpooledRecord>, code: &str) {
+        let (Some(first), Some(last)) = (records.first(), records.last()) else {
+            return;
+        };
+        let (first, last, count) = (first.id.get(), last.id.get(), records.len());
+        let dead_letters = self.dead_letters.clone();
+        let kept_code = code.to_owned();
+        let (ids, kept) = tokio::task::spawn_blocking(move || {
+            let kept = dead_letters.keep(&records, &kept_code);
+            (records.into_iter().map(|r| r.id).collect::<Vec<_>>(), kept)
+        })
+        .await
+        .unwrap_or_default();
+        let (region, stream) = self.key;
+        tracing::warn!(
+            %region,
+            %stream,
+            code,
+            records = count,
+            kept_in = %self.dead_letters.path().display(),
+            kept,
+            first_entry = first,
+            last_entry = last,
+            "spool: Kinesis finally refused records acknowledged on disk; they leave the spool (see the README, disk acknowledgement)"
+        );
+        metrics::counter!(telemetry::SPOOL_FAILED, "region" => region.as_str().to_owned(), "stream" => stream.as_str().to_owned(), "reason" => kinesis_code_label(code))
+            .increment(count as u64);
+        // A failed blocking task (a panic) leaves no ids: those records stay and are retried.
+        self.spool.mark_done_many(ids);
+    }
 }
 
 fn count_resent(key: &Key, records: usize) {
