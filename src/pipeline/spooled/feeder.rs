@@ -6,11 +6,12 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use super::{Key, Tasks};
+use crate::domain::Record;
 use crate::kinesis::kinesis_code_label;
 use crate::pipeline::outcome::{FailureKind, RecordOutcome, SubmitError};
 use crate::pipeline::registry::{Pipelines, StartError};
@@ -85,7 +86,7 @@ impl Feeder {
             let (region, stream) = &self.key;
             let refused = match self.pipelines.get_or_start(region, stream).await {
                 Ok(pipeline) => {
-                    let records = batch.iter().map(|r| r.record.clone()).collect();
+                    let records = handed_over(&batch);
                     match pipeline.submit_spooled(records) {
                         Ok(receivers) => {
                             let bytes = batch_bytes(&batch);
@@ -339,6 +340,22 @@ impl Ended<'_> {
 fn count_resent(key: &Key, records: usize) {
     metrics::counter!(telemetry::SPOOL_RESENT, "region" => key.0.as_str().to_owned(), "stream" => key.1.as_str().to_owned())
         .increment(records as u64);
+}
+
+/// The records of `batch` for the pipeline, each with the moment its client handed it in
+/// (on this process's clock), so the acknowledgement latency counts the time in the spool.
+fn handed_over(batch: &[SpooledRecord]) -> Vec<(Record, Instant)> {
+    let (now, wall_now) = (Instant::now(), SystemTime::now());
+    batch
+        .iter()
+        .map(|spooled| {
+            let age = wall_now
+                .duration_since(spooled.appended_at)
+                .unwrap_or_default();
+            let received_at = now.checked_sub(age).unwrap_or(now);
+            (spooled.record.clone(), received_at)
+        })
+        .collect()
 }
 
 fn batch_bytes(batch: &[SpooledRecord]) -> usize {
