@@ -231,7 +231,6 @@ async fn a_kinesis_outage_is_ridden_out_on_disk() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a spool open error (here Locked) returns from Application::build_with_sdk_config after the Kinesis runtime was built, dropping it inside block_on: tokio panics (exit 101) and the 'in use by another process' error is never printed"]
 async fn a_second_process_on_the_same_spool_folder_exits_naming_it() {
     let setup = setup("lock", Mode::Healthy).await;
     let first = setup.spawn(setup.command());
