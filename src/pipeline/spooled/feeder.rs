@@ -238,6 +238,17 @@ struct Settlement {
 }
 
 impl Settlement {
+    /// Marks `done` (accepted by Kinesis) done in the spool and counts them.
+    fn mark_delivered(&self, done: &mut Vec<EntryId>) {
+        if done.is_empty() {
+            return;
+        }
+        let (region, stream) = (self.key.0.as_str(), self.key.1.as_str());
+        metrics::counter!(telemetry::SPOOL_DELIVERED, "region" => region.to_owned(), "stream" => stream.to_owned())
+            .increment(done.len() as u64);
+        self.spool.mark_done_many(done.drain(..));
+    }
+
     async fn settle(
         self,
         receivers: Vec<oneshot::Receiver<RecordOutcome>>,
@@ -248,8 +259,18 @@ impl Settlement {
         let mut again = Vec::new();
         // Final failures by reason: their ids, logged together.
         let mut failed: BTreeMap<String, Vec<SpooledRecord>> = BTreeMap::new();
-        for (receiver, spooled) in receivers.into_iter().zip(batch) {
-            match receiver.await {
+        for (mut receiver, spooled) in receivers.into_iter().zip(batch) {
+            let outcome = match receiver.try_recv() {
+                Ok(outcome) => Ok(outcome),
+                Err(oneshot::error::TryRecvError::Empty) => {
+                    // About to wait: what is accepted so far is marked done now, so a crash
+                    // meanwhile sends as little as possible twice.
+                    self.mark_delivered(&mut done);
+                    receiver.await
+                }
+                Err(oneshot::error::TryRecvError::Closed) => continue,
+            };
+            match outcome {
                 Ok(Ok(_)) => done.push(spooled.id),
                 Ok(Err(failure)) => match failure.kind {
                     FailureKind::Rejected | FailureKind::StreamNotFound => {
@@ -270,12 +291,7 @@ impl Settlement {
                 Err(_) => {}
             }
         }
-        let (region, stream) = (self.key.0.as_str(), self.key.1.as_str());
-        if !done.is_empty() {
-            metrics::counter!(telemetry::SPOOL_DELIVERED, "region" => region.to_owned(), "stream" => stream.to_owned())
-                .increment(done.len() as u64);
-            self.spool.mark_done_many(done);
-        }
+        self.mark_delivered(&mut done);
         let ended = Ended {
             spool: &self.spool,
             dead_letters: &self.dead_letters,
