@@ -24,7 +24,7 @@ use crate::http::rate_limit::RateLimits;
 use crate::http::{self, AccessLog, ApiKeyMetrics, AppState, RouteMetricsSet};
 use crate::kinesis::{load_sdk_config, KinesisClients, KinesisHealth};
 use crate::pipeline::{Pipelines, SpoolDelivery};
-use crate::spool::{DeadLetters, Spool};
+use crate::spool::{DeadLetters, Recovery, Spool};
 use crate::telemetry;
 
 pub struct Application {
@@ -84,6 +84,14 @@ impl Application {
             tracing::warn!("auth.required = false: anyone who can reach this port can write to the allowed streams");
         }
 
+        // Before any runtime or thread: a spool another process holds ends the start here,
+        // with its reason (a runtime dropped on this error path would panic inside `main`'s).
+        let spool = if settings.uses_spool() {
+            Some(open_spool(&settings)?)
+        } else {
+            None
+        };
+
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let kinesis_threads = match settings.server.kinesis_threads {
             // Calls are mostly waiting; half the cores leaves the rest to the HTTP workers.
@@ -104,15 +112,15 @@ impl Application {
             draining.clone(),
         ));
         pipelines.spawn_reaper();
-        let spool = if settings.uses_spool() {
-            Some(open_spool(
-                &settings,
+        let spool = spool.map(|(spool, recovery, dead_letters)| {
+            SpoolDelivery::start(
+                spool,
+                &recovery,
+                dead_letters,
                 pipelines.clone(),
-                kinesis_runtime.handle(),
-            )?)
-        } else {
-            None
-        };
+                kinesis_runtime.handle().clone(),
+            )
+        });
         let health = Arc::new(KinesisHealth::default());
         health.spawn_probe(
             kinesis_runtime.handle(),
@@ -166,7 +174,7 @@ impl Application {
             0 => cores,
             n => n,
         };
-        let server = HttpServer::new(move || {
+        let server = match HttpServer::new(move || {
             use actix_web::middleware::{from_fn, Condition};
             // Innermost first: CORS (when configured) turns its refusals into JSON errors
             // (cors_json_refusals) that the access log then records like any other answer.
@@ -185,8 +193,15 @@ impl Application {
         // Our own signal handling runs the drain sequence; actix would stop on its own.
         .disable_signals()
         .shutdown_timeout(settings.server.shutdown_grace().as_secs().max(1))
-        .listen(listener)?
-        .run();
+        .listen(listener)
+        {
+            Ok(server) => server.run(),
+            Err(error) => {
+                // Dropping a runtime inside the caller's would panic.
+                kinesis_runtime.shutdown_background();
+                return Err(error);
+            }
+        };
         let server_handle = server.handle();
         tracing::info!(%addr, port, workers, kinesis_threads, "listening");
         Ok(Self {
@@ -267,13 +282,9 @@ impl Application {
     }
 }
 
-/// Opens the disk spool (recovering what a crash left) and starts delivering from it. A
-/// spool another process holds, or one that cannot be read, stops the start with the reason.
-fn open_spool(
-    settings: &Settings,
-    pipelines: Arc<Pipelines>,
-    runtime: &tokio::runtime::Handle,
-) -> std::io::Result<Arc<SpoolDelivery>> {
+/// Opens the disk spool, recovering what a crash left. A spool another process holds, or one
+/// that cannot be read, stops the start with the reason.
+fn open_spool(settings: &Settings) -> std::io::Result<(Spool, Recovery, DeadLetters)> {
     let (spool, recovery) = Spool::open(&settings.spool).map_err(|e| {
         std::io::Error::other(format!(
             "cannot open the disk spool of streams.ack_on_disk (spool.dir = {:?}): {e}",
@@ -291,13 +302,7 @@ fn open_spool(
         "spool opened"
     );
     let dead_letters = DeadLetters::new(spool.dir(), settings.spool.failed_max_bytes);
-    Ok(SpoolDelivery::start(
-        spool,
-        &recovery,
-        dead_letters,
-        pipelines,
-        runtime.clone(),
-    ))
+    Ok((spool, recovery, dead_letters))
 }
 
 /// A listening socket on `addr` whose kernel queue holds `backlog` connections not yet

@@ -225,30 +225,31 @@ impl Pipeline {
         Ok(receivers)
     }
 
-    /// Queues records read back from the disk spool (`spooled`), all or none, against the
+    /// Queues records read back from the disk spool (`spooled`), each with when its client
+    /// handed it in (so latency metrics count the time on disk), all or none, against the
     /// budget only: no shard's share of it is checked, because no client waits on these (each
-    /// was answered once fsynced) and the spool feeds one stream's records in order anyway.
-    /// Every record gets a receiver, whatever the stream's acknowledgement level.
+    /// was answered once fsynced). Every record gets a receiver, whatever the stream's
+    /// acknowledgement level, and a full deadline from now.
     pub(super) fn submit_spooled(
         &self,
-        records: Vec<Record>,
+        records: Vec<(Record, Instant)>,
     ) -> Result<Vec<oneshot::Receiver<RecordOutcome>>, SubmitError> {
-        let total: usize = records.iter().map(Record::kinesis_size).sum();
+        let total: usize = records.iter().map(|(r, _)| r.kinesis_size()).sum();
         if !self.budget.try_take(records.len(), total) {
             return Err(SubmitError::QueueFull);
         }
-        let now = Instant::now();
+        let deadline = Instant::now() + self.record_deadline;
         let mut pending = Vec::with_capacity(records.len());
         let mut receivers = Vec::with_capacity(records.len());
-        for record in records {
+        for (record, received_at) in records {
             let (reply, receiver) = oneshot::channel();
             let (size, hash_key) = (record.kinesis_size(), hash_key(&record));
             pending.push(PendingRecord::new(
                 record,
                 hash_key,
                 Some(reply),
-                now,
-                now + self.record_deadline,
+                received_at,
+                deadline,
                 Ticket::new(&self.budget, size, None),
             ));
             receivers.push(receiver);

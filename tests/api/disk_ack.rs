@@ -112,20 +112,21 @@ async fn records_kinesis_refuses_for_good_leave_the_spool_into_failed_ndjson() {
     assert_eq!(lines[0]["partition_key"], "user-2");
     assert_eq!(lines[0]["stream"], app.stream.as_str());
     assert_eq!(lines[0]["error_code"], "KMSAccessDeniedException");
-    let page = app.metrics_page().await;
+    // The file is fsynced before the refusal is counted: wait for the count.
     let labels = [("stream", app.stream.as_str())];
-    assert_eq!(
-        sample(&page, "kinesis_proxy_spool_failed_records_total", &labels),
-        Some(1.0),
-        "{page}"
-    );
-    assert_eq!(
-        sample(
-            &page,
-            "kinesis_proxy_spool_delivered_records_total",
-            &labels
-        ),
-        Some(2.0),
-        "{page}"
-    );
+    let counts = |page: &str| {
+        (
+            sample(page, "kinesis_proxy_spool_failed_records_total", &labels),
+            sample(page, "kinesis_proxy_spool_delivered_records_total", &labels),
+        )
+    };
+    let mut page = app.metrics_page().await;
+    for _ in 0..50 {
+        if counts(&page) == (Some(1.0), Some(2.0)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        page = app.metrics_page().await;
+    }
+    assert_eq!(counts(&page), (Some(1.0), Some(2.0)), "{page}");
 }

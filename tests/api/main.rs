@@ -21,4 +21,5 @@ mod retries;
 mod round_trip;
 mod shards;
 mod shutdown;
+mod spool;
 mod validation;

@@ -6,11 +6,12 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use super::{Key, Tasks};
+use crate::domain::Record;
 use crate::kinesis::kinesis_code_label;
 use crate::pipeline::outcome::{FailureKind, RecordOutcome, SubmitError};
 use crate::pipeline::registry::{Pipelines, StartError};
@@ -85,7 +86,7 @@ impl Feeder {
             let (region, stream) = &self.key;
             let refused = match self.pipelines.get_or_start(region, stream).await {
                 Ok(pipeline) => {
-                    let records = batch.iter().map(|r| r.record.clone()).collect();
+                    let records = handed_over(&batch);
                     match pipeline.submit_spooled(records) {
                         Ok(receivers) => {
                             let bytes = batch_bytes(&batch);
@@ -237,6 +238,17 @@ struct Settlement {
 }
 
 impl Settlement {
+    /// Marks `done` (accepted by Kinesis) done in the spool and counts them.
+    fn mark_delivered(&self, done: &mut Vec<EntryId>) {
+        if done.is_empty() {
+            return;
+        }
+        let (region, stream) = (self.key.0.as_str(), self.key.1.as_str());
+        metrics::counter!(telemetry::SPOOL_DELIVERED, "region" => region.to_owned(), "stream" => stream.to_owned())
+            .increment(done.len() as u64);
+        self.spool.mark_done_many(done.drain(..));
+    }
+
     async fn settle(
         self,
         receivers: Vec<oneshot::Receiver<RecordOutcome>>,
@@ -247,8 +259,18 @@ impl Settlement {
         let mut again = Vec::new();
         // Final failures by reason: their ids, logged together.
         let mut failed: BTreeMap<String, Vec<SpooledRecord>> = BTreeMap::new();
-        for (receiver, spooled) in receivers.into_iter().zip(batch) {
-            match receiver.await {
+        for (mut receiver, spooled) in receivers.into_iter().zip(batch) {
+            let outcome = match receiver.try_recv() {
+                Ok(outcome) => Ok(outcome),
+                Err(oneshot::error::TryRecvError::Empty) => {
+                    // About to wait: what is accepted so far is marked done now, so a crash
+                    // meanwhile sends as little as possible twice.
+                    self.mark_delivered(&mut done);
+                    receiver.await
+                }
+                Err(oneshot::error::TryRecvError::Closed) => continue,
+            };
+            match outcome {
                 Ok(Ok(_)) => done.push(spooled.id),
                 Ok(Err(failure)) => match failure.kind {
                     FailureKind::Rejected | FailureKind::StreamNotFound => {
@@ -269,12 +291,7 @@ impl Settlement {
                 Err(_) => {}
             }
         }
-        let (region, stream) = (self.key.0.as_str(), self.key.1.as_str());
-        if !done.is_empty() {
-            metrics::counter!(telemetry::SPOOL_DELIVERED, "region" => region.to_owned(), "stream" => stream.to_owned())
-                .increment(done.len() as u64);
-            self.spool.mark_done_many(done);
-        }
+        self.mark_delivered(&mut done);
         let ended = Ended {
             spool: &self.spool,
             dead_letters: &self.dead_letters,
@@ -339,6 +356,22 @@ impl Ended<'_> {
 fn count_resent(key: &Key, records: usize) {
     metrics::counter!(telemetry::SPOOL_RESENT, "region" => key.0.as_str().to_owned(), "stream" => key.1.as_str().to_owned())
         .increment(records as u64);
+}
+
+/// The records of `batch` for the pipeline, each with the moment its client handed it in
+/// (on this process's clock), so the acknowledgement latency counts the time in the spool.
+fn handed_over(batch: &[SpooledRecord]) -> Vec<(Record, Instant)> {
+    let (now, wall_now) = (Instant::now(), SystemTime::now());
+    batch
+        .iter()
+        .map(|spooled| {
+            let age = wall_now
+                .duration_since(spooled.appended_at)
+                .unwrap_or_default();
+            let received_at = now.checked_sub(age).unwrap_or(now);
+            (spooled.record.clone(), received_at)
+        })
+        .collect()
 }
 
 fn batch_bytes(batch: &[SpooledRecord]) -> usize {

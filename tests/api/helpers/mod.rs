@@ -1,5 +1,6 @@
 //! Shared helpers for the `api` integration tests: a local Kinesis emulator, a fault proxy,
-//! a Prometheus server, and a real KPL deaggregation library to read aggregated records with.
+//! a Prometheus server, a real KPL deaggregation library to read aggregated records with, and the
+//! binary on a disk spool.
 
 pub mod app;
 pub mod binary;
@@ -12,3 +13,4 @@ mod fault_proxy_tests;
 pub mod kinesis_read;
 pub mod metrics_page;
 pub mod prometheus;
+pub mod spool;
