@@ -30,26 +30,51 @@ pub mod telemetry;
 /// naming `actix_http` in `log.level` or setting `RUST_LOG` shows it again.
 const CLIENT_MISTAKES_TARGET: &str = "actix_http::h1::dispatcher";
 
+/// Log lines waiting for the writer thread, at most; past it a logging thread waits (lines are
+/// never dropped). About 5 MiB of access-log lines.
+const LOG_LINES_BUFFERED: usize = 16_384;
+
+/// The log writer thread's handle: dropping it writes what is still queued.
+static LOG_WRITER: std::sync::Mutex<Option<tracing_appender::non_blocking::WorkerGuard>> =
+    std::sync::Mutex::new(None);
+
 /// Sets up `tracing` output as configured; `RUST_LOG` overrides the configured level. Colours
 /// only when stdout is a terminal (and `NO_COLOR` is unset), so a log written to a file or a
-/// pipe holds no escape codes.
+/// pipe holds no escape codes. Lines are formatted where they happen and written to stdout by
+/// a thread of their own, in batches (one `write` for every line queued meanwhile), so a
+/// request never waits on stdout; call [`flush_logs`] before the process exits.
 pub fn init_logging(settings: &config::LogSettings) {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(default_filter(&settings.level)));
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(LOG_LINES_BUFFERED)
+        .thread_name("log-writer")
+        .finish(std::io::BufWriter::new(std::io::stdout()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stdout().is_terminal() && !no_color)
-        .with_target(false);
+        .with_target(false)
+        .with_writer(writer);
     let result = if settings.format == "json" {
         builder.json().flatten_event(true).try_init()
     } else {
         builder.try_init()
     };
-    // Already initialised (tests start several apps in one process): keep the first.
-    let _ = result;
+    // Already initialised (tests start several apps in one process): keep the first, whose
+    // writer thread this guard is not.
+    if result.is_ok() {
+        *LOG_WRITER.lock().unwrap_or_else(|p| p.into_inner()) = Some(guard);
+    }
+}
+
+/// Writes every log line still queued and stops the writer thread; later lines are lost.
+pub fn flush_logs() {
+    let guard = LOG_WRITER.lock().unwrap_or_else(|p| p.into_inner()).take();
+    drop(guard);
 }
 
 /// The filter when `RUST_LOG` is unset: `log.level`, with actix-http's per-connection parse

@@ -62,14 +62,16 @@ fn main() -> ExitCode {
         let app = Application::build(settings).await?;
         app.run_until_stopped().await
     });
-    match result {
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = %err, "kinesis-proxy failed");
             eprintln!("kinesis-proxy: {err}");
             ExitCode::FAILURE
         }
-    }
+    };
+    kinesis_proxy::flush_logs();
+    code
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Command, String> {
