@@ -117,6 +117,7 @@ impl Application {
                 spool,
                 &recovery,
                 dead_letters,
+                settings.spool.read_delay(),
                 pipelines.clone(),
                 kinesis_runtime.handle().clone(),
             )

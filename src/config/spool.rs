@@ -28,6 +28,10 @@ pub struct SpoolSettings {
     pub commit_max_bytes: u64,
     /// How often done marks are fsynced (they are written at once, without fsync).
     pub done_sync_interval_ms: u64,
+    /// Once delivery has caught up, how long it waits after new events are fsynced before it
+    /// reads them back: many group commits are then read, handed over and batched at once.
+    /// Adds up to this much to the time until Kinesis has an event, not to its 202.
+    pub read_delay_ms: u64,
     /// Bound of `failed.ndjson`, where records Kinesis finally refused are kept (0: none kept,
     /// only logged and counted).
     pub failed_max_bytes: u64,
@@ -43,6 +47,7 @@ impl Default for SpoolSettings {
             commit_interval_us: 0,
             commit_max_bytes: 4 * 1024 * 1024,
             done_sync_interval_ms: 1_000,
+            read_delay_ms: 25,
             failed_max_bytes: 64 * 1024 * 1024,
         }
     }
@@ -54,6 +59,9 @@ impl SpoolSettings {
     }
     pub fn commit_interval(&self) -> Duration {
         Duration::from_micros(self.commit_interval_us)
+    }
+    pub fn read_delay(&self) -> Duration {
+        Duration::from_millis(self.read_delay_ms)
     }
     pub fn done_sync_interval(&self) -> Duration {
         Duration::from_millis(self.done_sync_interval_ms)

@@ -272,6 +272,7 @@ impl Settings {
             4_096,
             256 * mib,
         )?;
+        in_range_u64("spool.read_delay_ms", sp.read_delay_ms, 0, 1_000)?;
         in_range_u64("spool.failed_max_bytes", sp.failed_max_bytes, 0, 1 << 40)?;
         in_range_u64(
             "spool.done_sync_interval_ms",

@@ -41,6 +41,7 @@ pub struct SpoolDelivery {
     pipelines: Arc<Pipelines>,
     /// Where every feeder starts: the first record not done when the spool was opened.
     first_pending: EntryId,
+    read_delay: Duration,
     /// Streams that have a feeder (it runs until shutdown, idle while caught up).
     feeders: RwLock<HashSet<Key>>,
     /// Set at shutdown: feeders stop reading and let go of their pipelines.
@@ -63,6 +64,7 @@ impl SpoolDelivery {
         spool: Spool,
         recovery: &Recovery,
         dead_letters: DeadLetters,
+        read_delay: Duration,
         pipelines: Arc<Pipelines>,
         runtime: tokio::runtime::Handle,
     ) -> Arc<Self> {
@@ -71,6 +73,7 @@ impl SpoolDelivery {
             dead_letters: Arc::new(dead_letters),
             pipelines,
             first_pending: recovery.first_pending,
+            read_delay,
             feeders: RwLock::new(HashSet::new()),
             stop: watch::Sender::new(false),
             tasks: Arc::new(Tasks {
@@ -134,6 +137,7 @@ impl SpoolDelivery {
             key,
             cursor: self.first_pending,
             stop: self.stop.subscribe(),
+            read_delay: self.read_delay,
         };
         self.tasks.spawn(feeder.run());
     }

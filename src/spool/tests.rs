@@ -24,6 +24,7 @@ pub(super) fn settings(dir: &Path) -> SpoolSettings {
         commit_interval_us: 0,
         commit_max_bytes: 1 << 20,
         done_sync_interval_ms: 20,
+        read_delay_ms: 0,
         failed_max_bytes: 0,
     }
 }

@@ -21,10 +21,6 @@ use crate::telemetry;
 /// Records one spool read returns at most, so one blocking read stays short.
 const PAGE_RECORDS: usize = 2_000;
 
-/// After the feeder caught up and new records were fsynced, it waits this long before reading,
-/// so the records of a few group commits are read (and batched) together.
-const COALESCE: Duration = Duration::from_millis(2);
-
 /// How long the feeder waits before trying again when the pipeline or the spool refused.
 const RETRY_MIN: Duration = Duration::from_millis(5);
 const RETRY_MAX: Duration = Duration::from_secs(1);
@@ -38,6 +34,8 @@ pub(super) struct Feeder {
     /// Every record of the stream below it has been handed to the pipeline (or was done).
     pub(super) cursor: EntryId,
     pub(super) stop: watch::Receiver<bool>,
+    /// `spool.read_delay_ms`: once caught up, how long to let new records gather.
+    pub(super) read_delay: Duration,
 }
 
 /// Records and bytes handed to the pipeline and not yet settled.
@@ -196,7 +194,7 @@ impl Feeder {
                     if page.caught_up {
                         tokio::select! {
                             _ = durable.changed() => {
-                                tokio::time::sleep(COALESCE).await;
+                                tokio::time::sleep(self.read_delay).await;
                             }
                             again = resend.recv() => if let Some(again) = again {
                                 count_resent(&self.key, again.len());
