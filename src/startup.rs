@@ -6,7 +6,9 @@
 //! requests are refused; the listener stops and in-flight HTTP requests finish (they are waiting
 //! for their acknowledgements, which keep flowing); then every queue drains and every in-flight
 //! call finishes, all within `server.shutdown_grace_ms`. Nothing acknowledged is lost, because an
-//! acknowledgement is only sent after Kinesis accepted the record.
+//! acknowledgement is only sent after Kinesis accepted the record, or (streams acknowledged on
+//! disk) after the spool's fsync: the spool's feeders stop reading first, and what they did not
+//! deliver within the grace period stays in the spool for the next start.
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -10,7 +10,10 @@
 //! - **Never dropped without a done mark.** A record whose attempt failed for want of Kinesis
 //!   (its deadline passed while throttled or unreachable) is handed to the pipeline again,
 //!   however long the outage; only Kinesis' final refusals (validation, access, a deleted stream)
-//!   end a record, and those are logged with their reason and counted.
+//!   end a record, and those are kept in the spool's `failed.ndjson` (`spool::DeadLetters`),
+//!   logged with their reason and counted.
+//! - **A feeder per stream that ever had a disk record**, idle while caught up. They are as many
+//!   as the streams Kinesis confirmed (a stream must exist to get a pipeline), not more.
 //! - **One cursor per stream**, so a throttled stream does not hold the others back. Each starts
 //!   at the first record the spool recovered as pending, so after a restart a stream's replayed
 //!   records go before its new ones, in the order they were acknowledged.
