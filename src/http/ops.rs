@@ -16,9 +16,10 @@ use crate::telemetry;
 /// The body of `/healthz` and `/readyz`.
 #[derive(Serialize, ToSchema)]
 pub(super) struct StatusBody {
-    /// `ok`, `ready`, `draining` or `kinesis unreachable`.
+    /// `ok`, `ready`, `spooling` (Kinesis unreachable, streams acknowledged on disk take events),
+    /// `draining`, `kinesis unreachable` or `spool failed`.
     status: &'static str,
-    /// When not ready: `shutting_down` or `kinesis_unavailable`.
+    /// When not ready: `shutting_down`, `kinesis_unavailable` or `spool_unavailable`.
     #[serde(skip_serializing_if = "Option::is_none")]
     code: Option<&'static str>,
 }
@@ -33,10 +34,12 @@ pub(super) async fn healthz() -> HttpResponse {
     })
 }
 
-/// Readiness: 200 when Kinesis answers and the proxy is not draining.
+/// Readiness: 200 when Kinesis answers and the proxy is not draining. An instance with streams
+/// acknowledged on disk stays ready while Kinesis is unreachable (riding out an outage is what
+/// its spool is for), and is not ready once its spool stopped writing.
 #[utoipa::path(get, path = ROUTE_READYZ, tag = "operations", responses(
     (status = 200, description = "Ready to take events", body = StatusBody),
-    (status = 503, description = "Draining (`shutting_down`) or Kinesis unreachable (`kinesis_unavailable`)", body = StatusBody),
+    (status = 503, description = "Draining (`shutting_down`), Kinesis unreachable (`kinesis_unavailable`) or the disk spool failed (`spool_unavailable`)", body = StatusBody),
 ))]
 pub(super) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let not_ready = |status, code| {
@@ -47,6 +50,17 @@ pub(super) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     };
     if state.draining.load(Ordering::Relaxed) {
         return not_ready("draining", "shutting_down");
+    }
+    if let Some(spool) = &state.spool {
+        if !spool.is_writable() {
+            return not_ready("spool failed", "spool_unavailable");
+        }
+        if !state.health.is_reachable() {
+            return HttpResponse::Ok().json(StatusBody {
+                status: "spooling",
+                code: None,
+            });
+        }
     }
     if !state.health.is_reachable() {
         return not_ready("kinesis unreachable", "kinesis_unavailable");

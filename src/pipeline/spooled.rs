@@ -176,6 +176,11 @@ impl SpoolDelivery {
         }
     }
 
+    /// Whether the spool takes appends: false once it stopped after an I/O error.
+    pub fn is_writable(&self) -> bool {
+        self.spool.failure().is_none()
+    }
+
     /// Copies the spool's own counters and gauges into the metrics registry (on the metrics
     /// tick and before each scrape).
     pub fn publish_metrics(&self) {

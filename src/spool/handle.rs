@@ -194,6 +194,11 @@ impl Spool {
         }
     }
 
+    /// Why the spool stopped taking appends (an I/O error; a restart recovers), if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.shared.failure()
+    }
+
     pub fn stats(&self) -> StatsSnapshot {
         self.shared.stats.snapshot()
     }

@@ -199,13 +199,27 @@ async fn a_full_spool_answers_503_with_retry_after_and_loses_nothing_acknowledge
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kinesis_outage_is_ridden_out_on_disk() {
     let setup = setup("outage", Mode::Healthy).await;
-    let proxy = setup.spawn(setup.command());
+    let mut command = setup.command();
+    // Probed often, so readiness follows the outage within the test.
+    command.env("KINESIS_PROXY__KINESIS__READINESS_PROBE_INTERVAL_MS", "200");
+    let proxy = setup.spawn(command);
     let stop = Arc::new(AtomicBool::new(false));
     let clients = start_clients(&proxy.poster(), 4, 100, Duration::from_millis(20), &stop);
     tokio::time::sleep(Duration::from_secs(1)).await;
     setup.faults.set_mode(Mode::Refuse);
     tokio::time::sleep(Duration::from_secs(5)).await;
     let held = proxy.metric("kinesis_proxy_spool_records").await;
+    // The probe sees Kinesis gone, and the instance stays in rotation: its disk streams take
+    // events (a load balancer dropping it would turn the outage into refusals).
+    let reachable = proxy.metric("kinesis_proxy_kinesis_reachable").await;
+    let ready = proxy
+        .http
+        .get(proxy.proxy.url("/readyz"))
+        .send()
+        .await
+        .expect("GET /readyz");
+    let ready_status = ready.status().as_u16();
+    let ready_body: Value = ready.json().await.expect("a JSON answer");
     setup.faults.set_mode(Mode::Healthy);
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
@@ -216,6 +230,12 @@ async fn a_kinesis_outage_is_ridden_out_on_disk() {
         "the proxy called Kinesis during the outage"
     );
     assert!(held > 0.0, "the spool held the outage's events");
+    assert_eq!(reachable, 0.0, "the readiness probe saw the outage");
+    assert_eq!(
+        (ready_status, ready_body["status"].as_str()),
+        (200, Some("spooling")),
+        "{ready_body}"
+    );
     // The outage outlasted the records' deadline (1 s): they were handed over again, not dropped.
     let page = proxy.metrics_page().await;
     let resent = sample(
