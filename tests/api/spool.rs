@@ -51,15 +51,12 @@ async fn sigkill_under_load_then_restart_delivers_every_acknowledged_event() {
     assert!(cut_off > 0, "the kill cut requests off");
 
     // Back up, with Kinesis fast again and a budget that catches up quickly.
-    setup.faults.set_mode(Mode::Healthy);
-    let mut command = setup.command();
-    command.env("KINESIS_PROXY__SHARDS__RECORDS_PER_SECOND", "5000");
-    let second = setup.spawn(command);
+    let second = setup
+        .restart_and_drain("the kill left records in the spool")
+        .await;
     let replayed = second
         .metric("kinesis_proxy_spool_replayed_records_total")
         .await;
-    assert!(replayed > 0.0, "the kill left records in the spool");
-    second.wait_until_spool_is_empty(DELIVERY_TIMEOUT).await;
 
     let stored = stored_ids(&setup.emulator, &setup.stream).await;
     assert_all_stored(&acked, &stored);
@@ -303,15 +300,9 @@ async fn sigterm_under_load_leaves_every_acknowledged_event_delivered_or_spooled
         "{other:?}"
     );
 
-    setup.faults.set_mode(Mode::Healthy);
-    let mut command = setup.command();
-    command.env("KINESIS_PROXY__SHARDS__RECORDS_PER_SECOND", "5000");
-    let second = setup.spawn(command);
-    let replayed = second
-        .metric("kinesis_proxy_spool_replayed_records_total")
+    setup
+        .restart_and_drain("the drain could not deliver it all")
         .await;
-    assert!(replayed > 0.0, "the drain could not deliver it all");
-    second.wait_until_spool_is_empty(DELIVERY_TIMEOUT).await;
     assert_all_stored(&acked, &stored_ids(&setup.emulator, &setup.stream).await);
 }
 

@@ -261,6 +261,22 @@ impl Setup {
     pub fn spawn(&self, command: Command) -> DiskProxy {
         DiskProxy::spawn(command, &self.stream)
     }
+
+    /// Starts the binary again on this spool with Kinesis healthy and a shard budget that
+    /// catches up quickly, checks that it found records to replay (`why` says why it should
+    /// have), and waits until it delivered them all.
+    pub async fn restart_and_drain(&self, why: &str) -> DiskProxy {
+        self.faults.set_mode(Mode::Healthy);
+        let mut command = self.command();
+        command.env("KINESIS_PROXY__SHARDS__RECORDS_PER_SECOND", "5000");
+        let proxy = self.spawn(command);
+        let replayed = proxy
+            .metric("kinesis_proxy_spool_replayed_records_total")
+            .await;
+        assert!(replayed > 0.0, "{why}");
+        proxy.wait_until_spool_is_empty(DELIVERY_TIMEOUT).await;
+        proxy
+    }
 }
 
 /// SIGKILL, and waits until the process is gone (and its spool lock with it).
