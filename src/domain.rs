@@ -167,32 +167,39 @@ impl fmt::Display for Region {
     }
 }
 
-/// A Kinesis partition key: 1..=256 Unicode characters. Too long is refused, never truncated:
-/// truncation would silently change which shard, and so which ordering, the event gets.
+/// A Kinesis partition key: 1..=256 UTF-16 code units, counted as the Kinesis API counts them
+/// (a character outside the Basic Multilingual Plane, such as an emoji, counts twice). A key the
+/// API would refuse must never reach a batch: Kinesis refuses the whole `PutRecords` call for
+/// it, with every other client's records in it. Too long is refused, never truncated: truncation
+/// would silently change which shard, and so which ordering, the event gets.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PartitionKey(String);
 
 impl PartitionKey {
-    pub const MAX_CHARS: usize = 256;
+    /// The API's limit, in UTF-16 code units.
+    pub const MAX_UTF16_UNITS: usize = 256;
 
     pub fn parse(raw: impl Into<String>) -> Result<Self, Invalid> {
         let raw = raw.into();
-        // Fast path: 256 bytes can never hold more than 256 characters.
-        let chars = if raw.len() <= Self::MAX_CHARS {
-            raw.chars().count()
-        } else {
-            raw.chars().take(Self::MAX_CHARS + 1).count()
-        };
-        if chars == 0 {
+        if raw.is_empty() {
             return Err(Invalid("partition_key must not be empty".into()));
         }
-        if chars > Self::MAX_CHARS {
-            return Err(Invalid(format!(
-                "partition_key must be at most {} characters (it has more); it is never truncated",
-                Self::MAX_CHARS
-            )));
+        // Fast path: a UTF-8 string never has more UTF-16 code units than bytes.
+        if raw.len() > Self::MAX_UTF16_UNITS {
+            let units = raw.encode_utf16().take(Self::MAX_UTF16_UNITS + 1).count();
+            if units > Self::MAX_UTF16_UNITS {
+                return Err(Invalid(format!(
+                    "partition_key must be at most {} UTF-16 code units, as Kinesis counts them (a character outside the Basic Multilingual Plane, such as an emoji, counts as 2); it is never truncated",
+                    Self::MAX_UTF16_UNITS
+                )));
+            }
         }
         Ok(Self(raw))
+    }
+
+    /// Length in UTF-16 code units, as Kinesis counts it (for logs about refused records).
+    pub fn utf16_len(&self) -> usize {
+        self.0.encode_utf16().count()
     }
 
     /// A random key, for events that name none: MD5 of random keys spreads evenly over shards.
@@ -343,14 +350,19 @@ mod tests {
     }
 
     #[test]
-    fn partition_keys_count_characters_not_bytes() {
+    fn partition_keys_count_utf16_code_units_as_kinesis_does() {
         assert!(PartitionKey::parse("").is_err());
         assert!(PartitionKey::parse("k".repeat(256)).is_ok());
         assert!(PartitionKey::parse("k".repeat(257)).is_err());
-        // 256 three-byte characters: 768 bytes, still 256 characters.
+        // 256 three-byte characters of the BMP: 768 bytes, 256 code units.
         assert!(PartitionKey::parse("€".repeat(256)).is_ok());
         assert!(PartitionKey::parse("€".repeat(257)).is_err());
         assert_eq!(PartitionKey::parse("€").unwrap().byte_len(), 3);
+        // Emoji are two code units each: 128 fit, 129 are 258 units (the call-poisoning key).
+        assert!(PartitionKey::parse("😀".repeat(128)).is_ok());
+        assert!(PartitionKey::parse("😀".repeat(129)).is_err());
+        assert!(PartitionKey::parse(format!("{}k", "😀".repeat(128))).is_err());
+        assert_eq!(PartitionKey::parse("a😀").unwrap().utf16_len(), 3);
     }
 
     #[test]

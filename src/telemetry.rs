@@ -25,6 +25,7 @@ pub const RECORDS_FAILED: &str = "kinesis_proxy_records_failed_total";
 pub const ACK_LATENCY: &str = "kinesis_proxy_ack_latency_seconds";
 pub const RECORD_ATTEMPTS: &str = "kinesis_proxy_record_attempts";
 pub const RETRIES: &str = "kinesis_proxy_record_retries_total";
+pub const REFUSED_CALLS_SPLIT: &str = "kinesis_proxy_refused_calls_split_total";
 pub const QUEUE_RECORDS: &str = "kinesis_proxy_queue_records";
 pub const QUEUE_BYTES: &str = "kinesis_proxy_queue_bytes";
 pub const BATCH_RECORDS: &str = "kinesis_proxy_batch_records";
@@ -163,6 +164,10 @@ fn describe() {
         "PutRecords attempts a record needed until it was accepted or failed."
     );
     describe_counter!(RETRIES, "Records scheduled for another PutRecords attempt.");
+    describe_counter!(
+        REFUSED_CALLS_SPLIT,
+        "PutRecords calls Kinesis refused as invalid, split until the offending records were alone (each then counted in records_failed_total{reason=\"invalid\"})."
+    );
     describe_gauge!(
         QUEUE_RECORDS,
         "Records admitted and not yet answered (queued, in flight or backing off)."

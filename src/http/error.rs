@@ -10,6 +10,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::domain::{Region, StreamName};
+use crate::kinesis::kinesis_code_label;
 use crate::pipeline::{FailureKind, RecordFailure};
 
 /// The request body codings accepted (`http::decode`), as the `Accept-Encoding` header of a 415
@@ -89,6 +90,8 @@ pub enum ApiError {
     #[error("{0}")]
     KinesisRejected(String),
     #[error("{0}")]
+    RecordInvalidForKinesis(String),
+    #[error("{0}")]
     StreamNotFound(String),
     #[error("{0}")]
     RequestExceedsBurst(String),
@@ -148,6 +151,7 @@ impl ApiError {
             Self::KinesisUnavailable(_) => "kinesis_unavailable",
             Self::KinesisRetriesExhausted(_) => "kinesis_retries_exhausted",
             Self::KinesisRejected(_) => "kinesis_rejected",
+            Self::RecordInvalidForKinesis(_) => "record_invalid_for_kinesis",
             Self::StreamNotFound(_) => "stream_not_found",
             Self::RequestExceedsBurst(_) => "request_exceeds_burst",
             Self::SpoolFull(_) => "spool_full",
@@ -209,6 +213,10 @@ impl ApiError {
                 }
                 _ => "Kinesis refused the record; the proxy's log has the details for its operator".into(),
             }),
+            FailureKind::Invalid => Self::RecordInvalidForKinesis(format!(
+                "Kinesis refused this record as invalid ({}) although it passed the proxy's checks; sending it again will fail the same way. The other records of its call were not affected; the proxy's log has the details for its operator",
+                kinesis_code_label(code)
+            )),
             FailureKind::ShuttingDown => Self::ShuttingDown,
         }
     }
@@ -230,7 +238,8 @@ impl ResponseError for ApiError {
             | Self::NoRecords(_)
             | Self::TooManyRecords(_)
             | Self::InvalidCompressedBody(_)
-            | Self::InvalidPreflight(_) => StatusCode::BAD_REQUEST,
+            | Self::InvalidPreflight(_)
+            | Self::RecordInvalidForKinesis(_) => StatusCode::BAD_REQUEST,
             Self::MissingApiKey | Self::InvalidApiKey => StatusCode::UNAUTHORIZED,
             Self::StreamNotAllowed(_)
             | Self::StreamNotInKeyScope(_)

@@ -61,6 +61,9 @@ impl CallFailure {
     pub const CONNECTION: &'static str = "connection";
     /// The endpoint answered HTTP 413 to the request as a whole.
     pub const REQUEST_TOO_LARGE: &'static str = "request_too_large";
+    /// Kinesis' codes for a request it refuses as malformed: for `PutRecords`, some record in it.
+    pub const VALIDATION: &'static str = "ValidationException";
+    pub const INVALID_ARGUMENT: &'static str = "InvalidArgumentException";
     /// Kinesis' code for a stream that does not exist.
     pub const STREAM_NOT_FOUND: &'static str = "ResourceNotFoundException";
 

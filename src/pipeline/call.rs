@@ -13,7 +13,7 @@ use super::outcome::{Accepted, FailureKind, RecordFailure, RecordOutcome};
 use super::pending::{Completion, PendingRecord, ShardFeedback};
 use super::retry::{classify_call_failure, classify_entry_error, Backoff, Retryability};
 use super::status::StreamStatus;
-use crate::domain::{PartitionKey, Record};
+use crate::domain::{truncate_for_message, PartitionKey, Record};
 use crate::kinesis::{kinesis_code_label, CallFailure, EntryResult, PutRecordsApi, ShardMap};
 
 /// The entry error code of a shard over its write limit.
@@ -117,7 +117,61 @@ impl<K: PutRecordsApi> Call<K> {
         }
     }
 
-    pub(super) async fn run(mut self, mut entries: Vec<Entry>) {
+    /// Sends the batch. A call Kinesis refuses as invalid is split and its parts sent again
+    /// until each offending record is alone (`isolate`), so one client's bad record never fails
+    /// another's.
+    pub(super) async fn run(mut self, entries: Vec<Entry>) {
+        // Batches still to send, the next one last: a depth-first bisection. Every split halves
+        // a batch (an aggregate is unpacked into its members once), so a call of n records
+        // makes at most 2n - 1 calls and each record is in at most log2(n) + 2 of them: the
+        // work is bounded by construction, however often Kinesis refuses.
+        let mut to_send = vec![entries];
+        let mut splits = 0usize;
+        while let Some(batch) = to_send.pop() {
+            if batch.is_empty() {
+                continue;
+            }
+            if splits > 0 {
+                self.metrics.split_call_started();
+            }
+            let Some((refused, failure)) = self.send(batch).await else {
+                continue;
+            };
+            match isolate(refused) {
+                Isolated::Split(left, right) => {
+                    if splits == 0 {
+                        self.metrics.refused_call_split();
+                    }
+                    splits += 1;
+                    to_send.push(right);
+                    to_send.push(left);
+                }
+                Isolated::Alone(record) => {
+                    tracing::warn!(
+                        stream = %self.metrics.stream,
+                        code = %failure.code,
+                        kinesis_message = %truncate_for_message(&failure.message),
+                        partition_key_utf16_units = record.record.partition_key.utf16_len(),
+                        partition_key_bytes = record.record.partition_key.byte_len(),
+                        data_bytes = record.record.data.len(),
+                        "Kinesis refused a record as invalid; failing it alone, the other records of its call go on"
+                    );
+                    self.answer(
+                        *record,
+                        Err(RecordFailure {
+                            kind: FailureKind::Invalid,
+                            kinesis_code: failure.code.clone(),
+                            message: failure.message.clone(),
+                        }),
+                    );
+                }
+            }
+        }
+    }
+
+    /// One `PutRecords` call and the handling of its answer. Gives the entries back with the
+    /// failure when Kinesis refused the call as invalid: some record in it is (`isolate`).
+    async fn send(&mut self, mut entries: Vec<Entry>) -> Option<(Vec<Entry>, CallFailure)> {
         for entry in &mut entries {
             for record in entry.members_mut() {
                 record.attempts += 1;
@@ -142,50 +196,7 @@ impl<K: PutRecordsApi> Call<K> {
         self.metrics
             .put_records_finished(outcome, entries.len(), started.elapsed());
         match result {
-            Ok(results) => {
-                let mut written = Written::default();
-                for (entry, result) in entries.into_iter().zip(results) {
-                    let mispredicted = self.note_entry(entry.lane(), &result);
-                    match result {
-                        EntryResult::Accepted {
-                            shard_id,
-                            sequence_number,
-                        } => {
-                            if mispredicted && matches!(entry, Entry::Aggregated(_)) {
-                                // Written by a stale map: some of its records may hash outside
-                                // the shard it reached, where a KCL consumer drops them. Send
-                                // them again (no aggregating until a new map is loaded).
-                                self.resend(entry);
-                                continue;
-                            }
-                            written.add(&entry);
-                            self.accepted(entry, shard_id, sequence_number);
-                        }
-                        EntryResult::Failed { code, message } => {
-                            self.metrics.entry_failed(&code);
-                            let retryable = classify_entry_error(&code);
-                            let kind = match retryable {
-                                Retryability::Retryable => FailureKind::RetriesExhausted,
-                                Retryability::Fatal => self.fatal_kind(&code),
-                            };
-                            for record in entry.into_members() {
-                                self.retry_or_fail(
-                                    record,
-                                    retryable,
-                                    kind,
-                                    code.clone(),
-                                    message.clone(),
-                                );
-                            }
-                        }
-                    }
-                }
-                self.metrics.kinesis_records_written(
-                    written.kinesis_records,
-                    written.payload_units,
-                    written.aggregated_bytes,
-                );
-            }
+            Ok(results) => self.answered(entries, results),
             Err(failure) if failure.code == CallFailure::REQUEST_TOO_LARGE && entries.len() > 1 => {
                 // Not the records' fault: resend them at once in smaller batches.
                 self.shrink_batches = true;
@@ -193,32 +204,79 @@ impl<K: PutRecordsApi> Call<K> {
                     self.resend(entry);
                 }
             }
-            Err(failure) => {
-                let retryable = classify_call_failure(&failure);
-                // No answer, or a 5xx for the whole call: Kinesis is unavailable (503 to the
-                // client). Whole-call throttling is a rejection of this load (500, as entries).
-                let kinesis_down =
-                    failure.is_unreachable() || failure.status.is_some_and(|s| s >= 500);
-                let kind = match retryable {
-                    Retryability::Fatal => self.fatal_kind(&failure.code),
-                    Retryability::Retryable if kinesis_down => FailureKind::Unavailable,
-                    Retryability::Retryable => FailureKind::RetriesExhausted,
-                };
-                if retryable == Retryability::Fatal {
-                    tracing::warn!(stream = %self.metrics.stream, code = %failure.code, message = %failure.message, records = entries.len(), "PutRecords refused; failing the batch's records");
-                } else {
-                    tracing::debug!(stream = %self.metrics.stream, code = %failure.code, message = %failure.message, records = entries.len(), "PutRecords failed; will retry");
+            Err(failure) if refused_as_invalid(&failure, &entries) => {
+                return Some((entries, failure));
+            }
+            Err(failure) => self.call_failed(entries, failure),
+        }
+        None
+    }
+
+    /// Handles a call Kinesis answered: each entry accepted, or failed on its own.
+    fn answered(&mut self, entries: Vec<Entry>, results: Vec<EntryResult>) {
+        let mut written = Written::default();
+        for (entry, result) in entries.into_iter().zip(results) {
+            let mispredicted = self.note_entry(entry.lane(), &result);
+            match result {
+                EntryResult::Accepted {
+                    shard_id,
+                    sequence_number,
+                } => {
+                    if mispredicted && matches!(entry, Entry::Aggregated(_)) {
+                        // Written by a stale map: some of its records may hash outside the
+                        // shard it reached, where a KCL consumer drops them. Send them again
+                        // (no aggregating until a new map is loaded).
+                        self.resend(entry);
+                        continue;
+                    }
+                    written.add(&entry);
+                    self.accepted(entry, shard_id, sequence_number);
                 }
-                for record in entries.into_iter().flat_map(Entry::into_members) {
-                    self.retry_or_fail(
-                        record,
-                        retryable,
-                        kind,
-                        failure.code.clone(),
-                        failure.message.clone(),
-                    );
+                EntryResult::Failed { code, message } => {
+                    self.metrics.entry_failed(&code);
+                    let retryable = classify_entry_error(&code);
+                    let kind = match retryable {
+                        Retryability::Retryable => FailureKind::RetriesExhausted,
+                        Retryability::Fatal => self.fatal_kind(&code),
+                    };
+                    for record in entry.into_members() {
+                        self.retry_or_fail(record, retryable, kind, code.clone(), message.clone());
+                    }
                 }
             }
+        }
+        self.metrics.kinesis_records_written(
+            written.kinesis_records,
+            written.payload_units,
+            written.aggregated_bytes,
+        );
+    }
+
+    /// Handles a whole call that failed for another reason than its records: retried, or
+    /// failed for every record when retrying cannot help (a missing stream, access denied).
+    fn call_failed(&mut self, entries: Vec<Entry>, failure: CallFailure) {
+        let retryable = classify_call_failure(&failure);
+        // No answer, or a 5xx for the whole call: Kinesis is unavailable (503 to the client).
+        // Whole-call throttling is a rejection of this load (500, as entries).
+        let kinesis_down = failure.is_unreachable() || failure.status.is_some_and(|s| s >= 500);
+        let kind = match retryable {
+            Retryability::Fatal => self.fatal_kind(&failure.code),
+            Retryability::Retryable if kinesis_down => FailureKind::Unavailable,
+            Retryability::Retryable => FailureKind::RetriesExhausted,
+        };
+        if retryable == Retryability::Fatal {
+            tracing::warn!(stream = %self.metrics.stream, code = %failure.code, message = %failure.message, records = entries.len(), "PutRecords refused; failing the batch's records");
+        } else {
+            tracing::debug!(stream = %self.metrics.stream, code = %failure.code, message = %failure.message, records = entries.len(), "PutRecords failed; will retry");
+        }
+        for record in entries.into_iter().flat_map(Entry::into_members) {
+            self.retry_or_fail(
+                record,
+                retryable,
+                kind,
+                failure.code.clone(),
+                failure.message.clone(),
+            );
         }
     }
 
@@ -292,6 +350,52 @@ impl<K: PutRecordsApi> Call<K> {
         } else {
             self.answer(record, Err(failure));
         }
+    }
+}
+
+/// Whether Kinesis refused the whole call because of what some record in it holds: a
+/// validation error, or a request too large that is a single (aggregated) record. Such a call
+/// must not fail its other records (`isolate`).
+fn refused_as_invalid(failure: &CallFailure, entries: &[Entry]) -> bool {
+    matches!(
+        failure.code.as_str(),
+        CallFailure::VALIDATION | CallFailure::INVALID_ARGUMENT
+    ) || (failure.code == CallFailure::REQUEST_TOO_LARGE
+        && matches!(entries, [Entry::Aggregated(a)] if a.members.len() > 1))
+}
+
+/// The next step of isolating the records of a call refused as invalid.
+#[derive(Debug)]
+enum Isolated {
+    /// Two smaller calls to send.
+    Split(Vec<Entry>, Vec<Entry>),
+    /// The record the refusal was about: it fails alone.
+    Alone(Box<PendingRecord>),
+}
+
+/// Splits a refused call: in halves while it has several entries; a lone aggregate into its
+/// records (each sent as a Kinesis record of its own, readable by every consumer); a lone
+/// record is the offender.
+fn isolate(mut entries: Vec<Entry>) -> Isolated {
+    if entries.len() > 1 {
+        let right = entries.split_off(entries.len() / 2);
+        return Isolated::Split(entries, right);
+    }
+    let Some(entry) = entries.pop() else {
+        return Isolated::Split(Vec::new(), Vec::new());
+    };
+    let mut members: Vec<Entry> = entry
+        .into_members()
+        .into_iter()
+        .map(Entry::Single)
+        .collect();
+    if members.len() > 1 {
+        let right = members.split_off(members.len() / 2);
+        return Isolated::Split(members, right);
+    }
+    match members.pop() {
+        Some(Entry::Single(record)) => Isolated::Alone(Box::new(record)),
+        _ => Isolated::Split(Vec::new(), Vec::new()),
     }
 }
 

@@ -15,15 +15,17 @@ use crate::telemetry::{
     ACK_LATENCY, AGGREGATED_BYTES, BATCH_BYTES, BATCH_RECORDS, EVENTS_RECEIVED, FAILED_ENTRIES,
     FLUSHES, KINESIS_RECORDS_WRITTEN, PUT_PAYLOAD_UNITS, PUT_RECORDS_CALLS, PUT_RECORDS_DURATION,
     PUT_RECORDS_IN_FLIGHT, QUEUE_BYTES, QUEUE_RECORDS, RECORDS_ACCEPTED, RECORDS_FAILED,
-    RECORD_ATTEMPTS, RETRIES, SHARD_ENTRIES, SHARD_MAP_AVAILABLE, SHARD_MAP_REFRESHES,
-    SHARD_PREDICTIONS_CONTRADICTED, SHARD_RATE, SHARD_THROTTLED, SHARD_WAITING,
+    RECORD_ATTEMPTS, REFUSED_CALLS_SPLIT, RETRIES, SHARD_ENTRIES, SHARD_MAP_AVAILABLE,
+    SHARD_MAP_REFRESHES, SHARD_PREDICTIONS_CONTRADICTED, SHARD_RATE, SHARD_THROTTLED,
+    SHARD_WAITING,
 };
 
 /// Every reason a record finally fails, as labelled.
-const FAILURE_REASONS: [&str; 5] = [
+const FAILURE_REASONS: [&str; 6] = [
     failure_label(FailureKind::RetriesExhausted),
     failure_label(FailureKind::Unavailable),
     failure_label(FailureKind::Rejected),
+    failure_label(FailureKind::Invalid),
     failure_label(FailureKind::StreamNotFound),
     failure_label(FailureKind::ShuttingDown),
 ];
@@ -48,6 +50,7 @@ const fn failure_label(kind: FailureKind) -> &'static str {
         FailureKind::RetriesExhausted => "retries_exhausted",
         FailureKind::Unavailable => "unavailable",
         FailureKind::Rejected => "rejected",
+        FailureKind::Invalid => "invalid",
         FailureKind::StreamNotFound => "stream_not_found",
         FailureKind::ShuttingDown => "shutting_down",
     }
@@ -114,6 +117,7 @@ pub struct StreamMetrics {
     ack_latency: Histogram,
     attempts: Histogram,
     retries: Counter,
+    refused_calls_split: Counter,
     queue_records: Gauge,
     queue_bytes: Gauge,
     batch_records: Histogram,
@@ -142,6 +146,7 @@ impl StreamMetrics {
             ack_latency: metrics::histogram!(ACK_LATENCY, labels.clone()),
             attempts: metrics::histogram!(RECORD_ATTEMPTS, labels.clone()),
             retries: metrics::counter!(RETRIES, labels.clone()),
+            refused_calls_split: metrics::counter!(REFUSED_CALLS_SPLIT, labels.clone()),
             queue_records: metrics::gauge!(QUEUE_RECORDS, labels.clone()),
             queue_bytes: metrics::gauge!(QUEUE_BYTES, labels.clone()),
             batch_records: metrics::histogram!(BATCH_RECORDS, labels.clone()),
@@ -189,6 +194,17 @@ impl StreamMetrics {
 
     pub fn record_retried(&self) {
         self.retries.increment(1);
+    }
+
+    /// Kinesis refused a call as invalid: it is split until the offending records are alone.
+    pub fn refused_call_split(&self) {
+        self.refused_calls_split.increment(1);
+    }
+
+    /// Another call of a batch being split is starting (the batch's first call was counted
+    /// when it was flushed).
+    pub fn split_call_started(&self) {
+        self.in_flight.increment(1.0);
     }
 
     pub fn queue_depth(&self, records: usize, bytes: usize) {

@@ -19,8 +19,11 @@ pub enum FailureKind {
     RetriesExhausted,
     /// Kinesis did not answer (timeouts, connection failures) until the record's deadline.
     Unavailable,
-    /// Kinesis refused it for good (validation, access denied, KMS).
+    /// Kinesis refused it for good (access denied, KMS, a record over the batch cap).
     Rejected,
+    /// Kinesis refused the record itself as invalid: its call was split until it was alone
+    /// and refused again, so no other record failed with it.
+    Invalid,
     /// Kinesis says the stream does not exist (in this region, for these credentials).
     StreamNotFound,
     /// The shutdown grace period ended before the record could be sent.

@@ -732,3 +732,108 @@ fn an_aggregating_stream_answers_each_event_with_its_index_and_retries_failed_ag
         "{kinesis_records} Kinesis records for 400 events"
     );
 }
+
+/// What Kinesis does with a call holding one record it finds invalid: refuses the whole call.
+fn refuse_if_poisoned(record: &Record) -> Result<EntryResult, CallFailure> {
+    let poisoned = record.data.windows(6).any(|w| w == b"poison");
+    if poisoned {
+        return Err(CallFailure {
+            code: "ValidationException".into(),
+            status: Some(400),
+            message: "1 validation error detected".into(),
+        });
+    }
+    Ok(accept(record))
+}
+
+/// Submits records `0..count`, those in `poisoned` carrying the marker, and waits for every
+/// outcome in order.
+fn send_with_poison(h: &Harness, count: usize, poisoned: &[usize]) -> Vec<RecordOutcome> {
+    let receivers: Vec<_> = (0..count)
+        .map(|n| {
+            let mut r = record(n);
+            if poisoned.contains(&n) {
+                r.data = Bytes::from(format!("{n}-poison"));
+            }
+            h.pipeline()
+                .submit_one(r, Instant::now())
+                .expect("admitted")
+                .expect("waits for Kinesis")
+        })
+        .collect();
+    h.runtime.block_on(async {
+        let mut outcomes = Vec::new();
+        for r in receivers {
+            outcomes.push(r.await.expect("answered"));
+        }
+        outcomes
+    })
+}
+
+#[test]
+fn a_call_refused_as_invalid_fails_only_the_offending_records() {
+    let api = FakeKinesis::new(Duration::from_millis(2), |_, r| refuse_if_poisoned(r));
+    let mut h = Harness::start(api.clone(), settings());
+    let poisoned = [7, 123, 124, 399];
+    let outcomes = send_with_poison(&h, 400, &poisoned);
+    h.close();
+    for (n, outcome) in outcomes.iter().enumerate() {
+        if poisoned.contains(&n) {
+            let failure = outcome.as_ref().expect_err("the poisoned record fails");
+            assert_eq!(failure.kind, FailureKind::Invalid, "record {n}");
+            assert_eq!(failure.kinesis_code, "ValidationException");
+        } else {
+            let accepted = outcome.as_ref().expect("every other record is written");
+            assert_eq!(accepted.sequence_number, format!("seq-{n}"));
+        }
+    }
+    let calls = api.calls();
+    let written: usize = calls
+        .iter()
+        .filter(|c| !c.iter().any(|d| d.windows(6).any(|w| w == b"poison")))
+        .map(Vec::len)
+        .sum();
+    assert_eq!(
+        written,
+        400 - poisoned.len(),
+        "each good record written once"
+    );
+    // Bounded: a bisection of n records makes at most 2n - 1 calls.
+    assert!(calls.len() < 2 * 400, "{} calls", calls.len());
+    let poisoned_sends = calls
+        .iter()
+        .flatten()
+        .filter(|d| d.windows(6).any(|w| w == b"poison"))
+        .count();
+    assert!(
+        poisoned_sends <= poisoned.len() * 12,
+        "a poisoned record is in at most ~log2(n) + 2 calls: {poisoned_sends}"
+    );
+}
+
+#[test]
+fn an_aggregate_refused_as_invalid_is_unpacked_and_only_the_offender_fails() {
+    let api = FakeKinesis::with_one_shard(Duration::from_millis(2), |_, r| refuse_if_poisoned(r));
+    let mut s = settings();
+    s.aggregate_max_bytes = Some(50_000);
+    let mut h = Harness::start(api.clone(), s);
+    // Wait for the map, so the records below are aggregated.
+    let started = Instant::now();
+    while !h.send_all(2).iter().all(|o| {
+        o.as_ref()
+            .is_ok_and(|accepted| accepted.sub_sequence_number.is_some())
+    }) {
+        assert!(started.elapsed() < Duration::from_secs(5), "no shard map");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let outcomes = send_with_poison(&h, 300, &[150]);
+    h.close();
+    for (n, outcome) in outcomes.iter().enumerate() {
+        if n == 150 {
+            let failure = outcome.as_ref().expect_err("the poisoned record fails");
+            assert_eq!(failure.kind, FailureKind::Invalid);
+        } else {
+            assert!(outcome.is_ok(), "record {n}: {outcome:?}");
+        }
+    }
+}

@@ -45,8 +45,8 @@ fn user(partition_key: &str, explicit_hash_key: Option<&str>, data: Vec<u8>) -> 
     }
 }
 
-/// The records to send: many over few ASCII keys (table reuse), non-ASCII keys up to 256
-/// characters, explicit hash keys at both ends of the range and at the 2-shard boundary, empty
+/// The records to send: many over few ASCII keys (table reuse), non-ASCII keys up to the
+/// limit of 256 UTF-16 code units, explicit hash keys at both ends of the range and at the 2-shard boundary, empty
 /// data, and one 60 KiB record (larger than the cap: it goes alone).
 fn user_records() -> Vec<UserRecord> {
     let hash_keys = [
@@ -64,7 +64,8 @@ fn user_records() -> Vec<UserRecord> {
         })
         .collect();
     let wide = "ü".repeat(256);
-    let emoji = "🔑".repeat(256);
+    // Two UTF-16 code units each: 128 is the longest key Kinesis takes.
+    let emoji = "🔑".repeat(128);
     records.extend([
         user("ключ-1", None, "{\"lang\":\"ru\"}".into()),
         user("鍵🔑", Some(&hash_keys[3]), "{\"lang\":\"ja\"}".into()),
@@ -74,7 +75,7 @@ fn user_records() -> Vec<UserRecord> {
         user(
             &emoji,
             Some(&hash_keys[2]),
-            b"{\"key\":\"256 emoji\"}".to_vec(),
+            b"{\"key\":\"128 emoji\"}".to_vec(),
         ),
         user(
             "large",

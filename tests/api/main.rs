@@ -12,6 +12,7 @@ mod dashboard;
 mod disk_ack;
 mod first_hour;
 mod guard_rails;
+mod isolation;
 mod key_scopes;
 mod layout;
 mod openapi;

@@ -110,6 +110,18 @@ fn cases() -> Vec<Case> {
             "256 multi-byte chars is a valid key",
             event_with("partition_key", &format!("\"{}\"", "é".repeat(256))),
         ),
+        // Kinesis counts UTF-16 code units: an emoji is two. 129 of them passed a count of
+        // characters and made Kinesis refuse every call they were in.
+        ok(
+            "128 emoji (256 UTF-16 code units) is a valid key",
+            event_with("partition_key", &format!("\"{}\"", "😀".repeat(128))),
+        ),
+        case(
+            "129 emoji (258 UTF-16 code units)",
+            event_with("partition_key", &format!("\"{}\"", "😀".repeat(129))),
+            400,
+            "invalid_partition_key",
+        ),
         case(
             "257 multi-byte chars",
             event_with("partition_key", &format!("\"{}\"", "é".repeat(257))),
@@ -148,6 +160,19 @@ fn cases() -> Vec<Case> {
             event_with(
                 "explicit_hash_key",
                 "\"340282366920938463463374607431768211455\"",
+            ),
+        ),
+        // Kinesis' pattern is `0|([1-9]\d{0,38})`: leading zeros are refused there, so the
+        // proxy sends the number's canonical form (a zero-padded 2^128-1 is still 2^128-1).
+        ok(
+            "zero-padded hash key is sent in canonical form",
+            event_with("explicit_hash_key", "\"007\""),
+        ),
+        ok(
+            "41-digit zero-padded 2^128-1",
+            event_with(
+                "explicit_hash_key",
+                "\"00340282366920938463463374607431768211455\"",
             ),
         ),
         case(

@@ -15,9 +15,15 @@ use super::wire::{
 use super::*;
 use crate::domain::PartitionKey;
 
-/// A partition key as Kinesis allows it: 1..=256 characters of any kind.
+/// A partition key as Kinesis allows it: 1..=256 UTF-16 code units of characters of any kind.
 fn partition_key() -> impl Strategy<Value = String> {
-    prop::collection::vec(any::<char>(), 1..=PartitionKey::MAX_CHARS).prop_map(String::from_iter)
+    let max = PartitionKey::MAX_UTF16_UNITS;
+    prop_oneof![
+        // Any characters: at most 2 code units each.
+        prop::collection::vec(any::<char>(), 1..=max / 2).prop_map(String::from_iter),
+        // Up to the limit exactly.
+        "[ -~]{1,256}",
+    ]
 }
 
 /// An explicit hash key: a decimal u128, edges included.

@@ -271,7 +271,7 @@ impl Settlement {
             match outcome {
                 Ok(Ok(_)) => done.push(spooled.id),
                 Ok(Err(failure)) => match failure.kind {
-                    FailureKind::Rejected | FailureKind::StreamNotFound => {
+                    FailureKind::Rejected | FailureKind::Invalid | FailureKind::StreamNotFound => {
                         failed
                             .entry(failure.kinesis_code)
                             .or_default()

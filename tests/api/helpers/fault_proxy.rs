@@ -91,6 +91,10 @@ pub struct FaultStats {
     pub calls_failed_by_mode: u64,
     /// Calls answered with the error `refuse_operation` chose for their operation.
     pub calls_refused_by_operation: u64,
+    /// PutRecords calls refused as a whole by `refuse_calls_containing`, and the entries they
+    /// held (more entries than calls: some refused call held records other than the marked).
+    pub calls_refused_as_invalid: u64,
+    pub entries_in_refused_calls: u64,
     /// Entries over their shard's limit (`limit_shards`), answered as throttled.
     pub entries_throttled_by_limit: u64,
     /// Entries throttled by `throttle_at_random`.
@@ -280,6 +284,8 @@ struct Counters {
     other_calls: AtomicU64,
     calls_failed_by_mode: AtomicU64,
     calls_refused_by_operation: AtomicU64,
+    calls_refused_as_invalid: AtomicU64,
+    entries_in_refused_calls: AtomicU64,
     entries_throttled_by_limit: AtomicU64,
     entries_throttled_at_random: AtomicU64,
     entries_on_unexpected_shard: AtomicU64,
@@ -300,6 +306,9 @@ enum RuleKind {
     },
     /// Fail every time with this error code.
     Always { error_code: String },
+    /// Refuse the whole call that holds the entry (400 ValidationException), as Kinesis does
+    /// for a record it finds invalid: no entry of the call is written.
+    RefuseCall,
 }
 
 impl Rule {
@@ -319,7 +328,13 @@ impl Rule {
                 }
             }
             RuleKind::Always { error_code } => Some(error_code.clone()),
+            RuleKind::RefuseCall => None,
         })
+    }
+
+    /// Whether this rule refuses every call holding `data`.
+    fn refuses_call(&self, data: &[u8]) -> bool {
+        matches!(self.kind, RuleKind::RefuseCall) && contains(data, &self.marker)
     }
 }
 
@@ -427,6 +442,17 @@ impl FaultProxy {
         });
     }
 
+    /// Every PutRecords call holding an entry whose Data contains `marker` is refused as a
+    /// whole with 400 ValidationException, none of its entries written: what Kinesis does with a
+    /// call holding one record it finds invalid (a partition key over 256 UTF-16 code units, a
+    /// malformed explicit hash key).
+    pub fn refuse_calls_containing(&self, marker: &str) {
+        self.add_rule(Rule {
+            marker: marker.as_bytes().to_vec(),
+            kind: RuleKind::RefuseCall,
+        });
+    }
+
     /// From now on, DescribeStreamSummary answers say every stream takes records of up to
     /// `kib` KiB (`MaxRecordSizeInKiB`), as Kinesis does for a stream with a raised limit.
     pub fn report_max_record_size_kib(&self, kib: u32) {
@@ -511,6 +537,8 @@ impl FaultProxy {
             other_calls: s.other_calls.load(Ordering::Relaxed),
             calls_failed_by_mode: s.calls_failed_by_mode.load(Ordering::Relaxed),
             calls_refused_by_operation: s.calls_refused_by_operation.load(Ordering::Relaxed),
+            calls_refused_as_invalid: s.calls_refused_as_invalid.load(Ordering::Relaxed),
+            entries_in_refused_calls: s.entries_in_refused_calls.load(Ordering::Relaxed),
             entries_throttled_by_limit: s.entries_throttled_by_limit.load(Ordering::Relaxed),
             entries_throttled_at_random: s.entries_throttled_at_random.load(Ordering::Relaxed),
             entries_on_unexpected_shard: s.entries_on_unexpected_shard.load(Ordering::Relaxed),
@@ -528,6 +556,8 @@ impl FaultProxy {
             &s.other_calls,
             &s.calls_failed_by_mode,
             &s.calls_refused_by_operation,
+            &s.calls_refused_as_invalid,
+            &s.entries_in_refused_calls,
             &s.entries_throttled_by_limit,
             &s.entries_throttled_at_random,
             &s.entries_on_unexpected_shard,
@@ -714,6 +744,26 @@ async fn put_records(
     // For each entry, why it is failed, if it is.
     let mut failures: Vec<Option<EntryFailure>> = {
         let mut rules = shared.rules.lock().expect("rules lock");
+        let refused = entries.iter().any(|entry| {
+            entry
+                .get("Data")
+                .and_then(Value::as_str)
+                .and_then(|b64| aws_smithy_types::base64::decode(b64).ok())
+                .is_some_and(|data| rules.iter().any(|rule| rule.refuses_call(&data)))
+        });
+        if refused {
+            stats
+                .calls_refused_as_invalid
+                .fetch_add(1, Ordering::Relaxed);
+            stats
+                .entries_in_refused_calls
+                .fetch_add(entries.len() as u64, Ordering::Relaxed);
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "ValidationException",
+                "1 validation error detected: Value at 'records.member.partitionKey' failed to satisfy constraint: Member must have length less than or equal to 256 (injected by fault proxy)",
+            );
+        }
         entries
             .iter()
             .map(|entry| {
