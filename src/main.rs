@@ -1,5 +1,7 @@
 //! The `kinesis-proxy` binary: reads the configuration (`--config PATH`, default `config.toml`
 //! when present, then `KINESIS_PROXY__*` environment variables), then serves until SIGTERM/SIGINT.
+//! `--check` only loads and validates the configuration: what a systemd `ExecStartPre`/
+//! `ExecReload`, a container build and CI run, so a broken file never replaces a good one.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,8 +10,11 @@ use kinesis_proxy::config::Settings;
 use kinesis_proxy::startup::Application;
 
 // Real line breaks, not `\n\` continuations, which would eat the indentation.
-const USAGE: &str = "usage: kinesis-proxy [--config PATH]
+const USAGE: &str = "usage: kinesis-proxy [--config PATH] [--check]
   -c, --config PATH  settings file (default: ./config.toml if it exists, else built-in defaults)
+      --check        load and validate the configuration (file and environment), then exit:
+                     0 when valid, 78 (EX_CONFIG) with the reason when not; binds nothing and
+                     calls no AWS API
   -h, --help         print this help and exit
   -V, --version      print the version and exit
 Environment variables KINESIS_PROXY__<SECTION>__<KEY> override any setting.";
@@ -19,6 +24,8 @@ Environment variables KINESIS_PROXY__<SECTION>__<KEY> override any setting.";
 enum Command {
     /// Serve, with the settings file to read (if any).
     Serve(Option<PathBuf>),
+    /// Validate the settings file (if any) and the environment, then exit.
+    Check(Option<PathBuf>),
     Help,
     Version,
 }
@@ -26,6 +33,7 @@ enum Command {
 fn main() -> ExitCode {
     let config_path = match parse_args(std::env::args().skip(1)) {
         Ok(Command::Serve(path)) => path,
+        Ok(Command::Check(path)) => return check(path.as_deref()),
         Ok(Command::Help) => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -74,14 +82,31 @@ fn main() -> ExitCode {
     code
 }
 
+/// `--check`: the configuration as `serve` would load it, validated, and nothing started.
+fn check(path: Option<&std::path::Path>) -> ExitCode {
+    let shown = path.map_or("built-in defaults".into(), |p| p.display().to_string());
+    match Settings::load(path) {
+        Ok(_) => {
+            println!("kinesis-proxy: configuration OK ({shown} and the environment)");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("kinesis-proxy: configuration error: {err}");
+            ExitCode::from(78)
+        }
+    }
+}
+
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Command, String> {
     let mut path = None;
+    let mut check_only = false;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--config" | "-c" => {
                 let value = args.next().ok_or("--config needs a path")?;
                 path = Some(PathBuf::from(value));
             }
+            "--check" => check_only = true,
             "--help" | "-h" => return Ok(Command::Help),
             "--version" | "-V" => return Ok(Command::Version),
             other => return Err(format!("unknown argument {other:?}")),
@@ -93,5 +118,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Command, String>
             path = Some(default);
         }
     }
-    Ok(Command::Serve(path))
+    Ok(if check_only {
+        Command::Check(path)
+    } else {
+        Command::Serve(path)
+    })
 }

@@ -7,6 +7,7 @@ mod aggregation;
 mod aggregation_format;
 mod batching;
 mod compression;
+mod container;
 mod cors;
 mod dashboard;
 mod disk_ack;
