@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: unit tests, the `api` integration tests (which start their own
-# kinesalite from scripts/kinesalite, validate GET /openapi.json with the validator from
-# scripts/openapi, and build and run the container image with podman, set up by
-# scripts/setup-containers.sh) and a compile of the benches. Every test binary runs even
-# when an earlier one fails (--no-fail-fast); the exit code is cargo's.
+# Runs the whole test suite: unit tests, the `api` integration tests and a compile of the
+# benches. The integration tests start their own kinesalite from scripts/kinesalite, validate
+# GET /openapi.json with the validator from scripts/openapi, build and run the container image
+# with podman (scripts/setup-containers.sh), and check the deployment files with
+# systemd-analyze and the linters of scripts/setup-packaging-lint.sh. Every test binary runs
+# even when an earlier one fails (--no-fail-fast); the exit code is cargo's.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -12,6 +13,7 @@ bash scripts/setup-emulator.sh
 bash scripts/setup-openapi-validator.sh
 bash scripts/setup-prometheus.sh
 bash scripts/setup-containers.sh
+bash scripts/setup-packaging-lint.sh
 
 # The tests talk to a local emulator with static credentials: never let the AWS SDK wander off
 # to the EC2 instance metadata service looking for a region or credentials.

@@ -19,6 +19,7 @@ mod layout;
 mod openapi;
 mod operations;
 mod ordering;
+mod packaging;
 mod retries;
 mod round_trip;
 mod shards;
