@@ -26,6 +26,7 @@ pub mod rate_limit;
 mod requests;
 mod routes;
 mod state;
+pub mod tls;
 
 pub use cors::{json_refusals as cors_json_refusals, middleware as cors_middleware};
 pub use metrics::{ApiKeyMetrics, RouteMetricsSet};
