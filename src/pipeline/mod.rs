@@ -15,6 +15,7 @@ mod admission;
 mod aggregator;
 pub mod batch;
 mod call;
+mod confirmed;
 mod entry;
 mod handle;
 mod key_order;
