@@ -23,6 +23,7 @@ mod lanes;
 pub mod metrics;
 mod outcome;
 mod pending;
+mod recent;
 pub mod registry;
 pub mod retry;
 mod settings;

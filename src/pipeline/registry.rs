@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{OnceCell, Semaphore};
 
@@ -25,6 +25,7 @@ use super::batch::BatchLimits;
 use super::confirmed::ConfirmedStreams;
 use super::handle::{Acknowledgement, Pipeline};
 use super::lanes::ShardLimits;
+use super::recent::Recent;
 use super::retry::{classify_call_failure, Backoff, Retryability};
 use super::settings::PipelineSettings;
 use crate::config::Settings;
@@ -83,10 +84,6 @@ enum Confirmation {
 /// 20/s per account, shared with every other producer and replica.
 const MAX_CONCURRENT_CONFIRMATIONS: usize = 4;
 
-/// Streams remembered as missing (or as not checkable), at most; past it the oldest are
-/// forgotten first.
-const MAX_REMEMBERED_MISSING: usize = 1024;
-
 /// How long an unconfirmed disk stream Kinesis could not be asked about is answered
 /// `Unconfirmed` without asking again (the client's `Retry-After` says as much).
 pub const UNCHECKED_TTL: Duration = Duration::from_secs(2);
@@ -96,9 +93,9 @@ pub struct Pipelines {
     /// lock, never held across an await.
     map: RwLock<HashMap<Key, Arc<Pipeline>>>,
     /// Streams Kinesis said do not exist, and when it said so.
-    missing: Mutex<HashMap<Key, Instant>>,
+    missing: Recent,
     /// Unconfirmed disk streams Kinesis could not be asked about, and when.
-    unchecked: Mutex<HashMap<Key, Instant>>,
+    unchecked: Recent,
     /// Disk streams Kinesis confirmed, in this process or an earlier one; set when the spool
     /// opens (no spool, no disk streams).
     confirmed: std::sync::OnceLock<Arc<ConfirmedStreams>>,
@@ -122,8 +119,8 @@ impl Pipelines {
     ) -> Self {
         Self {
             map: RwLock::new(HashMap::new()),
-            missing: Mutex::new(HashMap::new()),
-            unchecked: Mutex::new(HashMap::new()),
+            missing: Recent::new(),
+            unchecked: Recent::new(),
             confirmed: std::sync::OnceLock::new(),
             confirming: Mutex::new(HashMap::new()),
             confirmation_permits: Semaphore::new(MAX_CONCURRENT_CONFIRMATIONS),
@@ -154,7 +151,7 @@ impl Pipelines {
         }
         let on_disk = self.settings.acks_on_disk(stream);
         let confirmed = on_disk && self.is_confirmed(&key);
-        if on_disk && !confirmed && Self::remembered(&self.unchecked, &key, UNCHECKED_TTL) {
+        if on_disk && !confirmed && self.unchecked.contains(&key, UNCHECKED_TTL) {
             return Err(StartError::Unconfirmed);
         }
         match self.confirm(&key).await {
@@ -169,7 +166,7 @@ impl Pipelines {
                 self.start(key, max_record_bytes)
             }
             Confirmation::Unknown { for_now: true } if on_disk && !confirmed => {
-                Self::remember(&self.unchecked, key, UNCHECKED_TTL);
+                self.unchecked.insert(key, UNCHECKED_TTL);
                 Err(StartError::Unconfirmed)
             }
             Confirmation::Unknown { .. } => self.start(key, None),
@@ -191,10 +188,19 @@ impl Pipelines {
     }
 
     /// Kinesis confirmed the disk stream `key` (it found it, or accepted a write to it).
+    /// Remembered only while the configuration acknowledges it on disk and allows it (records
+    /// of a stream no longer on disk are still delivered from the spool).
     pub(super) fn note_confirmed(&self, key: &Key) {
         let Some(confirmed) = self.confirmed.get() else {
             return;
         };
+        let stream = &key.1;
+        let kept = confirmed.contains(key)
+            || (self.settings.acks_on_disk(stream)
+                && self.settings.allowed_streams().matches(stream));
+        if !kept {
+            return;
+        }
         if confirmed.insert(key.clone()) {
             tracing::info!(region = %key.0, stream = %key.1, "spool: Kinesis confirmed the stream; it is taken on disk even while Kinesis cannot answer");
             confirmed.persist(&self.runtime);
@@ -253,51 +259,14 @@ impl Pipelines {
     }
 
     fn known_missing(&self, key: &Key) -> bool {
-        Self::remembered(
-            &self.missing,
-            key,
-            self.settings.limits.missing_stream_ttl(),
-        )
+        let ttl = self.settings.limits.missing_stream_ttl();
+        self.missing.contains(key, ttl)
     }
 
     fn remember_missing(&self, key: Key) {
         self.forget_confirmed(&key);
-        Self::remember(
-            &self.missing,
-            key,
-            self.settings.limits.missing_stream_ttl(),
-        );
-    }
-
-    /// Whether `key` was put in `map` less than `ttl` ago (a stale entry is dropped).
-    fn remembered(map: &Mutex<HashMap<Key, Instant>>, key: &Key, ttl: Duration) -> bool {
-        let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
-        match map.get(key) {
-            Some(since) if since.elapsed() < ttl => true,
-            Some(_) => {
-                map.remove(key);
-                false
-            }
-            None => false,
-        }
-    }
-
-    /// Puts `key` in `map` as of now, within `MAX_REMEMBERED_MISSING` entries.
-    fn remember(map: &Mutex<HashMap<Key, Instant>>, key: Key, ttl: Duration) {
-        let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_REMEMBERED_MISSING {
-            map.retain(|_, since| since.elapsed() < ttl);
-        }
-        if map.len() >= MAX_REMEMBERED_MISSING {
-            if let Some(oldest) = map
-                .iter()
-                .min_by_key(|(_, since)| **since)
-                .map(|(k, _)| k.clone())
-            {
-                map.remove(&oldest);
-            }
-        }
-        map.insert(key, Instant::now());
+        let ttl = self.settings.limits.missing_stream_ttl();
+        self.missing.insert(key, ttl);
     }
 
     /// Asks Kinesis about the stream once, however many requests wait for the answer.
