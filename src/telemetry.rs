@@ -6,15 +6,22 @@
 //! Names follow Prometheus conventions; labels are bounded: regions and stream names (at most
 //! `limits.max_pipelines` pairs), route templates, status codes, our own error codes, a fixed
 //! set of Kinesis error codes and the names of the configured API keys (from the configuration,
-//! never from a request). Never the keys themselves, raw paths or event data. The `process_*`
+//! never from a request). Never the keys themselves, raw paths or event data. A stream's series
+//! live in its [`SeriesScope`] and leave with its last pipeline (`series`). The `process_*`
 //! metrics keep the standard names every Prometheus client library uses. This module uses no
 //! other module of the crate.
 
-use std::sync::OnceLock;
+mod series;
+
+use std::sync::{Arc, OnceLock};
 
 use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{
+    BuildError, Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 use metrics_process::Collector;
+
+pub use series::SeriesScope;
 
 pub const HTTP_REQUESTS: &str = "kinesis_proxy_http_requests_total";
 pub const HTTP_DURATION: &str = "kinesis_proxy_http_request_duration_seconds";
@@ -62,51 +69,96 @@ pub const SPOOL_RESENT: &str = "kinesis_proxy_spool_resent_records_total";
 pub const BUILD_INFO: &str = "kinesis_proxy_build_info";
 pub const API_KEY_REQUESTS: &str = "kinesis_proxy_api_key_requests_total";
 
+/// What `/metrics` renders: the process recorder and the series of every stream in use
+/// ([`series`]), as one page.
+#[derive(Clone, Debug)]
+pub struct MetricsHandle {
+    process: PrometheusHandle,
+}
+
+impl MetricsHandle {
+    /// The Prometheus text page: every family once, the live streams' series included.
+    pub fn render(&self) -> String {
+        scopes().render(self.process.render())
+    }
+
+    /// Folds histogram samples into their buckets (a scrape does it too), so memory stays
+    /// bounded when nobody scrapes.
+    pub fn run_upkeep(&self) {
+        self.process.run_upkeep();
+        scopes().run_upkeep();
+    }
+}
+
+/// The series scope of `stream`: register its `region`/`stream`-labelled series in it
+/// ([`SeriesScope::register`]); they leave `/metrics` once every holder of the scope let go.
+pub fn stream_series(stream: &str) -> Arc<SeriesScope> {
+    scopes().get(stream)
+}
+
+fn scopes() -> &'static series::Scopes {
+    static SCOPES: OnceLock<series::Scopes> = OnceLock::new();
+    SCOPES.get_or_init(|| series::Scopes::new(scope_recorder))
+}
+
+/// The process recorder's settings: latency buckets for `_seconds`, and the batch and attempt
+/// histograms' own.
+fn builder() -> Result<PrometheusBuilder, BuildError> {
+    let latency = [
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ];
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency)?
+        .set_buckets_for_metric(
+            Matcher::Full(BATCH_RECORDS.into()),
+            &[
+                1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 200.0, 300.0, 400.0, 500.0,
+            ],
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(BATCH_BYTES.into()),
+            &[1e3, 1e4, 1e5, 2.5e5, 5e5, 1e6, 2e6, 3e6, 4e6, 5e6, 1e7],
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(RECORD_ATTEMPTS.into()),
+            &[1.0, 2.0, 3.0, 5.0, 10.0, 20.0],
+        )
+}
+
+/// A stream scope's recorder: the same buckets and descriptions as the process recorder.
+fn scope_recorder() -> PrometheusRecorder {
+    let recorder = builder()
+        .unwrap_or_else(|_| PrometheusBuilder::new())
+        .build_recorder();
+    metrics::with_local_recorder(&recorder, describe);
+    recorder
+}
+
 /// Installs the global Prometheus recorder once per process (tests start many apps in one
 /// process; they share it) and returns the handle `/metrics` renders.
-pub fn prometheus() -> PrometheusHandle {
+pub fn prometheus() -> MetricsHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let latency = [
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-            ];
-            let recorder = PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency)
-                .and_then(|b| {
-                    b.set_buckets_for_metric(
-                        Matcher::Full(BATCH_RECORDS.into()),
-                        &[1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 200.0, 300.0, 400.0, 500.0],
-                    )
-                })
-                .and_then(|b| {
-                    b.set_buckets_for_metric(
-                        Matcher::Full(BATCH_BYTES.into()),
-                        &[1e3, 1e4, 1e5, 2.5e5, 5e5, 1e6, 2e6, 3e6, 4e6, 5e6, 1e7],
-                    )
-                })
-                .and_then(|b| {
-                    b.set_buckets_for_metric(Matcher::Full(RECORD_ATTEMPTS.into()), &[1.0, 2.0, 3.0, 5.0, 10.0, 20.0])
-                })
-                .map(|b| b.build_recorder());
-            match recorder {
-                Ok(recorder) => {
-                    let handle = recorder.handle();
-                    if metrics::set_global_recorder(recorder).is_err() {
-                        tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
-                    }
-                    describe();
-                    handle
+    let process = HANDLE
+        .get_or_init(|| match builder().map(PrometheusBuilder::build_recorder) {
+            Ok(recorder) => {
+                let handle = recorder.handle();
+                if metrics::set_global_recorder(recorder).is_err() {
+                    tracing::warn!(
+                        "a metrics recorder was already installed; /metrics may be empty"
+                    );
                 }
-                Err(err) => {
-                    tracing::error!(error = %err, "cannot configure metrics buckets; using defaults");
-                    PrometheusBuilder::new().install_recorder().unwrap_or_else(|_| {
-                        PrometheusBuilder::new().build_recorder().handle()
-                    })
-                }
+                describe();
+                handle
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot configure metrics buckets; using defaults");
+                PrometheusBuilder::new()
+                    .install_recorder()
+                    .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder().handle())
             }
         })
-        .clone()
+        .clone();
+    MetricsHandle { process }
 }
 
 /// Refreshes the `process_*` metrics (CPU seconds, resident and virtual memory, open and

@@ -99,6 +99,8 @@ pub enum ApiError {
     SpoolFull(String),
     #[error("{0}")]
     SpoolUnavailable(String),
+    #[error("{0}")]
+    StreamUnconfirmed(String),
     #[error("no route for this method and path; see the README for the API")]
     NotFound,
     #[error("method not allowed for this route")]
@@ -156,6 +158,7 @@ impl ApiError {
             Self::RequestExceedsBurst(_) => "request_exceeds_burst",
             Self::SpoolFull(_) => "spool_full",
             Self::SpoolUnavailable(_) => "spool_unavailable",
+            Self::StreamUnconfirmed(_) => "stream_unconfirmed",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Internal(_) => "internal",
@@ -172,6 +175,8 @@ impl ApiError {
             | Self::KinesisUnavailable(_) => Some(Duration::from_secs(1)),
             // Room comes back as Kinesis takes what the spool holds: seconds, not at once.
             Self::SpoolFull(_) => Some(Duration::from_secs(2)),
+            // The proxy asks Kinesis again after `UNCHECKED_TTL` (2 s).
+            Self::StreamUnconfirmed(_) => Some(Duration::from_secs(2)),
             Self::ShuttingDown | Self::SpoolUnavailable(_) => Some(Duration::from_secs(5)),
             _ => None,
         }
@@ -261,6 +266,7 @@ impl ResponseError for ApiError {
             | Self::ShuttingDown
             | Self::SpoolFull(_)
             | Self::SpoolUnavailable(_)
+            | Self::StreamUnconfirmed(_)
             | Self::KinesisUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::KinesisRetriesExhausted(_) | Self::KinesisRejected(_) | Self::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR

@@ -21,6 +21,7 @@ use crate::pipeline::{
     Acknowledgement, FailureKind, Pipeline, RecordFailure, RecordOutcome, StartError, SubmitError,
 };
 use crate::spool::SpoolError;
+use crate::telemetry::SeriesScope;
 use actix_web::http::header;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
@@ -326,9 +327,10 @@ fn spool_error(error: SpoolError) -> ApiError {
 pub(super) struct RequestFacts {
     /// The stream named in the path, once it passed the allow-list.
     pub(super) stream: Option<StreamName>,
-    /// Whether the stream has a pipeline: only then is its name a metric label (bounded by
-    /// `limits.max_pipelines`; with a wildcard allow-list, names are not).
-    pub(super) stream_has_pipeline: bool,
+    /// The stream's series scope, once it has a pipeline: only then is its name a metric label
+    /// (bounded by `limits.max_pipelines`; with a wildcard allow-list, names are not), and the
+    /// label leaves `/metrics` with the pipeline.
+    pub(super) series: Option<Arc<SeriesScope>>,
     /// The name of the API key, never the key.
     pub(super) key: Option<String>,
     /// Events the request carried, once known (a request refused before its body was parsed
@@ -344,10 +346,10 @@ impl RequestFacts {
         }
     }
 
-    fn stream_label(&self) -> &str {
-        match &self.stream {
-            Some(stream) if self.stream_has_pipeline => stream.as_str(),
-            _ => "",
+    fn stream_label(&self) -> Option<(&str, &SeriesScope)> {
+        match (&self.stream, &self.series) {
+            (Some(stream), Some(series)) => Some((stream.as_str(), series)),
+            _ => None,
         }
     }
 }
@@ -427,10 +429,13 @@ async fn pipeline_for(
             StartError::StreamNotFound => ApiError::StreamNotFound(format!(
                 "stream {stream} does not exist in Kinesis in region {region}"
             )),
+            StartError::Unconfirmed => ApiError::StreamUnconfirmed(format!(
+                "the proxy cannot check that stream {stream} exists in region {region} while Kinesis is unreachable, and Kinesis has never confirmed it to this proxy; nothing was stored; retry after the Retry-After delay"
+            )),
             StartError::TooManyPipelines { .. } => ApiError::TooManyStreams(e.to_string()),
             StartError::Thread(_) => ApiError::Internal(e.to_string()),
         })?;
-    facts.stream_has_pipeline = true;
+    facts.series = Some(pipeline.series().clone());
     Ok(pipeline)
 }
 

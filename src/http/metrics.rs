@@ -7,7 +7,9 @@ use std::time::Duration;
 use metrics::{Counter, Histogram};
 
 use super::paths::{ALL_ROUTES, UNMATCHED};
-use crate::telemetry::{API_KEY_REQUESTS, EVENTS_REJECTED, HTTP_DURATION, HTTP_REQUESTS};
+use crate::telemetry::{
+    SeriesScope, API_KEY_REQUESTS, EVENTS_REJECTED, HTTP_DURATION, HTTP_REQUESTS,
+};
 
 /// Handles of one route's request metrics, registered at startup: the success path of a
 /// request then does no registry lookup (the lookups were ~3% of the proxy's CPU per request).
@@ -103,11 +105,17 @@ impl ApiKeyMetrics {
 }
 
 /// Events refused before Kinesis (validation, auth, limits, backpressure), by stable code.
-/// `stream` is empty when the request was refused before its stream had a pipeline, so names a
-/// client makes up never become labels.
-pub fn events_rejected(stream: &str, code: &'static str, events: u64) {
-    metrics::counter!(EVENTS_REJECTED, "stream" => stream.to_owned(), "code" => code)
-        .increment(events);
+/// `stream` is `None` (an empty label) when the request was refused before its stream had a
+/// pipeline, so names a client makes up never become labels; otherwise the series is the
+/// stream's, in its scope, and leaves `/metrics` with its pipeline.
+pub fn events_rejected(stream: Option<(&str, &SeriesScope)>, code: &'static str, events: u64) {
+    match stream {
+        Some((stream, scope)) => scope.register(
+            || metrics::counter!(EVENTS_REJECTED, "stream" => stream.to_owned(), "code" => code),
+        ),
+        None => metrics::counter!(EVENTS_REJECTED, "stream" => "", "code" => code),
+    }
+    .increment(events);
 }
 
 fn status_label(status: u16) -> &'static str {

@@ -3,8 +3,6 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use metrics_exporter_prometheus::PrometheusHandle;
-
 use super::auth::ApiKeys;
 use super::metrics::{ApiKeyMetrics, RouteMetricsSet};
 use super::rate_limit::RateLimits;
@@ -12,6 +10,7 @@ use crate::config::Settings;
 use crate::domain::{Region, StreamPatterns};
 use crate::kinesis::KinesisHealth;
 use crate::pipeline::{Pipelines, SpoolDelivery};
+use crate::telemetry::MetricsHandle;
 
 /// Which requests get an access-log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +43,7 @@ pub struct AppState {
     pub default_region: Region,
     pub draining: Arc<AtomicBool>,
     pub health: Arc<KinesisHealth>,
-    pub prometheus: PrometheusHandle,
+    pub prometheus: MetricsHandle,
     pub route_metrics: RouteMetricsSet,
     pub access_log: AccessLog,
     /// Requests per API key name.

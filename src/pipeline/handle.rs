@@ -20,6 +20,7 @@ use super::shard_refresh;
 use super::status::StreamStatus;
 use crate::domain::{Record, Region, StreamName};
 use crate::kinesis::{hash_key, PutRecordsApi};
+use crate::telemetry::SeriesScope;
 
 /// When a stream's clients are answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,6 +131,12 @@ impl Pipeline {
 
     pub fn acknowledgement(&self) -> Acknowledgement {
         self.acknowledgement
+    }
+
+    /// Where this stream's series live: whoever counts something per stream registers it
+    /// there, so it leaves `/metrics` with the pipeline.
+    pub fn series(&self) -> &Arc<SeriesScope> {
+        self.metrics.series()
     }
 
     /// Counts events a handler took for this stream without submitting them here (a disk

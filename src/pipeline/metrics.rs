@@ -2,7 +2,11 @@
 //! drift apart (as in Vector's internal events). Handles are registered once per pipeline, so the
 //! hot path does no registry lookup. Labels: region and stream (bounded by
 //! `limits.max_pipelines`), flush reasons, outcomes and a fixed set of Kinesis error codes.
+//! Every series is registered in the stream's `SeriesScope`, held by `StreamMetrics`: when the
+//! pipeline is retired and its aggregator ends, its series leave `/metrics` with it (a stream
+//! Kinesis says does not exist leaves no label behind).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram, Label};
@@ -12,12 +16,12 @@ use super::outcome::{FailureKind, RecordOutcome};
 use crate::domain::{Region, StreamName};
 use crate::kinesis::{kinesis_code_label, ShardRange};
 use crate::telemetry::{
-    ACK_LATENCY, AGGREGATED_BYTES, BATCH_BYTES, BATCH_RECORDS, EVENTS_RECEIVED, FAILED_ENTRIES,
-    FLUSHES, KINESIS_RECORDS_WRITTEN, PUT_PAYLOAD_UNITS, PUT_RECORDS_CALLS, PUT_RECORDS_DURATION,
-    PUT_RECORDS_IN_FLIGHT, QUEUE_BYTES, QUEUE_RECORDS, RECORDS_ACCEPTED, RECORDS_FAILED,
-    RECORD_ATTEMPTS, REFUSED_CALLS_SPLIT, RETRIES, SHARD_ENTRIES, SHARD_MAP_AVAILABLE,
-    SHARD_MAP_REFRESHES, SHARD_PREDICTIONS_CONTRADICTED, SHARD_RATE, SHARD_THROTTLED,
-    SHARD_WAITING,
+    stream_series, SeriesScope, ACK_LATENCY, AGGREGATED_BYTES, BATCH_BYTES, BATCH_RECORDS,
+    EVENTS_RECEIVED, FAILED_ENTRIES, FLUSHES, KINESIS_RECORDS_WRITTEN, PUT_PAYLOAD_UNITS,
+    PUT_RECORDS_CALLS, PUT_RECORDS_DURATION, PUT_RECORDS_IN_FLIGHT, QUEUE_BYTES, QUEUE_RECORDS,
+    RECORDS_ACCEPTED, RECORDS_FAILED, RECORD_ATTEMPTS, REFUSED_CALLS_SPLIT, RETRIES, SHARD_ENTRIES,
+    SHARD_MAP_AVAILABLE, SHARD_MAP_REFRESHES, SHARD_PREDICTIONS_CONTRADICTED, SHARD_RATE,
+    SHARD_THROTTLED, SHARD_WAITING,
 };
 
 /// Every reason a record finally fails, as labelled.
@@ -62,6 +66,7 @@ const fn failure_label(kind: FailureKind) -> &'static str {
 /// Values outside that set are registered when they first happen.
 #[derive(Debug)]
 struct LabelledCounters {
+    scope: Arc<SeriesScope>,
     name: &'static str,
     /// region and stream.
     pipeline: Vec<Label>,
@@ -71,12 +76,14 @@ struct LabelledCounters {
 
 impl LabelledCounters {
     fn new(
+        scope: &Arc<SeriesScope>,
         name: &'static str,
         pipeline: &[Label],
         label: &'static str,
         values: impl IntoIterator<Item = &'static str>,
     ) -> Self {
         let mut counters = Self {
+            scope: scope.clone(),
             name,
             pipeline: pipeline.to_vec(),
             label,
@@ -92,7 +99,7 @@ impl LabelledCounters {
     fn register(&self, value: &'static str) -> Counter {
         let mut labels = self.pipeline.clone();
         labels.push(Label::new(self.label, value));
-        metrics::counter!(self.name, labels)
+        self.scope.register(|| metrics::counter!(self.name, labels))
     }
 
     fn increment(&self, value: &'static str) {
@@ -109,6 +116,8 @@ impl LabelledCounters {
 pub struct StreamMetrics {
     pub stream: StreamName,
     region: Region,
+    /// Where this stream's series live; they leave `/metrics` once no holder is left.
+    scope: Arc<SeriesScope>,
     /// `region` and `stream`, for series registered when they first happen.
     labels: Vec<Label>,
     received: Counter,
@@ -137,12 +146,20 @@ impl StreamMetrics {
             Label::new("region", region.as_str().to_owned()),
             Label::new("stream", stream.as_str().to_owned()),
         ];
-        Self {
+        let scope = stream_series(stream.as_str());
+        let counters = |name, label, values: &[&'static str]| {
+            LabelledCounters::new(&scope, name, &labels, label, values.iter().copied())
+        };
+        let failed = counters(RECORDS_FAILED, "reason", &FAILURE_REASONS);
+        let flushes = counters(FLUSHES, "reason", &FLUSH_REASONS.map(FlushReason::as_str));
+        let calls = counters(PUT_RECORDS_CALLS, "outcome", &ANSWERED_OUTCOMES);
+        let failed_entries = counters(FAILED_ENTRIES, "error_code", &ENTRY_CODES);
+        scope.register(|| Self {
             stream: stream.clone(),
             region: region.clone(),
             received: metrics::counter!(EVENTS_RECEIVED, labels.clone()),
             accepted: metrics::counter!(RECORDS_ACCEPTED, labels.clone()),
-            failed: LabelledCounters::new(RECORDS_FAILED, &labels, "reason", FAILURE_REASONS),
+            failed,
             ack_latency: metrics::histogram!(ACK_LATENCY, labels.clone()),
             attempts: metrics::histogram!(RECORD_ATTEMPTS, labels.clone()),
             retries: metrics::counter!(RETRIES, labels.clone()),
@@ -151,25 +168,22 @@ impl StreamMetrics {
             queue_bytes: metrics::gauge!(QUEUE_BYTES, labels.clone()),
             batch_records: metrics::histogram!(BATCH_RECORDS, labels.clone()),
             batch_bytes: metrics::histogram!(BATCH_BYTES, labels.clone()),
-            flushes: LabelledCounters::new(
-                FLUSHES,
-                &labels,
-                "reason",
-                FLUSH_REASONS.map(FlushReason::as_str),
-            ),
-            calls: LabelledCounters::new(PUT_RECORDS_CALLS, &labels, "outcome", ANSWERED_OUTCOMES),
+            flushes,
+            calls,
             in_flight: metrics::gauge!(PUT_RECORDS_IN_FLIGHT, labels.clone()),
-            failed_entries: LabelledCounters::new(
-                FAILED_ENTRIES,
-                &labels,
-                "error_code",
-                ENTRY_CODES,
-            ),
+            failed_entries,
             kinesis_records: metrics::counter!(KINESIS_RECORDS_WRITTEN, labels.clone()),
             payload_units: metrics::counter!(PUT_PAYLOAD_UNITS, labels.clone()),
             aggregated_bytes: metrics::counter!(AGGREGATED_BYTES, labels.clone()),
+            scope: scope.clone(),
             labels,
-        }
+        })
+    }
+
+    /// The scope of this stream's series, for series other layers count per stream (the spool
+    /// delivery's, the refusals'): they go when the pipeline goes.
+    pub fn series(&self) -> &Arc<SeriesScope> {
+        &self.scope
     }
 
     /// Valid events were queued for this stream.
@@ -225,7 +239,9 @@ impl StreamMetrics {
         self.calls.increment(outcome);
         let mut labels = self.labels.clone();
         labels.push(Label::from_static_parts("outcome", outcome));
-        metrics::histogram!(PUT_RECORDS_DURATION, labels).record(took.as_secs_f64());
+        self.scope
+            .register(|| metrics::histogram!(PUT_RECORDS_DURATION, labels))
+            .record(took.as_secs_f64());
         tracing::trace!(region = %self.region, stream = %self.stream, outcome, records, took_ms = took.as_millis() as u64, "PutRecords finished");
     }
 
@@ -254,46 +270,58 @@ impl StreamMetrics {
 
     /// A new map; the counters of its shards start at 0 so a healthy stream shows them.
     pub fn shard_map_loaded(&self, cause: &'static str, shards: &[ShardRange]) {
-        metrics::counter!(SHARD_MAP_REFRESHES, self.labels_with("cause", cause)).increment(1);
-        metrics::gauge!(SHARD_MAP_AVAILABLE, self.labels.clone()).set(1.0);
-        metrics::counter!(SHARD_PREDICTIONS_CONTRADICTED, self.labels.clone()).increment(0);
-        for shard in shards {
-            metrics::counter!(SHARD_ENTRIES, self.labels_with("shard", shard.id.clone()))
-                .increment(0);
-            metrics::counter!(SHARD_THROTTLED, self.labels_with("shard", shard.id.clone()))
-                .increment(0);
-        }
+        self.scope.register(|| {
+            metrics::counter!(SHARD_MAP_REFRESHES, self.labels_with("cause", cause)).increment(1);
+            metrics::gauge!(SHARD_MAP_AVAILABLE, self.labels.clone()).set(1.0);
+            metrics::counter!(SHARD_PREDICTIONS_CONTRADICTED, self.labels.clone()).increment(0);
+            for shard in shards {
+                metrics::counter!(SHARD_ENTRIES, self.labels_with("shard", shard.id.clone()))
+                    .increment(0);
+                metrics::counter!(SHARD_THROTTLED, self.labels_with("shard", shard.id.clone()))
+                    .increment(0);
+            }
+        });
     }
 
     /// `ListShards` failed; the pipeline keeps its map, or sends shard-blind without one.
     pub fn shard_map_failed(&self) {
-        metrics::counter!(SHARD_MAP_REFRESHES, self.labels_with("cause", "failed")).increment(1);
+        self.scope.register(|| {
+            metrics::counter!(SHARD_MAP_REFRESHES, self.labels_with("cause", "failed"))
+                .increment(1);
+        });
     }
 
     pub fn predictions_contradicted(&self, entries: u32) {
-        metrics::counter!(SHARD_PREDICTIONS_CONTRADICTED, self.labels.clone())
-            .increment(u64::from(entries));
+        self.scope.register(|| {
+            metrics::counter!(SHARD_PREDICTIONS_CONTRADICTED, self.labels.clone())
+                .increment(u64::from(entries));
+        });
     }
 
     /// One call's entries for one shard, and how many of them Kinesis throttled.
     pub fn shard_written(&self, shard: &str, entries: u32, throttled: u32) {
-        metrics::counter!(SHARD_ENTRIES, self.labels_with("shard", shard))
-            .increment(u64::from(entries));
-        if throttled > 0 {
-            metrics::counter!(SHARD_THROTTLED, self.labels_with("shard", shard))
-                .increment(u64::from(throttled));
-        }
+        self.scope.register(|| {
+            metrics::counter!(SHARD_ENTRIES, self.labels_with("shard", shard))
+                .increment(u64::from(entries));
+            if throttled > 0 {
+                metrics::counter!(SHARD_THROTTLED, self.labels_with("shard", shard))
+                    .increment(u64::from(throttled));
+            }
+        });
     }
 
     /// Per shard: records waiting for it, and its current rate (records/s).
     pub fn shard_gauges(&self, lanes: &[(Option<&str>, usize, Option<f64>)]) {
-        for (shard, waiting, rate) in lanes {
-            let (Some(shard), Some(rate)) = (shard, rate) else {
-                continue;
-            };
-            metrics::gauge!(SHARD_WAITING, self.labels_with("shard", *shard)).set(*waiting as f64);
-            metrics::gauge!(SHARD_RATE, self.labels_with("shard", *shard)).set(*rate);
-        }
+        self.scope.register(|| {
+            for (shard, waiting, rate) in lanes {
+                let (Some(shard), Some(rate)) = (shard, rate) else {
+                    continue;
+                };
+                metrics::gauge!(SHARD_WAITING, self.labels_with("shard", *shard))
+                    .set(*waiting as f64);
+                metrics::gauge!(SHARD_RATE, self.labels_with("shard", *shard)).set(*rate);
+            }
+        });
     }
 }
 

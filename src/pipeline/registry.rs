@@ -7,20 +7,26 @@
 //! `limits.missing_stream_ttl_ms` (answered 404 without asking again; the call is limited to
 //! 20/s per account), a running pipeline whose stream disappears is retired, and a pipeline idle
 //! for `limits.pipeline_idle_timeout_ms` is reclaimed. When Kinesis cannot say (no permission,
-//! unreachable), the pipeline starts anyway: its `PutRecords` calls will tell.
+//! unreachable), the pipeline starts anyway: its `PutRecords` calls will tell. Except for a
+//! disk stream while Kinesis cannot answer (unreachable, 5xx, throttled): it is answered 202
+//! before Kinesis sees the event, so it starts only if Kinesis confirmed it before (`confirmed`,
+//! remembered in the spool folder); otherwise `StartError::Unconfirmed`, remembered for
+//! [`UNCHECKED_TTL`] so a burst of requests does not each wait for a call that cannot answer.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{OnceCell, Semaphore};
 
 use super::batch::BatchLimits;
+use super::confirmed::ConfirmedStreams;
 use super::handle::{Acknowledgement, Pipeline};
 use super::lanes::ShardLimits;
-use super::retry::Backoff;
+use super::recent::Recent;
+use super::retry::{classify_call_failure, Backoff, Retryability};
 use super::settings::PipelineSettings;
 use crate::config::Settings;
 use crate::domain::{Region, StreamName};
@@ -50,6 +56,9 @@ pub enum StartError {
     ShuttingDown,
     #[error("the stream does not exist in Kinesis")]
     StreamNotFound,
+    /// A disk stream Kinesis never confirmed, while Kinesis cannot answer.
+    #[error("Kinesis cannot be asked whether the stream exists now, and has never confirmed it")]
+    Unconfirmed,
     #[error("this proxy already serves {max} (region, stream) pairs (limits.max_pipelines); idle ones are given back after limits.pipeline_idle_timeout_ms")]
     TooManyPipelines { max: usize },
     #[error("cannot start the stream's aggregator thread: {0}")]
@@ -64,23 +73,32 @@ enum Confirmation {
         max_record_bytes: Option<usize>,
     },
     Missing,
-    /// Kinesis could not say (no permission, unreachable, throttled).
-    Unknown,
+    /// Kinesis could not say. `for_now`: it cannot answer at the moment (unreachable, 5xx,
+    /// throttled); otherwise it refused the question (no permission).
+    Unknown {
+        for_now: bool,
+    },
 }
 
 /// Confirmations running at once: each is a `DescribeStreamSummary` call, which AWS limits to
 /// 20/s per account, shared with every other producer and replica.
 const MAX_CONCURRENT_CONFIRMATIONS: usize = 4;
 
-/// Streams remembered as missing, at most; past it the oldest are forgotten first.
-const MAX_REMEMBERED_MISSING: usize = 1024;
+/// How long an unconfirmed disk stream Kinesis could not be asked about is answered
+/// `Unconfirmed` without asking again (the client's `Retry-After` says as much).
+pub const UNCHECKED_TTL: Duration = Duration::from_secs(2);
 
 pub struct Pipelines {
     /// Read on every request, written only when a pipeline starts or is given back: a read
     /// lock, never held across an await.
     map: RwLock<HashMap<Key, Arc<Pipeline>>>,
     /// Streams Kinesis said do not exist, and when it said so.
-    missing: Mutex<HashMap<Key, Instant>>,
+    missing: Recent,
+    /// Unconfirmed disk streams Kinesis could not be asked about, and when.
+    unchecked: Recent,
+    /// Disk streams Kinesis confirmed, in this process or an earlier one; set when the spool
+    /// opens (no spool, no disk streams).
+    confirmed: std::sync::OnceLock<Arc<ConfirmedStreams>>,
     /// One confirmation per stream at a time, shared by the requests that wait for it.
     confirming: Mutex<HashMap<Key, Arc<OnceCell<Confirmation>>>>,
     confirmation_permits: Semaphore,
@@ -101,7 +119,9 @@ impl Pipelines {
     ) -> Self {
         Self {
             map: RwLock::new(HashMap::new()),
-            missing: Mutex::new(HashMap::new()),
+            missing: Recent::new(),
+            unchecked: Recent::new(),
+            confirmed: std::sync::OnceLock::new(),
             confirming: Mutex::new(HashMap::new()),
             confirmation_permits: Semaphore::new(MAX_CONCURRENT_CONFIRMATIONS),
             clients,
@@ -129,13 +149,70 @@ impl Pipelines {
         if self.known_missing(&key) {
             return Err(StartError::StreamNotFound);
         }
+        let on_disk = self.settings.acks_on_disk(stream);
+        let confirmed = on_disk && self.is_confirmed(&key);
+        if on_disk && !confirmed && self.unchecked.contains(&key, UNCHECKED_TTL) {
+            return Err(StartError::Unconfirmed);
+        }
         match self.confirm(&key).await {
             Confirmation::Missing => {
                 self.remember_missing(key);
                 Err(StartError::StreamNotFound)
             }
-            Confirmation::Exists { max_record_bytes } => self.start(key, max_record_bytes),
-            Confirmation::Unknown => self.start(key, None),
+            Confirmation::Exists { max_record_bytes } => {
+                if on_disk {
+                    self.note_confirmed(&key);
+                }
+                self.start(key, max_record_bytes)
+            }
+            Confirmation::Unknown { for_now: true } if on_disk && !confirmed => {
+                self.unchecked.insert(key, UNCHECKED_TTL);
+                Err(StartError::Unconfirmed)
+            }
+            Confirmation::Unknown { .. } => self.start(key, None),
+        }
+    }
+
+    /// Where confirmed disk streams are remembered: the spool folder, read now. Called once,
+    /// when the spool opens, before any request.
+    pub(super) fn remember_confirmed_in(&self, dir: &std::path::Path) {
+        let (settings, allowed) = (&self.settings, self.settings.allowed_streams());
+        let confirmed = ConfirmedStreams::load(dir, |(_, stream)| {
+            settings.acks_on_disk(stream) && allowed.matches(stream)
+        });
+        let _ = self.confirmed.set(Arc::new(confirmed));
+    }
+
+    fn is_confirmed(&self, key: &Key) -> bool {
+        self.confirmed.get().is_some_and(|c| c.contains(key))
+    }
+
+    /// Kinesis confirmed the disk stream `key` (it found it, or accepted a write to it).
+    /// Remembered only while the configuration acknowledges it on disk and allows it (records
+    /// of a stream no longer on disk are still delivered from the spool).
+    pub(super) fn note_confirmed(&self, key: &Key) {
+        let Some(confirmed) = self.confirmed.get() else {
+            return;
+        };
+        let stream = &key.1;
+        let kept = confirmed.contains(key)
+            || (self.settings.acks_on_disk(stream)
+                && self.settings.allowed_streams().matches(stream));
+        if !kept {
+            return;
+        }
+        if confirmed.insert(key.clone()) {
+            tracing::info!(region = %key.0, stream = %key.1, "spool: Kinesis confirmed the stream; it is taken on disk even while Kinesis cannot answer");
+            confirmed.persist(&self.runtime);
+        }
+    }
+
+    /// Kinesis says `key` does not exist: no longer taken on disk while Kinesis cannot answer.
+    fn forget_confirmed(&self, key: &Key) {
+        if let Some(confirmed) = self.confirmed.get() {
+            if confirmed.remove(key) {
+                confirmed.persist(&self.runtime);
+            }
         }
     }
 
@@ -183,33 +260,13 @@ impl Pipelines {
 
     fn known_missing(&self, key: &Key) -> bool {
         let ttl = self.settings.limits.missing_stream_ttl();
-        let mut missing = self.missing.lock().unwrap_or_else(|p| p.into_inner());
-        match missing.get(key) {
-            Some(since) if since.elapsed() < ttl => true,
-            Some(_) => {
-                missing.remove(key);
-                false
-            }
-            None => false,
-        }
+        self.missing.contains(key, ttl)
     }
 
     fn remember_missing(&self, key: Key) {
+        self.forget_confirmed(&key);
         let ttl = self.settings.limits.missing_stream_ttl();
-        let mut missing = self.missing.lock().unwrap_or_else(|p| p.into_inner());
-        if missing.len() >= MAX_REMEMBERED_MISSING {
-            missing.retain(|_, since| since.elapsed() < ttl);
-        }
-        if missing.len() >= MAX_REMEMBERED_MISSING {
-            if let Some(oldest) = missing
-                .iter()
-                .min_by_key(|(_, since)| **since)
-                .map(|(k, _)| k.clone())
-            {
-                missing.remove(&oldest);
-            }
-        }
-        missing.insert(key, Instant::now());
+        self.missing.insert(key, ttl);
     }
 
     /// Asks Kinesis about the stream once, however many requests wait for the answer.
@@ -224,7 +281,7 @@ impl Pipelines {
         let confirmation = *cell
             .get_or_init(|| async {
                 let Ok(_permit) = self.confirmation_permits.acquire().await else {
-                    return Confirmation::Unknown;
+                    return Confirmation::Unknown { for_now: true };
                 };
                 let api = self.clients.for_region(&key.0);
                 let stream = key.1.clone();
@@ -240,10 +297,12 @@ impl Pipelines {
                         Confirmation::Missing
                     }
                     Ok(Err(failure)) => {
-                        tracing::warn!(region = %key.0, stream = %key.1, code = %failure.code, message = %failure.message, "DescribeStreamSummary failed; starting the pipeline with the configured record size limit");
-                        Confirmation::Unknown
+                        tracing::warn!(region = %key.0, stream = %key.1, code = %failure.code, message = %failure.message, "DescribeStreamSummary failed; a disk stream never confirmed is refused while Kinesis cannot answer, other streams start with the configured record size limit");
+                        Confirmation::Unknown {
+                            for_now: classify_call_failure(&failure) == Retryability::Retryable,
+                        }
                     }
-                    Err(_) => Confirmation::Unknown,
+                    Err(_) => Confirmation::Unknown { for_now: true },
                 }
             })
             .await;
@@ -269,7 +328,9 @@ impl Pipelines {
         }
         let max = self.settings.limits.max_pipelines;
         if map.len() >= max {
-            Self::sweep(&mut map, self.settings.limits.pipeline_idle_timeout());
+            for missing in Self::sweep(&mut map, self.settings.limits.pipeline_idle_timeout()) {
+                self.remember_missing(missing);
+            }
         }
         if map.len() >= max {
             return Err(StartError::TooManyPipelines { max });
@@ -341,17 +402,22 @@ impl Pipelines {
     }
 
     /// Removes pipelines whose stream Kinesis reports missing, and those idle longer than
-    /// `idle` with nothing admitted.
-    fn sweep(map: &mut HashMap<Key, Arc<Pipeline>>, idle: Duration) {
-        map.retain(|(region, stream), pipeline| {
+    /// `idle` with nothing admitted. Returns the missing ones, to be remembered as such.
+    fn sweep(map: &mut HashMap<Key, Arc<Pipeline>>, idle: Duration) -> Vec<Key> {
+        let mut missing_streams = Vec::new();
+        map.retain(|key, pipeline| {
             let missing = pipeline.stream_missing();
             let idle = pipeline.idle_for() >= idle && pipeline.depth() == (0, 0);
             if missing || idle {
                 let why = if missing { "stream missing" } else { "idle" };
-                tracing::info!(%region, %stream, why, "pipeline given back");
+                tracing::info!(region = %key.0, stream = %key.1, why, "pipeline given back");
+            }
+            if missing {
+                missing_streams.push(key.clone());
             }
             !(missing || idle)
         });
+        missing_streams
     }
 
     /// Gives back idle pipelines and joins finished aggregator threads, every few seconds,
@@ -364,7 +430,10 @@ impl Pipelines {
             let mut tick = tokio::time::interval(every);
             while !pipelines.draining.load(Ordering::Relaxed) {
                 tick.tick().await;
-                Self::sweep(&mut pipelines.write_map(), idle);
+                let missing = Self::sweep(&mut pipelines.write_map(), idle);
+                for key in missing {
+                    pipelines.remember_missing(key);
+                }
                 let mut threads = pipelines.threads.lock().unwrap_or_else(|p| p.into_inner());
                 let (finished, running): (Vec<_>, Vec<_>) =
                     threads.drain(..).partition(JoinHandle::is_finished);

@@ -13,7 +13,9 @@
 //!   end a record, and those are kept in the spool's `failed.ndjson` (`spool::DeadLetters`),
 //!   logged with their reason and counted.
 //! - **A feeder per stream that ever had a disk record**, idle while caught up. They are as many
-//!   as the streams Kinesis confirmed (a stream must exist to get a pipeline), not more.
+//!   as the streams Kinesis confirmed, not more: a disk stream is taken only once Kinesis found
+//!   it, and while Kinesis cannot answer only if it did so before (`confirmed`, remembered in
+//!   the spool folder), so a made-up name is never acknowledged, never spooled.
 //! - **One cursor per stream**, so a throttled stream does not hold the others back. Each starts
 //!   at the first record the spool recovered as pending, so after a restart a stream's replayed
 //!   records go before its new ones, in the order they were acknowledged.
@@ -71,6 +73,8 @@ impl SpoolDelivery {
         pipelines: Arc<Pipelines>,
         runtime: tokio::runtime::Handle,
     ) -> Arc<Self> {
+        // Before any request: which disk streams Kinesis confirmed in earlier runs.
+        pipelines.remember_confirmed_in(spool.dir());
         let delivery = Arc::new(Self {
             spool,
             dead_letters: Arc::new(dead_letters),

@@ -25,4 +25,5 @@ mod round_trip;
 mod shards;
 mod shutdown;
 mod spool;
+mod unconfirmed;
 mod validation;

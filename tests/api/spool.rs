@@ -92,8 +92,9 @@ fn newest_segment(dir: &Path) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_torn_tail_is_cut_at_start_and_every_acknowledged_event_arrives() {
-    let setup = setup("torn", Mode::Refuse).await;
+    let setup = setup("torn", Mode::Healthy).await;
     let mut first = setup.spawn(setup.command());
+    setup.confirm_then(&first, Mode::Refuse).await;
     let acked: Vec<String> = (0..20).map(|i| format!("torn-{i}")).collect();
     for id in &acked {
         first.post_acked(id).await;
@@ -126,13 +127,14 @@ async fn a_torn_tail_is_cut_at_start_and_every_acknowledged_event_arrives() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_spool_answers_503_with_retry_after_and_loses_nothing_acknowledged() {
-    let setup = setup("full", Mode::Refuse).await;
+    let setup = setup("full", Mode::Healthy).await;
     let mut command = setup.command();
     // The smallest spool allowed: two 1 MiB segments.
     command
         .env("KINESIS_PROXY__SPOOL__SEGMENT_BYTES", "1048576")
         .env("KINESIS_PROXY__SPOOL__MAX_BYTES", "2097152");
     let proxy = setup.spawn(command);
+    setup.confirm_then(&proxy, Mode::Refuse).await;
     let poster = proxy.poster();
 
     let (mut acked, mut refusal) = (Vec::new(), None);
@@ -309,7 +311,7 @@ async fn sigterm_under_load_leaves_every_acknowledged_event_delivered_or_spooled
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_kinesis_down_exits_in_the_grace_period_and_the_next_start_delivers() {
     // Calls hang: the drain cannot finish, only the grace period can end it.
-    let setup = setup("sigterm", Mode::Hang).await;
+    let setup = setup("sigterm", Mode::Healthy).await;
     let grace = Duration::from_secs(2);
     let mut command = setup.command();
     command.env(
@@ -317,6 +319,8 @@ async fn sigterm_with_kinesis_down_exits_in_the_grace_period_and_the_next_start_
         grace.as_millis().to_string(),
     );
     let mut first = setup.spawn(command);
+    // Delivered before the outage: first in its shard, where the order check expects it.
+    setup.confirm_then(&first, Mode::Hang).await;
     let acked: Vec<String> = (0..30).map(|i| format!("term-{i}")).collect();
     for id in &acked {
         first.post_acked(id).await;

@@ -16,7 +16,7 @@ use crate::kinesis::kinesis_code_label;
 use crate::pipeline::outcome::{FailureKind, RecordOutcome, SubmitError};
 use crate::pipeline::registry::{Pipelines, StartError};
 use crate::spool::{DeadLetters, EntryId, Spool, SpoolError, SpooledRecord};
-use crate::telemetry;
+use crate::telemetry::{self, SeriesScope};
 
 /// Records one spool read returns at most, so one blocking read stays short.
 const PAGE_RECORDS: usize = 2_000;
@@ -90,6 +90,8 @@ impl Feeder {
                             let bytes = batch_bytes(&batch);
                             window.take(batch.len(), bytes);
                             let settlement = Settlement {
+                                pipelines: self.pipelines.clone(),
+                                series: pipeline.series().clone(),
                                 spool: self.spool.clone(),
                                 dead_letters: self.dead_letters.clone(),
                                 key: self.key.clone(),
@@ -110,11 +112,19 @@ impl Feeder {
                         spool: &self.spool,
                         dead_letters: &self.dead_letters,
                         key: &self.key,
+                        series: &telemetry::stream_series(stream.as_str()),
                     };
                     ended
                         .finally_failed(batch, "ResourceNotFoundException")
                         .await;
                     continue;
+                }
+                // Kinesis cannot answer and never confirmed the stream: nothing could be sent
+                // anyway; the records wait until Kinesis answers (then it confirms the stream,
+                // or says it does not exist and they end in failed.ndjson).
+                Err(StartError::Unconfirmed) => {
+                    tracing::debug!(region = %region, stream = %stream, "spool: Kinesis cannot confirm the stream yet; its records wait in the spool");
+                    batch
                 }
                 Err(error) => {
                     tracing::warn!(region = %region, stream = %stream, %error, "spool: no pipeline for the stream yet; its records wait in the spool");
@@ -228,6 +238,10 @@ impl Feeder {
 
 /// Settles one handed page as its answers arrive.
 struct Settlement {
+    /// Told when Kinesis accepts a record: the stream exists (confirmed).
+    pipelines: Arc<Pipelines>,
+    /// The stream's series scope, held until the page is settled so its counts are seen.
+    series: Arc<SeriesScope>,
     spool: Spool,
     dead_letters: Arc<DeadLetters>,
     key: Key,
@@ -242,7 +256,9 @@ impl Settlement {
             return;
         }
         let (region, stream) = (self.key.0.as_str(), self.key.1.as_str());
-        metrics::counter!(telemetry::SPOOL_DELIVERED, "region" => region.to_owned(), "stream" => stream.to_owned())
+        self.pipelines.note_confirmed(&self.key);
+        self.series
+            .register(|| metrics::counter!(telemetry::SPOOL_DELIVERED, "region" => region.to_owned(), "stream" => stream.to_owned()))
             .increment(done.len() as u64);
         self.spool.mark_done_many(done.drain(..));
     }
@@ -294,6 +310,7 @@ impl Settlement {
             spool: &self.spool,
             dead_letters: &self.dead_letters,
             key: &self.key,
+            series: &self.series,
         };
         for (code, records) in failed {
             ended.finally_failed(records, &code).await;
@@ -311,6 +328,8 @@ struct Ended<'a> {
     spool: &'a Spool,
     dead_letters: &'a Arc<DeadLetters>,
     key: &'a Key,
+    /// Where the stream's failure count is registered.
+    series: &'a SeriesScope,
 }
 
 impl Ended<'_> {
@@ -344,15 +363,18 @@ impl Ended<'_> {
             last_entry = last,
             "spool: Kinesis finally refused records acknowledged on disk; they leave the spool (see the README, disk acknowledgement)"
         );
-        metrics::counter!(telemetry::SPOOL_FAILED, "region" => region.as_str().to_owned(), "stream" => stream.as_str().to_owned(), "reason" => kinesis_code_label(code))
+        self.series
+            .register(|| metrics::counter!(telemetry::SPOOL_FAILED, "region" => region.as_str().to_owned(), "stream" => stream.as_str().to_owned(), "reason" => kinesis_code_label(code)))
             .increment(count as u64);
         // A failed blocking task (a panic) leaves no ids: those records stay and are retried.
         self.spool.mark_done_many(ids);
     }
 }
 
+/// Counted in the stream's scope: resends come while its pipeline lives, so they show.
 fn count_resent(key: &Key, records: usize) {
-    metrics::counter!(telemetry::SPOOL_RESENT, "region" => key.0.as_str().to_owned(), "stream" => key.1.as_str().to_owned())
+    telemetry::stream_series(key.1.as_str())
+        .register(|| metrics::counter!(telemetry::SPOOL_RESENT, "region" => key.0.as_str().to_owned(), "stream" => key.1.as_str().to_owned()))
         .increment(records as u64);
 }
 

@@ -262,6 +262,16 @@ impl Setup {
         DiskProxy::spawn(command, &self.stream)
     }
 
+    /// With Kinesis healthy, one event (`confirm-0`) through `proxy`, delivered: Kinesis has
+    /// confirmed the stream to it (a disk stream never confirmed is refused while Kinesis cannot
+    /// answer). Then Kinesis in `mode`.
+    pub async fn confirm_then(&self, proxy: &DiskProxy, mode: Mode) {
+        self.faults.set_mode(Mode::Healthy);
+        proxy.post_acked("confirm-0").await;
+        proxy.wait_until_spool_is_empty(DELIVERY_TIMEOUT).await;
+        self.faults.set_mode(mode);
+    }
+
     /// Starts the binary again on this spool with Kinesis healthy and a shard budget that
     /// catches up quickly, checks that it found records to replay (`why` says why it should
     /// have), and waits until it delivered them all.
