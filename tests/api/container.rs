@@ -279,10 +279,9 @@ async fn a_disk_spool_on_a_volume_survives_podman_kill_and_a_new_container_deliv
     let emulator = kinesalite().await.endpoint.clone();
     let stream = unique_stream_name("it-container-disk-");
     create_stream(&emulator, &stream, 2).await;
-    // Kinesis refuses every call while the first container runs: what it acknowledges stays
-    // in the spool.
+    // Kinesis confirms the stream, then refuses every call while the first container runs:
+    // what it acknowledges then stays in the spool.
     let faults = FaultProxy::start(&emulator);
-    faults.set_mode(Mode::Refuse);
     let volume = unique_stream_name("kp-spool-");
     podman_ok(&["volume", "create", &volume]);
     let mount = format!("{volume}:/var/lib/kinesis-proxy/spool");
@@ -296,6 +295,27 @@ async fn a_disk_spool_on_a_volume_survives_podman_kill_and_a_new_container_deliv
     let first = Container::run(&faults.endpoint, &disk);
     let client = reqwest::Client::new();
     first.wait_until_serving(&client).await;
+    let response = client
+        .post(first.url(&format!("/kinesis/stream/{stream}")))
+        .header("x-api-key", API_KEY)
+        .json(&json!({"event": {"id": "confirmed"}}))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status(), 202, "{}", first.logs());
+    let started = Instant::now();
+    while !stored_ids(&emulator, &stream)
+        .await
+        .contains_key("confirmed")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{}",
+            first.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    faults.set_mode(Mode::Refuse);
     let mut acked = Vec::new();
     for n in 0..30 {
         let id = format!("spooled-{n}");
@@ -311,9 +331,10 @@ async fn a_disk_spool_on_a_volume_survives_podman_kill_and_a_new_container_deliv
     }
     podman_ok(&["kill", "--signal", "KILL", &first.name]);
     drop(first);
-    assert!(
-        stored_ids(&emulator, &stream).await.is_empty(),
-        "nothing reached Kinesis before the kill"
+    assert_eq!(
+        stored_ids(&emulator, &stream).await.len(),
+        1,
+        "nothing but the first event reached Kinesis before the kill"
     );
 
     // A new container on the same volume, Kinesis healthy: it delivers what the first one
