@@ -22,6 +22,7 @@ use tokio::sync::Notify;
 
 use crate::config::{CorsOrigins, Settings};
 use crate::http::auth::ApiKeys;
+use crate::http::body_budget::BodyBudget;
 use crate::http::rate_limit::RateLimits;
 use crate::http::{self, AccessLog, ApiKeyMetrics, AppState, RouteMetricsSet};
 use crate::kinesis::{load_sdk_config, KinesisClients, KinesisHealth};
@@ -154,17 +155,21 @@ impl Application {
                 auth_required: settings.auth.required,
                 cors: cors_on,
             }),
+            body_budget: BodyBudget::new(settings.limits.max_buffered_body_bytes),
+            body_drain: tokio::sync::watch::Sender::new(false),
         });
 
         // Histograms keep their samples until upkeep folds them in; a scrape does it too, but
         // memory must stay bounded when nobody scrapes /metrics. The process_* gauges are
         // refreshed on the same tick (and before each scrape).
         let metrics_handle = state.prometheus.clone();
+        let body_budget = state.body_budget.clone();
         kinesis_runtime.spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(5));
             loop {
                 tick.tick().await;
                 telemetry::collect_process_metrics();
+                body_budget.publish_metrics();
                 if let Some(spool) = &spool {
                     spool.publish_metrics();
                 }
@@ -249,6 +254,7 @@ impl Application {
             "shutting down: readiness off, draining"
         );
         state.draining.store(true, Ordering::Relaxed);
+        state.body_drain.send_replace(true);
         // Stop accepting; requests in flight finish (their records are still being written).
         server_handle.stop(true).await;
         let _ = server.await;

@@ -6,6 +6,7 @@ mod helpers;
 mod aggregation;
 mod aggregation_format;
 mod batching;
+mod bodies;
 mod compression;
 mod cors;
 mod dashboard;
