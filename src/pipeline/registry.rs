@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OnceCell, Semaphore};
 
 use super::batch::BatchLimits;
-use super::handle::{Acknowledgement, Pipeline};
+use super::handle::{Acknowledgement, Backlog, Pipeline};
 use super::lanes::ShardLimits;
 use super::retry::Backoff;
 use super::settings::PipelineSettings;
@@ -375,6 +375,11 @@ impl Pipelines {
                 }
             }
         });
+    }
+
+    /// What each running pipeline holds, without holding the pipelines.
+    pub fn backlogs(&self) -> Vec<Backlog> {
+        self.read_map().values().map(|p| p.backlog()).collect()
     }
 
     /// Stops taking requests: drops every pipeline handle, so each aggregator drains its queue

@@ -23,4 +23,5 @@ mod round_trip;
 mod shards;
 mod shutdown;
 mod spool;
+mod stop_while_down;
 mod validation;
