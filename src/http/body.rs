@@ -9,7 +9,8 @@
 //! (408 `body_timeout`), every byte held comes from the process-wide budget of
 //! `limits.max_buffered_body_bytes` (`body_budget`; 503 `body_budget_exhausted` when spent), and
 //! once shutdown begins a body that stops arriving for `DRAIN_IDLE` is answered 503
-//! `shutting_down`, so a stalled upload does not hold the drain.
+//! `shutting_down`, so a stalled upload does not hold the drain. A request refused with its
+//! body unread has its connection closed after the answer, chunked or not (`Reader::abandon`).
 
 use std::ops::Deref;
 use std::time::Duration;
@@ -108,7 +109,7 @@ pub(super) async fn read_body(
         return Err(too_large());
     }
     let mut reader = Reader {
-        payload,
+        payload: Some(payload),
         timeout: limits.body_timeout(),
         deadline: Instant::now() + limits.body_timeout(),
         drain: state.body_drain.subscribe(),
@@ -120,7 +121,10 @@ pub(super) async fn read_body(
             if body.len() + chunk.len() > limit {
                 return Err(too_large());
             }
-            held.grow(chunk.len()).map_err(budget_exhausted)?;
+            if let Err(exhausted) = held.grow(chunk.len()) {
+                reader.abandon();
+                return Err(budget_exhausted(exhausted));
+            }
             body.extend_from_slice(&chunk);
         }
         return Ok(Body {
@@ -151,7 +155,12 @@ pub(super) async fn read_body(
         if received > limit {
             return Err(too_large());
         }
-        decoder.push(&chunk).map_err(decode_error)?;
+        if let Err(error) = decoder.push(&chunk) {
+            if error == DecodeError::BudgetExhausted {
+                reader.abandon();
+            }
+            return Err(decode_error(error));
+        }
     }
     if received == 0 {
         // No bytes at all is an empty body (answered as such), not a broken stream.
@@ -170,10 +179,16 @@ fn budget_exhausted(_: Exhausted) -> ApiError {
     )
 }
 
+/// How long an abandoned payload is kept after its request is refused: past the moment the
+/// answer is sent, which is what makes the HTTP server close the connection rather than read
+/// the rest of a chunked body (it drains a dropped one; a stalled one would hold it).
+const ABANDON_HOLD: Duration = Duration::from_secs(2);
+
 /// The payload's chunks, each awaited against the body's deadline (and, once shutdown has
 /// begun, against `DRAIN_IDLE` without a byte).
 struct Reader {
-    payload: web::Payload,
+    /// `None` once abandoned.
+    payload: Option<web::Payload>,
     /// `limits.body_timeout_ms`, for the message.
     timeout: Duration,
     deadline: Instant,
@@ -182,7 +197,30 @@ struct Reader {
 }
 
 impl Reader {
+    /// The request is refused with its body unread: keep the payload (not its data) alive
+    /// until the answer is out, so the connection is closed after it.
+    fn abandon(&mut self) {
+        if let Some(payload) = self.payload.take() {
+            actix_web::rt::spawn(async move {
+                actix_web::rt::time::sleep(ABANDON_HOLD).await;
+                drop(payload);
+            });
+        }
+    }
+
     async fn next(&mut self) -> Result<Option<Bytes>, ApiError> {
+        let Some(mut payload) = self.payload.take() else {
+            return Ok(None);
+        };
+        let next = self.next_from(&mut payload).await;
+        self.payload = Some(payload);
+        if next.is_err() {
+            self.abandon();
+        }
+        next
+    }
+
+    async fn next_from(&mut self, payload: &mut web::Payload) -> Result<Option<Bytes>, ApiError> {
         // The sender lives as long as the app; should it be gone, there is no drain to follow.
         let mut watching = true;
         loop {
@@ -194,7 +232,7 @@ impl Reader {
             };
             tokio::select! {
                 // The next chunk, the end of the body, or the connection's failure.
-                chunk = self.payload.next() => {
+                chunk = payload.next() => {
                     return chunk.transpose().map_err(|e| {
                         ApiError::InvalidBody(format!("could not read the request body: {e}"))
                     });

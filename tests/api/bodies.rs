@@ -36,15 +36,21 @@ fn rss_bytes(pid: u32) -> usize {
     kib * 1024
 }
 
-/// Opens a connection and sends the head of a `POST` announcing `DECLARED` bytes, then `SENT`
-/// bytes of the body (or as much as the proxy takes before it answers and closes).
-fn stall_mid_body(port: u16, path: &str) -> TcpStream {
+/// Opens a connection and sends the head of a `POST` announcing `DECLARED` bytes (by
+/// `Content-Length`, or as the size of its one chunk when `chunked`), then `SENT` bytes of the
+/// body (or as much as the proxy takes before it answers and closes).
+fn stall_mid_body(port: u16, path: &str, chunked: bool) -> TcpStream {
     let mut socket = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     socket
         .set_write_timeout(Some(Duration::from_secs(20)))
         .expect("write timeout");
+    let framing = if chunked {
+        format!("transfer-encoding: chunked\r\n\r\n{DECLARED:x}\r\n")
+    } else {
+        format!("content-length: {DECLARED}\r\n\r\n")
+    };
     let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nx-api-key: {API_KEY}\r\ncontent-type: application/json\r\ncontent-length: {DECLARED}\r\n\r\n"
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nx-api-key: {API_KEY}\r\ncontent-type: application/json\r\n{framing}"
     );
     socket.write_all(head.as_bytes()).expect("send the head");
     // A refused body is answered and its connection closed while we write: that is fine.
@@ -61,9 +67,7 @@ struct Ending {
 }
 
 fn read_ending(mut socket: TcpStream, within: Duration) -> Option<Ending> {
-    socket
-        .set_read_timeout(Some(within))
-        .expect("read timeout");
+    socket.set_read_timeout(Some(within)).expect("read timeout");
     let mut bytes = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -92,7 +96,10 @@ async fn stalled_bodies_stay_within_the_budget_and_are_closed_at_the_deadline() 
     let mut command = proxy_command(&emulator);
     command
         .env("KINESIS_PROXY__LIMITS__BODY_TIMEOUT_MS", "4000")
-        .env("KINESIS_PROXY__LIMITS__MAX_BODY_BYTES", DECLARED.to_string())
+        .env(
+            "KINESIS_PROXY__LIMITS__MAX_BODY_BYTES",
+            DECLARED.to_string(),
+        )
         .env(
             "KINESIS_PROXY__LIMITS__MAX_DECODED_BODY_BYTES",
             DECLARED.to_string(),
@@ -120,8 +127,9 @@ async fn stalled_bodies_stay_within_the_budget_and_are_closed_at_the_deadline() 
 
     let path = format!("/kinesis/stream/{stream}");
     let sockets = tokio::task::spawn_blocking(move || {
+        // A chunked body refused mid-way must be closed too (not drained).
         (0..STALLED)
-            .map(|_| stall_mid_body(port, &path))
+            .map(|n| stall_mid_body(port, &path, n % 4 == 0))
             .collect::<Vec<_>>()
     })
     .await
@@ -163,7 +171,10 @@ async fn stalled_bodies_stay_within_the_budget_and_are_closed_at_the_deadline() 
         "RSS grew by {} MiB while {STALLED} bodies stalled",
         growth >> 20
     );
-    assert_eq!(served_status, 200, "served while bodies stall: {served_body}");
+    assert_eq!(
+        served_status, 200,
+        "served while bodies stall: {served_body}"
+    );
     let buffered = buffered.expect("the buffered-bytes gauge is on /metrics");
     assert!(
         buffered > 0.0 && buffered <= BUDGET as f64,
@@ -193,7 +204,10 @@ async fn stalled_bodies_stay_within_the_budget_and_are_closed_at_the_deadline() 
     }
     eprintln!("stalled bodies: {timed_out} answered 408 at the deadline, {refused} refused 503");
     assert!(timed_out > 0, "the budget's holders time out");
-    assert!(refused > 0, "the budget ran out ({STALLED} x {SENT} > {BUDGET})");
+    assert!(
+        refused > 0,
+        "the budget ran out ({STALLED} x {SENT} > {BUDGET})"
+    );
     assert!(
         timed_out <= BUDGET / SENT,
         "no more bodies held than the budget holds: {timed_out}"
@@ -228,7 +242,7 @@ async fn sigterm_does_not_wait_for_stalled_bodies() {
     let path = format!("/kinesis/stream/{stream}");
     let sockets = tokio::task::spawn_blocking(move || {
         (0..20)
-            .map(|_| stall_mid_body(port, &path))
+            .map(|n| stall_mid_body(port, &path, n % 4 == 0))
             .collect::<Vec<_>>()
     })
     .await
@@ -243,7 +257,10 @@ async fn sigterm_does_not_wait_for_stalled_bodies() {
         if sample(&page, "kinesis_proxy_request_body_buffered_bytes", &[]) == Some(held) {
             break;
         }
-        assert!(since.elapsed() < Duration::from_secs(20), "bodies not all read:\n{page}");
+        assert!(
+            since.elapsed() < Duration::from_secs(20),
+            "bodies not all read:\n{page}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
@@ -274,5 +291,30 @@ async fn sigterm_does_not_wait_for_stalled_bodies() {
         let ending = ending.expect("each stalled request is answered");
         assert_eq!(ending.status, 503, "{}", ending.head);
         assert_eq!(ending.body["code"], "shutting_down", "{}", ending.body);
+    }
+}
+
+#[test]
+fn invalid_body_settings_fail_at_startup_naming_them() {
+    for (var, value, setting) in [
+        (
+            "KINESIS_PROXY__LIMITS__BODY_TIMEOUT_MS",
+            "0",
+            "limits.body_timeout_ms",
+        ),
+        // Below limits.max_decoded_body_bytes (40 MiB): the largest body could never pass.
+        (
+            "KINESIS_PROXY__LIMITS__MAX_BUFFERED_BODY_BYTES",
+            "1048576",
+            "limits.max_buffered_body_bytes",
+        ),
+    ] {
+        let output = proxy_command("http://127.0.0.1:1")
+            .env(var, value)
+            .output()
+            .expect("runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(78), "EX_CONFIG: {stderr}");
+        assert!(stderr.contains(setting), "{stderr}");
     }
 }
