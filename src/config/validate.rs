@@ -167,7 +167,12 @@ impl Settings {
                 ),
             )
         })?;
-        in_range_u64("limits.body_timeout_ms", self.limits.body_timeout_ms, 100, 3_600_000)?;
+        in_range_u64(
+            "limits.body_timeout_ms",
+            self.limits.body_timeout_ms,
+            100,
+            3_600_000,
+        )?;
         // One request of the largest size must fit, or it could never be served.
         in_range(
             "limits.max_buffered_body_bytes",

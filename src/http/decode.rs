@@ -156,7 +156,9 @@ impl Decoder {
             return Err(self.classify(e));
         }
         let out = match self.inner {
-            Inner::Gzip(d) => d.finish().map_err(|e| DecodeError::Corrupt(e.to_string()))?,
+            Inner::Gzip(d) => d
+                .finish()
+                .map_err(|e| DecodeError::Corrupt(e.to_string()))?,
             Inner::Zstd(d) => d.into_inner(),
         };
         Ok((out.buf.freeze(), out.held))
@@ -347,7 +349,10 @@ mod tests {
                 .try_for_each(|c| d.push(c))
                 .expect("fits");
             let (bytes, held) = d.finish().expect("valid");
-            assert_eq!((bytes.len(), held.held(), budget.used()), (zeros.len(), zeros.len(), zeros.len()));
+            assert_eq!(
+                (bytes.len(), held.held(), budget.used()),
+                (zeros.len(), zeros.len(), zeros.len())
+            );
             drop(held);
             assert_eq!(budget.used(), 0);
         }

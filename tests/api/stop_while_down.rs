@@ -113,7 +113,11 @@ async fn a_second_signal_stops_at_once_and_says_what_it_gave_up() {
     );
 
     let given_up = proxy.log_lines_with("stopped without draining");
-    assert_eq!(given_up.len(), 1, "one line says what was given up: {given_up:?}");
+    assert_eq!(
+        given_up.len(),
+        1,
+        "one line says what was given up: {given_up:?}"
+    );
     assert_eq!(given_up[0]["memory_acknowledged"], 5, "{}", given_up[0]);
     assert_eq!(given_up[0]["in_flight"], 1, "{}", given_up[0]);
     let closed = proxy.log_lines_with("spool closed");
