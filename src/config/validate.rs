@@ -167,28 +167,24 @@ impl Settings {
                 ),
             )
         })?;
+        let limits = &self.limits;
         in_range_u64(
             "limits.body_timeout_ms",
-            self.limits.body_timeout_ms,
+            limits.body_timeout_ms,
             100,
             3_600_000,
         )?;
-        // One request of the largest size must fit, or it could never be served.
-        in_range(
-            "limits.max_buffered_body_bytes",
-            self.limits.max_buffered_body_bytes,
-            self.limits.max_decoded_body_bytes,
-            usize::MAX,
-        )
-        .map_err(|_| {
-            invalid(
-                "limits.max_buffered_body_bytes",
-                format!(
-                    "must be at least limits.max_decoded_body_bytes ({}), so the largest body allowed fits (got {})",
-                    self.limits.max_decoded_body_bytes, self.limits.max_buffered_body_bytes
-                ),
-            )
-        })?;
+        // The largest body allowed must fit in the budget, or it could never be served.
+        let (budget, largest) = (
+            limits.max_buffered_body_bytes,
+            limits.max_decoded_body_bytes,
+        );
+        if budget < largest {
+            let why = format!(
+                "must be at least limits.max_decoded_body_bytes ({largest}) (got {budget})"
+            );
+            return Err(invalid("limits.max_buffered_body_bytes", why));
+        }
         in_range(
             "limits.max_records_per_request",
             self.limits.max_records_per_request,

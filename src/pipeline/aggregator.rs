@@ -14,11 +14,9 @@
 //! It owns all its state, so no locks; a blocking receiver must not sit on a tokio worker, which
 //! is why this is a thread and not a task.
 //!
-//! Draining (shutdown): records go out at once, and whatever is not in Kinesis by the end of
-//! the grace period is failed as `ShuttingDown`. A stream acknowledged on disk does not drain:
-//! its records are in the spool (pending until marked done) and the next start sends them, so
-//! it sends nothing new, gives its waiting records back at once, and waits at most
-//! `DISK_DRAIN_WAIT` for the calls in flight (whose records would otherwise be sent twice).
+//! Draining: records go out at once; what is not in Kinesis at the end of the grace period is
+//! failed `ShuttingDown`. A disk stream's records are in the spool, which the next start sends:
+//! it gives them back at once and waits at most `DISK_DRAIN_WAIT` for its calls in flight.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -44,9 +42,8 @@ use crate::kinesis::PutRecordsApi;
 
 mod feedback;
 
-/// On a drain, how long a stream acknowledged on disk waits for its calls in flight: long
-/// enough for a healthy Kinesis to answer (so their records are marked done, not sent again by
-/// the next start), short enough that an unreachable one does not hold the shutdown.
+/// Long enough for a healthy Kinesis to answer (its records are marked done, not sent twice),
+/// short enough that an unreachable one does not hold the shutdown.
 const DISK_DRAIN_WAIT: Duration = Duration::from_secs(1);
 
 /// The aggregator's state; owned by its thread, so no locks.
@@ -90,8 +87,7 @@ pub(super) struct Aggregator<K> {
     queue_closed: bool,
     /// Set when draining starts: past it, what is left is failed and the thread ends.
     grace_deadline: Option<Instant>,
-    /// Every record is also in the disk spool (`streams.ack_on_disk`): a drain gives them back
-    /// to the spool instead of sending them.
+    /// Every record is also in the disk spool (`streams.ack_on_disk`): a drain leaves it there.
     on_disk: bool,
 }
 
@@ -190,15 +186,18 @@ impl<K: PutRecordsApi> Aggregator<K> {
             if self.grace_deadline.is_none()
                 && (self.queue_closed || self.draining.load(Ordering::Relaxed))
             {
-                let grace = if self.on_disk {
-                    DISK_DRAIN_WAIT.min(self.settings.shutdown_grace)
+                let wait = if self.on_disk {
+                    DISK_DRAIN_WAIT
                 } else {
-                    self.settings.shutdown_grace
+                    Duration::MAX
                 };
-                self.grace_deadline = Some(now + grace);
+                self.grace_deadline = Some(now + self.settings.shutdown_grace.min(wait));
             }
             if self.on_disk && self.grace_deadline.is_some() {
-                self.give_back_to_the_spool();
+                let records = self.give_up_waiting();
+                if records > 0 {
+                    tracing::info!(stream = %self.metrics.stream, records, "shutdown: records acknowledged on disk left in the spool for the next start");
+                }
             } else {
                 self.promote_due_retries(now);
                 self.expire(now);
@@ -332,14 +331,6 @@ impl<K: PutRecordsApi> Aggregator<K> {
             );
         }
         count
-    }
-
-    /// A disk stream draining: its records are in the spool, and the next start sends them.
-    fn give_back_to_the_spool(&mut self) {
-        let records = self.give_up_waiting();
-        if records > 0 {
-            tracing::info!(stream = %self.metrics.stream, records, "shutdown: records acknowledged on disk left in the spool for the next start");
-        }
     }
 
     /// Answers the records whose deadline has passed, and after the grace period, all of them.
