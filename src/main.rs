@@ -70,6 +70,9 @@ fn main() -> ExitCode {
         let app = Application::build(settings).await?;
         app.run_until_stopped().await
     });
+    // A stop without drain (a second signal) leaves blocking tasks behind (joining aggregator
+    // threads that are still waiting for Kinesis); dropping the runtime would wait for them.
+    runtime.shutdown_background();
     let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -4,11 +4,18 @@
 //!
 //! Shutdown (SIGTERM, SIGINT, or `ShutdownHandle::trigger`): readiness turns 503 and new
 //! requests are refused; the listener stops and in-flight HTTP requests finish (they are waiting
-//! for their acknowledgements, which keep flowing); then every queue drains and every in-flight
-//! call finishes, all within `server.shutdown_grace_ms`. Nothing acknowledged is lost, because an
-//! acknowledgement is only sent after Kinesis accepted the record, or (streams acknowledged on
-//! disk) after the spool's fsync: the spool's feeders stop reading first, and what they did not
-//! deliver within the grace period stays in the spool for the next start.
+//! for their acknowledgements, which keep flowing; a body still arriving must keep arriving,
+//! `http::body`); then every queue drains and every in-flight call finishes, all within
+//! `server.shutdown_grace_ms`. Nothing acknowledged is lost, because an acknowledgement is only
+//! sent after Kinesis accepted the record, or (streams acknowledged on disk) after the spool's
+//! fsync. Disk streams need no drain: the spool's feeders stop reading at once, their
+//! pipelines give their records back at once (waiting briefly for calls in flight), and what
+//! was not delivered stays in the spool for the next start; so with only disk streams the
+//! process stops promptly even while Kinesis is unreachable.
+//!
+//! A second SIGTERM/SIGINT during the drain stops at once: the spool is closed (its done marks
+//! synced), the events given up (acknowledged in memory, or whose clients still wait) are
+//! counted in the log, and the process exits.
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,10 +29,11 @@ use tokio::sync::Notify;
 
 use crate::config::{CorsOrigins, Settings};
 use crate::http::auth::ApiKeys;
+use crate::http::body_budget::BodyBudget;
 use crate::http::rate_limit::RateLimits;
 use crate::http::{self, AccessLog, ApiKeyMetrics, AppState, RouteMetricsSet};
 use crate::kinesis::{load_sdk_config, KinesisClients, KinesisHealth};
-use crate::pipeline::{Pipelines, SpoolDelivery};
+use crate::pipeline::{Acknowledgement, Backlog, Pipelines, SpoolDelivery};
 use crate::spool::{DeadLetters, Recovery, Spool};
 use crate::telemetry;
 
@@ -154,17 +162,21 @@ impl Application {
                 auth_required: settings.auth.required,
                 cors: cors_on,
             }),
+            body_budget: BodyBudget::new(settings.limits.max_buffered_body_bytes),
+            body_drain: tokio::sync::watch::Sender::new(false),
         });
 
         // Histograms keep their samples until upkeep folds them in; a scrape does it too, but
         // memory must stay bounded when nobody scrapes /metrics. The process_* gauges are
         // refreshed on the same tick (and before each scrape).
         let metrics_handle = state.prometheus.clone();
+        let body_budget = state.body_budget.clone();
         kinesis_runtime.spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(5));
             loop {
                 tick.tick().await;
                 telemetry::collect_process_metrics();
+                body_budget.publish_metrics();
                 if let Some(spool) = &spool {
                     spool.publish_metrics();
                 }
@@ -225,7 +237,8 @@ impl Application {
         ShutdownHandle(self.shutdown.clone())
     }
 
-    /// Serves until a shutdown signal, then drains. Must be awaited on a tokio runtime.
+    /// Serves until a shutdown signal, then drains; a second signal cuts the drain short.
+    /// Must be awaited on a tokio runtime.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let Self {
             server,
@@ -235,53 +248,120 @@ impl Application {
             shutdown,
             ..
         } = self;
+        // Listening from the start turns off the signals' default action (ending the process
+        // at once) for the whole run, so the second signal is ours to handle too.
+        let mut signals = Signals::listen();
         let mut server = tokio::spawn(server);
         tokio::select! {
             // The server ended on its own (it should not): report how.
             result = &mut server => {
                 return result.map_err(std::io::Error::other)?;
             }
-            () = wait_for_signal(&shutdown) => {}
+            name = signals.next() => tracing::info!("{name} received"),
+            () = shutdown.notified() => tracing::info!("shutdown requested"),
         }
         let grace = state.settings.server.shutdown_grace();
         tracing::info!(
             grace_ms = grace.as_millis() as u64,
-            "shutting down: readiness off, draining"
+            "shutting down: readiness off, draining (a second SIGTERM/SIGINT stops at once)"
         );
         state.draining.store(true, Ordering::Relaxed);
-        // Stop accepting; requests in flight finish (their records are still being written).
-        server_handle.stop(true).await;
-        let _ = server.await;
-        // The spool's feeders stop reading and let go of their pipelines; what they handed
-        // over drains with the rest.
+        // After the flag: no pipeline starts from here on, so this sees every one.
+        let backlogs = state.pipelines.backlogs();
+        state.body_drain.send_replace(true);
+        // Disk streams need no drain: what the feeders did not hand over stays in the spool.
         if let Some(spool) = &state.spool {
             spool.stop_reading();
         }
-        // No handler is left: dropping the pipelines lets each aggregator drain and end.
-        let threads = state.pipelines.close();
-        let joined = tokio::task::spawn_blocking(move || {
-            for thread in threads {
-                let _ = thread.join();
+        let drained = tokio::select! {
+            () = drain(&server_handle, server, &state, grace) => true,
+            name = signals.next() => {
+                tracing::warn!("{name} received again: stopping now, without waiting for the drain");
+                false
             }
-        });
-        if tokio::time::timeout(grace + Duration::from_secs(2), joined)
-            .await
-            .is_err()
-        {
-            tracing::error!("aggregators did not stop within the grace period");
+        };
+        if drained {
+            // Dropping a runtime blocks; do it off the async workers.
+            let _ = tokio::task::spawn_blocking(move || {
+                kinesis_runtime.shutdown_timeout(Duration::from_secs(2))
+            })
+            .await;
+            tracing::info!("stopped");
+            return Ok(());
         }
-        // Done marks of what the drain delivered, then the spool's files closed; what was
-        // not delivered is sent by the next start.
+        let given_up = GivenUp::count(&backlogs);
+        // What is acknowledged on disk stays there: done marks synced, files closed (the spool
+        // logs how many records it keeps for the next start).
         if let Some(spool) = &state.spool {
-            spool.close(Duration::from_secs(2)).await;
+            spool.close(Duration::from_millis(500)).await;
         }
-        // Dropping a runtime blocks; do it off the async workers.
-        let _ = tokio::task::spawn_blocking(move || {
-            kinesis_runtime.shutdown_timeout(Duration::from_secs(2))
-        })
-        .await;
-        tracing::info!("stopped");
+        // The calls still out are dropped with their runtime, unanswered; the connections
+        // still open (clients waiting for an answer) are closed when the process exits.
+        kinesis_runtime.shutdown_background();
+        tracing::warn!(
+            memory_acknowledged = given_up.memory_acknowledged,
+            in_flight = given_up.in_flight,
+            "stopped without draining: gave up {} events acknowledged in memory (streams.ack_on_enqueue; lost) and {} in flight whose clients were waiting (they get no answer, and may retry)",
+            given_up.memory_acknowledged,
+            given_up.in_flight,
+        );
         Ok(())
+    }
+}
+
+/// The drain: stop accepting, let requests in flight finish, let the queues drain, close the
+/// spool. Each step bounded by the grace period.
+async fn drain(
+    server_handle: &ServerHandle,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    state: &AppState,
+    grace: Duration,
+) {
+    // Stop accepting; requests in flight finish (their records are still being written).
+    server_handle.stop(true).await;
+    let _ = server.await;
+    // No handler is left: dropping the pipelines lets each aggregator drain and end.
+    let threads = state.pipelines.close();
+    let joined = tokio::task::spawn_blocking(move || {
+        for thread in threads {
+            let _ = thread.join();
+        }
+    });
+    if tokio::time::timeout(grace + Duration::from_secs(2), joined)
+        .await
+        .is_err()
+    {
+        tracing::error!("aggregators did not stop within the grace period");
+    }
+    // Done marks of what the drain delivered, then the spool's files closed; what was not
+    // delivered is sent by the next start.
+    if let Some(spool) = &state.spool {
+        spool.close(Duration::from_secs(2)).await;
+    }
+}
+
+/// What a stop without drain gives up, in records, by what their clients were told. (Records
+/// acknowledged on disk are not given up: the next start sends them.)
+#[derive(Debug, Default)]
+struct GivenUp {
+    /// Answered 202 from memory (`streams.ack_on_enqueue`): lost.
+    memory_acknowledged: usize,
+    /// Their clients wait for Kinesis' answer: they get none, and may retry.
+    in_flight: usize,
+}
+
+impl GivenUp {
+    fn count(backlogs: &[Backlog]) -> Self {
+        let mut given_up = Self::default();
+        for backlog in backlogs {
+            let records = backlog.records();
+            match backlog.acknowledgement {
+                Acknowledgement::Enqueue => given_up.memory_acknowledged += records,
+                Acknowledgement::Kinesis => given_up.in_flight += records,
+                Acknowledgement::Disk => {}
+            }
+        }
+        given_up
     }
 }
 
@@ -323,28 +403,61 @@ fn bind_listener(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener>
     Ok(socket.into())
 }
 
-async fn wait_for_signal(trigger: &Notify) {
+/// SIGTERM and SIGINT (Ctrl-C), each as often as they come.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                return trigger.notified().await;
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let listen = |kind: SignalKind, name: &str| match signal(kind) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for {name}");
+                    None
+                }
+            };
+            Self {
+                term: listen(SignalKind::terminate(), "SIGTERM"),
+                int: listen(SignalKind::interrupt(), "SIGINT"),
             }
-        };
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM received"),
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-            () = trigger.notified() => tracing::info!("shutdown requested"),
+        }
+        #[cfg(not(unix))]
+        {
+            Self {}
         }
     }
-    #[cfg(not(unix))]
-    {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-            () = trigger.notified() => tracing::info!("shutdown requested"),
+
+    /// The next signal's name; never resolves when neither can be listened for.
+    async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            async fn recv(signal: &mut Option<tokio::signal::unix::Signal>) {
+                let received = match signal {
+                    Some(s) => s.recv().await.is_some(),
+                    None => false,
+                };
+                if !received {
+                    std::future::pending::<()>().await;
+                }
+            }
+            tokio::select! {
+                () = recv(&mut self.term) => "SIGTERM",
+                () = recv(&mut self.int) => "SIGINT",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            match tokio::signal::ctrl_c().await {
+                Ok(()) => "SIGINT",
+                Err(_) => std::future::pending().await,
+            }
         }
     }
 }

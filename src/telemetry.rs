@@ -25,6 +25,7 @@ pub use series::SeriesScope;
 
 pub const HTTP_REQUESTS: &str = "kinesis_proxy_http_requests_total";
 pub const HTTP_DURATION: &str = "kinesis_proxy_http_request_duration_seconds";
+pub const BODY_BUFFERED_BYTES: &str = "kinesis_proxy_request_body_buffered_bytes";
 pub const EVENTS_RECEIVED: &str = "kinesis_proxy_events_received_total";
 pub const EVENTS_REJECTED: &str = "kinesis_proxy_events_rejected_total";
 pub const RECORDS_ACCEPTED: &str = "kinesis_proxy_records_accepted_total";
@@ -176,6 +177,11 @@ fn process_collector() -> &'static Collector {
 fn describe() {
     process_collector().describe();
     describe_spool();
+    describe_gauge!(
+        BODY_BUFFERED_BYTES,
+        Unit::Bytes,
+        "Bytes of request bodies held in memory, all connections together (bounded by limits.max_buffered_body_bytes)."
+    );
     describe_gauge!(
         BUILD_INFO,
         "Always 1; the `version` label is the running build's version."

@@ -238,6 +238,12 @@ pub struct LimitSettings {
     /// Largest request body once decoded (`Content-Encoding: gzip`/`zstd`); decoding stops
     /// there, so a decompression bomb costs at most this much memory.
     pub max_decoded_body_bytes: usize,
+    /// Longest a request body may take to arrive, from the end of its head; past it the
+    /// request is answered 408 and its connection closed.
+    pub body_timeout_ms: u64,
+    /// Bytes of request bodies held in memory at once across all connections (as received, or
+    /// decoded); past it requests are answered 503 with `Retry-After`.
+    pub max_buffered_body_bytes: usize,
     /// Records in one request to the many-records route.
     pub max_records_per_request: usize,
     /// Distinct (region, stream) pipelines; each owns a queue, a thread and a client.
@@ -253,6 +259,8 @@ impl Default for LimitSettings {
         Self {
             max_body_bytes: 10 * 1024 * 1024,
             max_decoded_body_bytes: 40 * 1024 * 1024,
+            body_timeout_ms: 30_000,
+            max_buffered_body_bytes: 256 * 1024 * 1024,
             max_records_per_request: 10_000,
             max_pipelines: 64,
             pipeline_idle_timeout_ms: 300_000,
@@ -452,6 +460,9 @@ impl RetrySettings {
 }
 
 impl LimitSettings {
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_timeout_ms)
+    }
     pub fn pipeline_idle_timeout(&self) -> Duration {
         Duration::from_millis(self.pipeline_idle_timeout_ms)
     }

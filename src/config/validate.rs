@@ -167,6 +167,24 @@ impl Settings {
                 ),
             )
         })?;
+        let limits = &self.limits;
+        in_range_u64(
+            "limits.body_timeout_ms",
+            limits.body_timeout_ms,
+            100,
+            3_600_000,
+        )?;
+        // The largest body allowed must fit in the budget, or it could never be served.
+        let (budget, largest) = (
+            limits.max_buffered_body_bytes,
+            limits.max_decoded_body_bytes,
+        );
+        if budget < largest {
+            let why = format!(
+                "must be at least limits.max_decoded_body_bytes ({largest}) (got {budget})"
+            );
+            return Err(invalid("limits.max_buffered_body_bytes", why));
+        }
         in_range(
             "limits.max_records_per_request",
             self.limits.max_records_per_request,

@@ -7,6 +7,8 @@
 //! byte over the limit, so a decompression bomb costs at most the limit in memory and the time
 //! to decode that much. zstd frames may ask for a window of up to 8 MiB (RFC 9659's limit for
 //! HTTP), not the library's default 128 MiB, so a tiny frame cannot claim a large allocation.
+//! The decoded bytes are also taken from the process-wide body budget (`body_budget`) as they
+//! are written, so many compressed bodies at once cannot pass it either.
 
 use std::io::{self, Write};
 
@@ -15,6 +17,7 @@ use actix_web::HttpRequest;
 use bytes::{Bytes, BytesMut};
 use flate2::write::MultiGzDecoder;
 
+use super::body_budget::BodyReservation;
 use super::error::{ApiError, ACCEPTED_CODINGS};
 use crate::domain::truncate_for_message;
 
@@ -79,6 +82,8 @@ fn unsupported(token: &str) -> ApiError {
 pub enum DecodeError {
     /// The decoded body would pass the limit.
     TooLarge,
+    /// The process-wide body budget is spent.
+    BudgetExhausted,
     /// Not a valid stream of the declared coding; the codec's words.
     Corrupt(String),
 }
@@ -95,12 +100,15 @@ enum Inner {
 }
 
 impl Decoder {
-    /// A decoder for `coding` (not `Identity`, which needs none) whose output stops at `limit`.
-    pub fn new(coding: Coding, limit: usize) -> Result<Self, DecodeError> {
+    /// A decoder for `coding` (not `Identity`, which needs none) whose output stops at `limit`,
+    /// or when `held` cannot take more from the body budget.
+    pub fn new(coding: Coding, limit: usize, held: BodyReservation) -> Result<Self, DecodeError> {
         let out = Bounded {
             buf: BytesMut::new(),
             limit,
+            held,
             overflowed: false,
+            exhausted: false,
         };
         let inner = match coding {
             Coding::Gzip | Coding::Identity => Inner::Gzip(MultiGzDecoder::new(out)),
@@ -137,8 +145,9 @@ impl Decoder {
         Ok(())
     }
 
-    /// Ends the stream: the decoded body, or why the stream was incomplete or bad.
-    pub fn finish(mut self) -> Result<Bytes, DecodeError> {
+    /// Ends the stream: the decoded body and its share of the budget, or why the stream was
+    /// incomplete or bad.
+    pub fn finish(mut self) -> Result<(Bytes, BodyReservation), DecodeError> {
         let finished = match &mut self.inner {
             Inner::Gzip(d) => d.try_finish(),
             Inner::Zstd(d) => d.do_finish(),
@@ -146,11 +155,13 @@ impl Decoder {
         if let Err(e) = finished {
             return Err(self.classify(e));
         }
-        let out = match &mut self.inner {
-            Inner::Gzip(d) => d.get_mut(),
-            Inner::Zstd(d) => d.get_mut(),
+        let out = match self.inner {
+            Inner::Gzip(d) => d
+                .finish()
+                .map_err(|e| DecodeError::Corrupt(e.to_string()))?,
+            Inner::Zstd(d) => d.into_inner(),
         };
-        Ok(std::mem::take(&mut out.buf).freeze())
+        Ok((out.buf.freeze(), out.held))
     }
 
     fn classify(&self, error: io::Error) -> DecodeError {
@@ -160,18 +171,24 @@ impl Decoder {
         };
         if out.overflowed {
             DecodeError::TooLarge
+        } else if out.exhausted {
+            DecodeError::BudgetExhausted
         } else {
             DecodeError::Corrupt(error.to_string())
         }
     }
 }
 
-/// The decoded bytes, refusing any write that would take them past `limit`: the decoders stop
-/// at the error, so nothing beyond the limit is ever decoded into memory.
+/// The decoded bytes, refusing any write that would take them past `limit` or past what the
+/// body budget gives: the decoders stop at the error, so nothing beyond is ever decoded into
+/// memory.
 struct Bounded {
     buf: BytesMut,
     limit: usize,
+    /// The bytes of `buf`, taken from the body budget.
+    held: BodyReservation,
     overflowed: bool,
+    exhausted: bool,
 }
 
 impl Write for Bounded {
@@ -179,6 +196,10 @@ impl Write for Bounded {
         if self.buf.len() + data.len() > self.limit {
             self.overflowed = true;
             return Err(io::Error::other("the decoded body passed its limit"));
+        }
+        if self.held.grow(data.len()).is_err() {
+            self.exhausted = true;
+            return Err(io::Error::other("the body budget is spent"));
         }
         self.buf.extend_from_slice(data);
         Ok(data.len())
@@ -191,7 +212,12 @@ impl Write for Bounded {
 
 #[cfg(test)]
 mod tests {
+    use super::super::body_budget::BodyBudget;
     use super::*;
+
+    fn unbounded() -> BodyReservation {
+        BodyBudget::new(usize::MAX).reserve()
+    }
 
     fn gzip(data: &[u8]) -> Vec<u8> {
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -210,11 +236,11 @@ mod tests {
         piece: usize,
         limit: usize,
     ) -> Result<Bytes, DecodeError> {
-        let mut d = Decoder::new(coding, limit)?;
+        let mut d = Decoder::new(coding, limit, unbounded())?;
         for chunk in body.chunks(piece) {
             d.push(chunk)?;
         }
-        d.finish()
+        d.finish().map(|(bytes, _)| bytes)
     }
 
     const TEXT: &[u8] = b"{\"event\":{\"n\":1}}\n{\"event\":{\"n\":2}}\n";
@@ -282,7 +308,7 @@ mod tests {
             } else {
                 zstd(&zeros)
             };
-            let mut d = Decoder::new(coding, limit).expect("decoder");
+            let mut d = Decoder::new(coding, limit, unbounded()).expect("decoder");
             let err = body.chunks(16 * 1024).try_for_each(|c| d.push(c));
             assert_eq!(err, Err(DecodeError::TooLarge), "{coding:?}");
             let out = match &d.inner {
@@ -297,6 +323,38 @@ mod tests {
                     .len(),
                 zeros.len()
             );
+        }
+    }
+
+    #[test]
+    fn decoded_bytes_come_from_the_body_budget_and_stop_when_it_is_spent() {
+        let zeros = vec![0u8; 4 << 20];
+        for coding in [Coding::Gzip, Coding::Zstd] {
+            let body = if coding == Coding::Gzip {
+                gzip(&zeros)
+            } else {
+                zstd(&zeros)
+            };
+            let budget = BodyBudget::new(1 << 20);
+            let mut d = Decoder::new(coding, 64 << 20, budget.reserve()).expect("decoder");
+            let err = body.chunks(16 * 1024).try_for_each(|c| d.push(c));
+            assert_eq!(err, Err(DecodeError::BudgetExhausted), "{coding:?}");
+            assert!(budget.used() <= 1 << 20);
+            drop(d);
+            assert_eq!(budget.used(), 0, "given back when the decoder is dropped");
+
+            let budget = BodyBudget::new(8 << 20);
+            let mut d = Decoder::new(coding, 64 << 20, budget.reserve()).expect("decoder");
+            body.chunks(16 * 1024)
+                .try_for_each(|c| d.push(c))
+                .expect("fits");
+            let (bytes, held) = d.finish().expect("valid");
+            assert_eq!(
+                (bytes.len(), held.held(), budget.used()),
+                (zeros.len(), zeros.len(), zeros.len())
+            );
+            drop(held);
+            assert_eq!(budget.used(), 0);
         }
     }
 

@@ -51,6 +51,10 @@ pub enum ApiError {
     #[error("{0}")]
     InvalidCompressedBody(String),
     #[error("{0}")]
+    BodyTimeout(String),
+    #[error("{0}")]
+    BodyBudgetExhausted(String),
+    #[error("{0}")]
     RecordTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -135,6 +139,8 @@ impl ApiError {
             Self::BodyTooLarge(_) => "body_too_large",
             Self::DecodedBodyTooLarge(_) => "decoded_body_too_large",
             Self::InvalidCompressedBody(_) => "invalid_compressed_body",
+            Self::BodyTimeout(_) => "body_timeout",
+            Self::BodyBudgetExhausted(_) => "body_budget_exhausted",
             Self::RecordTooLarge(_) => "record_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::UnsupportedContentEncoding(_) => "unsupported_content_encoding",
@@ -172,6 +178,7 @@ impl ApiError {
             Self::QueueFull
             | Self::HotShard(_)
             | Self::TooManyStreams(_)
+            | Self::BodyBudgetExhausted(_)
             | Self::KinesisUnavailable(_) => Some(Duration::from_secs(1)),
             // Room comes back as Kinesis takes what the spool holds: seconds, not at once.
             Self::SpoolFull(_) => Some(Duration::from_secs(2)),
@@ -252,6 +259,7 @@ impl ResponseError for ApiError {
             | Self::CorsRequestNotAllowed(_) => StatusCode::FORBIDDEN,
             Self::NotFound | Self::StreamNotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::BodyTooLarge(_)
             | Self::DecodedBodyTooLarge(_)
             | Self::RecordTooLarge(_)
@@ -267,6 +275,7 @@ impl ResponseError for ApiError {
             | Self::SpoolFull(_)
             | Self::SpoolUnavailable(_)
             | Self::StreamUnconfirmed(_)
+            | Self::BodyBudgetExhausted(_)
             | Self::KinesisUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::KinesisRetriesExhausted(_) | Self::KinesisRejected(_) | Self::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -292,6 +301,11 @@ impl ResponseError for ApiError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("ApiKey header=\"x-api-key\""),
             ));
+        }
+        if matches!(self, Self::BodyTimeout(_) | Self::BodyBudgetExhausted(_)) {
+            // The rest of the body is still unread (or never coming): the connection cannot
+            // carry another request, and closing it gives back its buffers.
+            response.force_close();
         }
         response.json(ErrorBody {
             error: self.to_string(),

@@ -139,7 +139,7 @@ async fn put_event(
             .into())
         }
     }
-    let body = read_body(req, payload, &state.settings.limits).await?;
+    let body = read_body(req, payload, state).await?;
     let ParsedRequest {
         mut records,
         region,
@@ -190,7 +190,7 @@ async fn put_many(
     let started = Instant::now();
     let Admitted { stream, key } = admit_request(req, state, facts)?;
     let kind = body_kind(req)?;
-    let body = read_body(req, payload, &state.settings.limits).await?;
+    let body = read_body(req, payload, state).await?;
     let max_records = state.settings.limits.max_records_per_request;
     let parsed = match kind {
         BodyKind::Json => ingest::parse_records_json(&body, max_records),

@@ -13,6 +13,7 @@ pub mod access;
 mod answers;
 pub mod auth;
 mod body;
+pub mod body_budget;
 mod cors;
 mod decode;
 pub mod error;

@@ -78,6 +78,7 @@ pub(super) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 pub(super) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     // The process_* gauges are read from the OS only when asked for.
     telemetry::collect_process_metrics();
+    state.body_budget.publish_metrics();
     if let Some(spool) = &state.spool {
         spool.publish_metrics();
     }

@@ -3,7 +3,10 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use tokio::sync::watch;
+
 use super::auth::ApiKeys;
+use super::body_budget::BodyBudget;
 use super::metrics::{ApiKeyMetrics, RouteMetricsSet};
 use super::rate_limit::RateLimits;
 use crate::config::Settings;
@@ -50,4 +53,8 @@ pub struct AppState {
     pub key_metrics: ApiKeyMetrics,
     /// The OpenAPI document, serialized once at startup.
     pub openapi: bytes::Bytes,
+    /// Request bodies held in memory, all connections together (`limits.max_buffered_body_bytes`).
+    pub body_budget: BodyBudget,
+    /// Turned true when shutdown begins: bodies still arriving must then keep arriving.
+    pub body_drain: watch::Sender<bool>,
 }

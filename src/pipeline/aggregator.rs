@@ -13,6 +13,10 @@
 //!
 //! It owns all its state, so no locks; a blocking receiver must not sit on a tokio worker, which
 //! is why this is a thread and not a task.
+//!
+//! Draining: records go out at once; what is not in Kinesis at the end of the grace period is
+//! failed `ShuttingDown`. A disk stream's records are in the spool, which the next start sends:
+//! it gives them back at once and waits at most `DISK_DRAIN_WAIT` for its calls in flight.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -37,6 +41,10 @@ use crate::domain::PartitionKey;
 use crate::kinesis::PutRecordsApi;
 
 mod feedback;
+
+/// Long enough for a healthy Kinesis to answer (its records are marked done, not sent twice),
+/// short enough that an unreachable one does not hold the shutdown.
+const DISK_DRAIN_WAIT: Duration = Duration::from_secs(1);
 
 /// The aggregator's state; owned by its thread, so no locks.
 pub(super) struct Aggregator<K> {
@@ -79,6 +87,8 @@ pub(super) struct Aggregator<K> {
     queue_closed: bool,
     /// Set when draining starts: past it, what is left is failed and the thread ends.
     grace_deadline: Option<Instant>,
+    /// Every record is also in the disk spool (`streams.ack_on_disk`): a drain leaves it there.
+    on_disk: bool,
 }
 
 impl<K: PutRecordsApi> Aggregator<K> {
@@ -94,6 +104,7 @@ impl<K: PutRecordsApi> Aggregator<K> {
         (budget, shard_backlogs): (Arc<Budget>, Arc<ShardBacklogs>),
         status: Arc<StreamStatus>,
         (maps, map_wanted): (Receiver<MapUpdate>, Arc<Notify>),
+        on_disk: bool,
     ) -> Self {
         let lanes = Lanes::new(
             settings.shard_limits,
@@ -125,6 +136,7 @@ impl<K: PutRecordsApi> Aggregator<K> {
             last_completion: Instant::now(),
             queue_closed: false,
             grace_deadline: None,
+            on_disk,
         }
     }
 
@@ -174,22 +186,41 @@ impl<K: PutRecordsApi> Aggregator<K> {
             if self.grace_deadline.is_none()
                 && (self.queue_closed || self.draining.load(Ordering::Relaxed))
             {
-                self.grace_deadline = Some(now + self.settings.shutdown_grace);
+                let wait = if self.on_disk {
+                    DISK_DRAIN_WAIT
+                } else {
+                    Duration::MAX
+                };
+                self.grace_deadline = Some(now + self.settings.shutdown_grace.min(wait));
             }
-            self.promote_due_retries(now);
-            self.expire(now);
-            self.flush_what_is_due(now);
+            if self.on_disk && self.grace_deadline.is_some() {
+                let records = self.give_up_waiting();
+                if records > 0 {
+                    tracing::info!(stream = %self.metrics.stream, records, "shutdown: records acknowledged on disk left in the spool for the next start");
+                }
+            } else {
+                self.promote_due_retries(now);
+                self.expire(now);
+                self.flush_what_is_due(now);
+            }
             let (records, bytes) = self.budget.depth();
             self.metrics.queue_depth(records, bytes);
             if now.saturating_duration_since(self.shard_gauges_at) >= Duration::from_secs(1) {
                 self.shard_gauges_at = now;
                 self.metrics.shard_gauges(&self.lanes.snapshot());
             }
+            // A disk stream leaves the calls still out after its wait: their records stay
+            // pending in the spool, and their answers (if any come) go nowhere.
+            let calls_done = self.in_flight == 0
+                || (self.on_disk && self.grace_deadline.is_some_and(|g| now >= g));
             if self.queue_closed
                 && self.lanes.is_empty()
                 && self.backing_off.is_empty()
-                && self.in_flight == 0
+                && calls_done
             {
+                if self.in_flight > 0 {
+                    tracing::info!(stream = %self.metrics.stream, calls = self.in_flight, "shutdown: calls still in flight left behind; their records stay in the spool");
+                }
                 break;
             }
         }
@@ -279,29 +310,36 @@ impl<K: PutRecordsApi> Aggregator<K> {
         }
     }
 
+    /// Fails every record waiting here (not those in calls) as `ShuttingDown`; how many.
+    fn give_up_waiting(&mut self) -> usize {
+        let left: Vec<PendingRecord> = self
+            .lanes
+            .drain_all()
+            .into_iter()
+            .chain(self.backing_off.drain(..))
+            .chain(self.key_order.iter_mut().flat_map(KeyOrder::drain_all))
+            .collect();
+        let count = left.len();
+        for record in left {
+            record.finish(
+                &self.metrics,
+                Err(RecordFailure {
+                    kind: FailureKind::ShuttingDown,
+                    kinesis_code: "shutting_down".into(),
+                    message: "the proxy shut down before the record could be written".into(),
+                }),
+            );
+        }
+        count
+    }
+
     /// Answers the records whose deadline has passed, and after the grace period, all of them.
     fn expire(&mut self, now: Instant) {
         let past_grace = self.grace_deadline.is_some_and(|g| now >= g);
         if past_grace {
-            let left: Vec<PendingRecord> = self
-                .lanes
-                .drain_all()
-                .into_iter()
-                .chain(self.backing_off.drain(..))
-                .chain(self.key_order.iter_mut().flat_map(KeyOrder::drain_all))
-                .collect();
-            if !left.is_empty() {
-                tracing::error!(stream = %self.metrics.stream, records = left.len(), "shutdown grace period over: failing records not yet in Kinesis");
-            }
-            for record in left {
-                record.finish(
-                    &self.metrics,
-                    Err(RecordFailure {
-                        kind: FailureKind::ShuttingDown,
-                        kinesis_code: "shutting_down".into(),
-                        message: "the proxy shut down before the record could be written".into(),
-                    }),
-                );
+            let records = self.give_up_waiting();
+            if records > 0 {
+                tracing::error!(stream = %self.metrics.stream, records, "shutdown grace period over: failing records not yet in Kinesis");
             }
             return;
         }

@@ -114,6 +114,7 @@ impl Pipeline {
             (budget, shard_backlogs),
             status,
             (maps, map_wanted),
+            acknowledgement == Acknowledgement::Disk,
         );
         let handle = std::thread::Builder::new()
             .name(format!("agg-{}", truncate_thread_name(stream.as_str())))
@@ -171,6 +172,15 @@ impl Pipeline {
     /// Records and bytes currently admitted (queued, in flight or backing off).
     pub fn depth(&self) -> (usize, usize) {
         self.budget.depth()
+    }
+
+    /// A view of what the pipeline holds that does not keep it open (shutdown reports from it
+    /// what a forced stop gives up).
+    pub fn backlog(&self) -> Backlog {
+        Backlog {
+            acknowledgement: self.acknowledgement,
+            budget: self.budget.clone(),
+        }
     }
 
     /// Queues one record. Returns the receiver of its outcome, or `None` when the stream
@@ -298,6 +308,21 @@ impl Pipeline {
             Err(TrySendError::Full(_)) => Err(SubmitError::QueueFull),
             Err(TrySendError::Disconnected(_)) => Err(SubmitError::Closed),
         }
+    }
+}
+
+/// Records a pipeline holds (admitted, not yet answered), by its acknowledgement level; holds
+/// the budget only, not the queue, so the pipeline still drains and ends when it is dropped.
+#[derive(Debug, Clone)]
+pub struct Backlog {
+    pub acknowledgement: Acknowledgement,
+    budget: Arc<Budget>,
+}
+
+impl Backlog {
+    /// Records admitted and not yet answered.
+    pub fn records(&self) -> usize {
+        self.budget.depth().0
     }
 }
 

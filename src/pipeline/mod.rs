@@ -32,7 +32,7 @@ mod shard_refresh;
 mod spooled;
 mod status;
 
-pub use handle::{Acknowledgement, Pipeline};
+pub use handle::{Acknowledgement, Backlog, Pipeline};
 pub use lanes::ShardLimits;
 pub use outcome::{Accepted, FailureKind, HotShard, RecordFailure, RecordOutcome, SubmitError};
 pub use registry::{Pipelines, StartError};

@@ -23,7 +23,7 @@ use tokio::sync::{OnceCell, Semaphore};
 
 use super::batch::BatchLimits;
 use super::confirmed::ConfirmedStreams;
-use super::handle::{Acknowledgement, Pipeline};
+use super::handle::{Acknowledgement, Backlog, Pipeline};
 use super::lanes::ShardLimits;
 use super::recent::Recent;
 use super::retry::{classify_call_failure, Backoff, Retryability};
@@ -444,6 +444,11 @@ impl Pipelines {
                 }
             }
         });
+    }
+
+    /// What each running pipeline holds, without holding the pipelines.
+    pub fn backlogs(&self) -> Vec<Backlog> {
+        self.read_map().values().map(|p| p.backlog()).collect()
     }
 
     /// Stops taking requests: drops every pipeline handle, so each aggregator drains its queue

@@ -51,6 +51,9 @@ pub struct SpoolDelivery {
     feeders: RwLock<HashSet<Key>>,
     /// Set at shutdown: feeders stop reading and let go of their pipelines.
     stop: watch::Sender<bool>,
+    /// Set when the spool closes: settlements stop waiting for answers (what is not answered
+    /// by then stays pending in the spool).
+    closing: watch::Sender<bool>,
     /// Feeders and page settlements still running.
     tasks: Arc<Tasks>,
 }
@@ -83,6 +86,7 @@ impl SpoolDelivery {
             read_delay,
             feeders: RwLock::new(HashSet::new()),
             stop: watch::Sender::new(false),
+            closing: watch::Sender::new(false),
             tasks: Arc::new(Tasks {
                 runtime,
                 running: AtomicUsize::new(0),
@@ -144,6 +148,7 @@ impl SpoolDelivery {
             key,
             cursor: self.first_pending,
             stop: self.stop.subscribe(),
+            closing: self.closing.clone(),
             read_delay: self.read_delay,
         };
         self.tasks.spawn(feeder.run());
@@ -155,11 +160,13 @@ impl SpoolDelivery {
         self.stop.send_replace(true);
     }
 
-    /// Shutdown, last step (after the pipelines drained): waits up to `grace` for the feeders
-    /// and settlements to end, then closes the spool (done marks synced). What was not
-    /// delivered stays in the spool for the next start.
+    /// Shutdown, last step (after the pipelines drained, or at once on a forced stop):
+    /// settlements stop waiting for answers still out (calls the pipelines left behind), the
+    /// feeders and settlements get up to `grace` to end, then the spool closes (done marks
+    /// synced). What was not delivered stays in the spool for the next start.
     pub async fn close(&self, grace: Duration) {
         self.stop_reading();
+        self.closing.send_replace(true);
         if tokio::time::timeout(grace, self.tasks.all_ended())
             .await
             .is_err()

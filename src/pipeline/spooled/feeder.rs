@@ -34,6 +34,8 @@ pub(super) struct Feeder {
     /// Every record of the stream below it has been handed to the pipeline (or was done).
     pub(super) cursor: EntryId,
     pub(super) stop: watch::Receiver<bool>,
+    /// Handed to settlements: set when the spool closes.
+    pub(super) closing: watch::Sender<bool>,
     /// `spool.read_delay_ms`: once caught up, how long to let new records gather.
     pub(super) read_delay: Duration,
 }
@@ -97,6 +99,7 @@ impl Feeder {
                                 key: self.key.clone(),
                                 window: window.clone(),
                                 resend: resend_tx.clone(),
+                                closing: self.closing.subscribe(),
                             };
                             self.tasks.spawn(settlement.settle(receivers, batch));
                             retry = RETRY_MIN;
@@ -247,6 +250,8 @@ struct Settlement {
     key: Key,
     window: Arc<Window>,
     resend: mpsc::UnboundedSender<Vec<SpooledRecord>>,
+    /// Turns true when the spool closes: stop waiting.
+    closing: watch::Receiver<bool>,
 }
 
 impl Settlement {
@@ -264,7 +269,7 @@ impl Settlement {
     }
 
     async fn settle(
-        self,
+        mut self,
         receivers: Vec<oneshot::Receiver<RecordOutcome>>,
         batch: Vec<SpooledRecord>,
     ) {
@@ -280,7 +285,12 @@ impl Settlement {
                     // About to wait: what is accepted so far is marked done now, so a crash
                     // meanwhile sends as little as possible twice.
                     self.mark_delivered(&mut done);
-                    receiver.await
+                    tokio::select! {
+                        outcome = &mut receiver => outcome,
+                        // The spool is closing: the records not answered yet stay pending in
+                        // it, for the next start.
+                        _ = self.closing.wait_for(|closing| *closing) => break,
+                    }
                 }
                 Err(oneshot::error::TryRecvError::Closed) => continue,
             };
