@@ -28,12 +28,14 @@ fn sigint(child: &Child) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_with_kinesis_down_stops_promptly_when_everything_is_on_disk() {
-    let setup = setup("ctrl-c", Mode::Hang).await;
+    let setup = setup("ctrl-c", Mode::Healthy).await;
     // The shipped grace period and record deadline (30 s each): calls hang until their
     // timeout (1 s) and are retried until one of them ends, as in the issue (29.8 s).
     let mut command = setup.command();
     command.env("KINESIS_PROXY__RETRY__RECORD_DEADLINE_MS", "30000");
     let mut proxy = setup.spawn(command);
+    // Kinesis confirms the stream, then hangs.
+    setup.confirm_then(&proxy, Mode::Hang).await;
     proxy.post_acked("on-disk-1").await;
     proxy.post_acked("on-disk-2").await;
     // Long enough for the feeder to hand them over: calls are out, hanging.
