@@ -282,7 +282,20 @@ async fn sigterm_under_load_leaves_every_acknowledged_event_delivered_or_spooled
     let mut first = setup.spawn(command);
     let stop = Arc::new(AtomicBool::new(false));
     let clients = start_clients(&first.poster(), 8, 100, Duration::ZERO, &stop);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // SIGTERM once a backlog is on disk: judged by what the spool fsynced, not by time, so a
+    // busy machine (other tests in parallel) makes the test slower, never wrong.
+    let started = std::time::Instant::now();
+    while first
+        .metric("kinesis_proxy_spool_records_fsynced_total")
+        .await
+        < 320.0
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "320 events were not spooled within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     sigterm(&first.proxy.child);
     let (status, took) = wait_for_exit(&mut first, grace + Duration::from_secs(3)).await;
