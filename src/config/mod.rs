@@ -4,14 +4,16 @@
 //!
 //! The code carries the same defaults as `config.toml` (a test keeps them equal), so a user's
 //! own, shorter file only needs the settings it changes. `layering` merges the sources,
-//! `validate` checks the result, `api_keys` reads the `name:key` entries. This module uses only
-//! `domain`: every layer reads its settings from here.
+//! `validate` checks the result (`streams` the `[streams]` lists against each other),
+//! `api_keys` reads the `name:key` entries. This module uses only `domain`: every layer reads
+//! its settings from here.
 
 mod api_keys;
 mod cors;
 mod layering;
 mod shards;
 mod spool;
+mod streams;
 mod validate;
 
 pub use api_keys::ApiKeyEntry;

@@ -22,4 +22,5 @@ mod round_trip;
 mod shards;
 mod shutdown;
 mod spool;
+mod startup_config;
 mod validation;
