@@ -47,3 +47,33 @@ fn a_stream_list_pattern_that_matches_no_allowed_stream_is_a_startup_error() {
         );
     }
 }
+
+#[test]
+fn a_key_without_its_name_is_refused_by_position_and_never_printed() {
+    const NAMELESS: &str = "MySecretKeyWithNoName123";
+    // With an exact allow-list the old reading printed the key in its error; with "*" the
+    // proxy started and the key silently was not a key.
+    for allow in ["it-*", "*"] {
+        let mut command = proxy_command("http://127.0.0.1:1");
+        command.env("KINESIS_PROXY__STREAMS__ALLOW", allow).env(
+            "KINESIS_PROXY__AUTH__KEYS",
+            format!("tests:{API_KEY},b:other-key-0123456789:it-b,{NAMELESS}"),
+        );
+        let (status, output) = run_to_exit(command, LIMIT);
+        assert_eq!(
+            status.code(),
+            Some(78),
+            "allow {allow}: EX_CONFIG:\n{output}"
+        );
+        assert!(
+            output.contains("auth.keys entry 3"),
+            "allow {allow}: {output}"
+        );
+        for secret in [NAMELESS, API_KEY, "other-key-0123456789"] {
+            assert!(
+                !output.contains(secret),
+                "allow {allow}: prints a key: {output}"
+            );
+        }
+    }
+}
