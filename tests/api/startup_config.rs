@@ -77,3 +77,26 @@ fn a_key_without_its_name_is_refused_by_position_and_never_printed() {
         }
     }
 }
+
+#[test]
+fn an_environment_value_out_of_its_settings_range_names_the_variable() {
+    for (var, value) in [
+        ("KINESIS_PROXY__BATCHING__LINGER_MS", "-1"),
+        ("KINESIS_PROXY__SERVER__LISTEN_BACKLOG", "4294967296"),
+    ] {
+        let (status, output) = run_to_exit(
+            {
+                let mut command = proxy_command("http://127.0.0.1:1");
+                command.env(var, value);
+                command
+            },
+            LIMIT,
+        );
+        assert_eq!(status.code(), Some(78), "{var}: EX_CONFIG:\n{output}");
+        assert!(
+            output.contains(&format!("environment variable {var}")),
+            "{var}: {output}"
+        );
+        assert!(!output.contains("not valid TOML"), "{var}: {output}");
+    }
+}
