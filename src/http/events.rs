@@ -305,7 +305,8 @@ async fn append_to_spool(
 fn spool_error(error: SpoolError) -> ApiError {
     match error {
         SpoolError::Full(reason) => ApiError::SpoolFull(format!(
-            "the proxy's disk spool for this stream is full ({reason}): events arrive faster than Kinesis takes them, or Kinesis is unreachable; nothing of this request was stored; retry after the Retry-After delay"
+            "the proxy's disk spool for this stream is full ({}): events arrive faster than Kinesis takes them, Kinesis is unreachable, or the disk is full; nothing of this request was stored; retry after the Retry-After delay",
+            reason.for_client()
         )),
         SpoolError::TooLarge { size, max } => ApiError::RecordTooLarge(format!(
             "a record of this request takes {size} bytes in the disk spool, more than one entry may ({max}, bounded by spool.max_bytes); send smaller records"

@@ -22,5 +22,6 @@ mod round_trip;
 mod shards;
 mod shutdown;
 mod spool;
+mod spool_space;
 mod startup_config;
 mod validation;
