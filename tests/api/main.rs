@@ -10,6 +10,7 @@ mod compression;
 mod cors;
 mod dashboard;
 mod disk_ack;
+mod edge_details;
 mod first_hour;
 mod guard_rails;
 mod key_scopes;
