@@ -1,8 +1,8 @@
 //! Small promises of the HTTP edge, each through the real proxy: a malformed CORS preflight is
-//! the documented 400.
+//! the documented 400, and messages name streams as the client wrote them.
 
 use reqwest::Method;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::helpers::app::API_KEY;
 use crate::helpers::binary::{proxy_command, RunningProxy};
@@ -59,4 +59,23 @@ async fn a_preflight_with_a_malformed_method_is_400_invalid_preflight_with_cors_
     }
     // A well-formed preflight is still answered as one.
     assert_eq!(preflight("POST").await.expect("answered").status(), 200);
+}
+
+#[tokio::test]
+async fn messages_name_a_stream_as_written_not_as_a_rust_value() {
+    let (proxy, _) = proxy_with_cors_and_a_scoped_key().await;
+    let response = reqwest::Client::new()
+        .post(proxy.url("/kinesis/stream/it-agg"))
+        .header("x-api-key", WEB_KEY)
+        .json(&json!({"event": 1}))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), 403);
+    let body: Value = response.json().await.expect("JSON");
+    let message = body["error"].as_str().expect("message");
+    assert!(
+        message.contains("stream \"it-agg\"") && !message.contains("StreamName"),
+        "{message}"
+    );
 }
