@@ -38,7 +38,7 @@ pub(super) async fn put_event_stream_route(
 ) -> HttpResponse {
     let mut facts = RequestFacts::new(1);
     let result = put_event(&req, payload, &state, &mut facts).await;
-    answer(&req, facts, result)
+    answer(&req, &state, facts, result)
 }
 
 /// The original API's form of the single-event route; the same in every way.
@@ -55,7 +55,7 @@ pub(super) async fn put_event_short_route(
 ) -> HttpResponse {
     let mut facts = RequestFacts::new(1);
     let result = put_event(&req, payload, &state, &mut facts).await;
-    answer(&req, facts, result)
+    answer(&req, &state, facts, result)
 }
 
 /// Writes many events: a JSON `records` array, or NDJSON (one single-event object per line).
@@ -76,7 +76,7 @@ pub(super) async fn put_records(
     // Until the body is parsed, a refused request counts as one event.
     let mut facts = RequestFacts::new(1);
     let result = put_many(&req, payload, &state, &mut facts).await;
-    answer(&req, facts, result)
+    answer(&req, &state, facts, result)
 }
 
 /// A refusal, and whether its events count as rejected at the door (false once Kinesis had
@@ -105,6 +105,7 @@ fn after_kinesis(error: ApiError) -> Refusal {
 /// Counts refused events by stream and code, and leaves the request's facts for the access log.
 fn answer(
     req: &HttpRequest,
+    state: &AppState,
     facts: RequestFacts,
     result: Result<HttpResponse, Refusal>,
 ) -> HttpResponse {
@@ -112,7 +113,7 @@ fn answer(
         Ok(response) => response,
         Err(Refusal { error, at_the_door }) => {
             if at_the_door {
-                events_rejected(facts.stream_label(), error.code(), facts.events);
+                events_rejected(facts.stream_label(state), error.code(), facts.events);
             }
             error.error_response()
         }
@@ -327,8 +328,8 @@ fn spool_error(error: SpoolError) -> ApiError {
 pub(super) struct RequestFacts {
     /// The stream named in the path, once it passed the allow-list.
     pub(super) stream: Option<StreamName>,
-    /// Whether the stream has a pipeline: only then is its name a metric label (bounded by
-    /// `limits.max_pipelines`; with a wildcard allow-list, names are not).
+    /// Whether the stream has a pipeline: then its name is a metric label (bounded by
+    /// `limits.max_pipelines`; with a wildcard allow-list, names are not); see `stream_label`.
     pub(super) stream_has_pipeline: bool,
     /// The name of the API key, never the key.
     pub(super) key: Option<String>,
@@ -345,9 +346,25 @@ impl RequestFacts {
         }
     }
 
-    fn stream_label(&self) -> &str {
+    /// The stream as a metric label: once it has a pipeline, or when it is bounded anyway (an
+    /// exact name of `streams.allow`, or a stream already served in the default region), so a
+    /// body refused before its pipeline is looked up still counts for its stream. Names a
+    /// client makes up under a wildcard allow-list stay "". Only refusals ask, off the success
+    /// path.
+    fn stream_label(&self, state: &AppState) -> &str {
         match &self.stream {
-            Some(stream) if self.stream_has_pipeline => stream.as_str(),
+            Some(stream)
+                if self.stream_has_pipeline
+                    || state
+                        .settings
+                        .streams
+                        .allow
+                        .iter()
+                        .any(|p| p == stream.as_str())
+                    || state.pipelines.is_running(&state.default_region, stream) =>
+            {
+                stream.as_str()
+            }
             _ => "",
         }
     }
