@@ -154,7 +154,10 @@ fn register_unknown_fields() {
 
 /// A request body had a field the API does not read (`name`, as sent). Only bodies with such
 /// a field get here, so the cost is off the usual path: a scan of a dozen short names, a
-/// counter lookup and, the first time per label, a warning.
+/// counter lookup and, the first time per label, a warning. Cold and never inlined, so the
+/// parser's loop stays as small as it was without it.
+#[cold]
+#[inline(never)]
 pub fn unknown_field(name: &str) {
     let index = WELL_KNOWN_MISSPELLINGS
         .iter()
