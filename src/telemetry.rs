@@ -28,6 +28,7 @@ pub const HTTP_DURATION: &str = "kinesis_proxy_http_request_duration_seconds";
 pub const BODY_BUFFERED_BYTES: &str = "kinesis_proxy_request_body_buffered_bytes";
 pub const EVENTS_RECEIVED: &str = "kinesis_proxy_events_received_total";
 pub const EVENTS_REJECTED: &str = "kinesis_proxy_events_rejected_total";
+pub const UNKNOWN_FIELDS: &str = "kinesis_proxy_unknown_fields_total";
 pub const RECORDS_ACCEPTED: &str = "kinesis_proxy_records_accepted_total";
 pub const RECORDS_FAILED: &str = "kinesis_proxy_records_failed_total";
 pub const ACK_LATENCY: &str = "kinesis_proxy_ack_latency_seconds";
@@ -205,7 +206,11 @@ fn describe() {
     );
     describe_counter!(
         EVENTS_REJECTED,
-        "Events refused before reaching Kinesis, by stream (empty when the stream had no pipeline yet) and error code. A request refused before its body was parsed counts as one event."
+        "Events refused before reaching Kinesis, by stream (empty for a stream that had no pipeline yet and is named by no exact entry of streams.allow) and error code. A request refused before its body was parsed counts as one event."
+    );
+    describe_counter!(
+        UNKNOWN_FIELDS,
+        "Fields of request bodies the API does not read (ignored, as the original API did), by name for common misspellings such as partitionKey, else \"other\"."
     );
     describe_counter!(
         RECORDS_ACCEPTED,

@@ -5,9 +5,15 @@
 //! PATTERNS are stream patterns as in `streams.allow`, separated by commas
 //! (`web:KEY:events,clicks-*`). Since the environment form of a list setting is itself
 //! comma-separated (`KINESIS_PROXY__AUTH__KEYS="web:KEY:events,clicks-*,batch:KEY2"`), an
-//! entry without a colon continues the stream list of the entry before it: a pattern never
-//! holds a colon and a key entry always does, so the reading is unambiguous, and the same line
+//! entry without a colon continues the stream list of the entry before it, and the same line
 //! means the same thing in the file, in a keys file and in the environment.
+//!
+//! Such a continuation could also be a key written without its name (`...,b:K:events,KEY`):
+//! read as a pattern, the key would silently not be a key (with `allow = ["*"]`), or an error
+//! would print it. So a continuation is taken as a pattern only where it cannot be a key: it is
+//! shorter than a key may be, or a pattern of `streams.allow` other than `*` names or prefixes
+//! it. Anything else is refused, naming the entry by its position, never by its text: no error
+//! of this module contains key material.
 
 use crate::domain::{StreamPattern, StreamPatterns};
 
@@ -46,25 +52,30 @@ impl ApiKeyEntry {
 
 /// Parses `name:key[:patterns]` entries; names are unique, keys at least `MIN_KEY_LEN` long,
 /// and each scope pattern can match some stream of `allow` (else the key could write nothing
-/// it names, which is a typo, not a policy).
-pub fn parse_entries(entries: &[String], allow: &[String]) -> Result<Vec<ApiKeyEntry>, String> {
+/// it names, which is a typo, not a policy). Each entry comes with where it was written
+/// ("auth.keys entry 3"), which is how errors name it.
+pub fn parse_entries(
+    entries: &[(String, String)],
+    allow: &[String],
+) -> Result<Vec<ApiKeyEntry>, String> {
     let allow: Vec<StreamPattern> = allow
         .iter()
         .filter_map(|p| StreamPattern::parse(p).ok())
         .collect();
     let mut keys: Vec<ApiKeyEntry> = Vec::with_capacity(entries.len());
-    for (i, entry) in entries.iter().enumerate() {
+    for (at, entry) in entries {
         if !entry.contains(':') {
             let entry = entry.trim();
             // A continuation of the previous entry's stream list (see the module doc).
             match keys.last_mut() {
                 Some(last) if !last.streams.is_empty() && !entry.is_empty() => {
-                    last.streams.push(check_pattern(entry, &last.name, &allow)?);
+                    last.streams
+                        .push(continued_pattern(at, entry, &last.name, &allow)?);
                     continue;
                 }
                 _ => {
                     return Err(format!(
-                        "entry {i} is not `name:key` or `name:key:streams` (the key itself is not shown)"
+                        "{at} is not `name:key` or `name:key:streams` (the entry is not shown: it may be a key)"
                     ))
                 }
             }
@@ -74,7 +85,7 @@ pub fn parse_entries(entries: &[String], allow: &[String]) -> Result<Vec<ApiKeyE
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(format!(
-                "entry {i} has more than two ':'; write `name:key` or `name:key:streams` (keys may not contain ':'; the key itself is not shown)"
+                "{at} has more than two ':'; write `name:key` or `name:key:streams` (keys may not contain ':'; the key itself is not shown)"
             ));
         };
         let name = name.trim();
@@ -84,7 +95,7 @@ pub fn parse_entries(entries: &[String], allow: &[String]) -> Result<Vec<ApiKeyE
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
         {
             return Err(format!(
-                "entry {i}: the name must be non-empty letters, digits, '_', '-', '.'"
+                "{at}: the name must be non-empty letters, digits, '_', '-', '.' (the entry is not shown: it may hold a key)"
             ));
         }
         if key.len() < MIN_KEY_LEN {
@@ -123,6 +134,36 @@ pub fn parse_entries(entries: &[String], allow: &[String]) -> Result<Vec<ApiKeyE
     Ok(keys)
 }
 
+/// A part without ':' after a scoped entry, as one more pattern of that entry's scope, if it
+/// cannot be a key (see the module doc). Errors name it by position only: it may be a key.
+fn continued_pattern(
+    at: &str,
+    raw: &str,
+    name: &str,
+    allow: &[StreamPattern],
+) -> Result<String, String> {
+    let ambiguous = || {
+        format!(
+            "{at} has no ':' and follows key {name:?}, whose stream list it would continue, but it could as well be a key written without its name (the entry is not shown). A key needs `name:key`; a stream pattern continued this way must be shorter than {MIN_KEY_LEN} characters or be named or prefixed by a pattern of streams.allow other than \"*\". Otherwise write the key's whole scope in one entry of auth.keys in the config file or of auth.keys_file (`{name}:KEY:a,b`)"
+        )
+    };
+    let Ok(pattern) = StreamPattern::parse(raw) else {
+        return Err(ambiguous());
+    };
+    let named_by_allow = allow
+        .iter()
+        .any(|a| *a != StreamPattern::Any && overlaps(a, &pattern));
+    if raw.len() >= MIN_KEY_LEN && !named_by_allow {
+        return Err(ambiguous());
+    }
+    if !allow.iter().any(|a| overlaps(a, &pattern)) {
+        return Err(format!(
+            "{at}: a stream pattern continuing key {name:?}'s list matches no stream of streams.allow, so the key could never write it (the entry is not shown: it may be a key)"
+        ));
+    }
+    Ok(raw.to_owned())
+}
+
 fn check_pattern(raw: &str, name: &str, allow: &[StreamPattern]) -> Result<String, String> {
     let pattern = StreamPattern::parse(raw).map_err(|e| format!("key {name:?}: {e}"))?;
     if !allow.iter().any(|a| overlaps(a, &pattern)) {
@@ -151,7 +192,11 @@ mod tests {
     use super::*;
 
     fn parse(entries: &[&str], allow: &[&str]) -> Result<Vec<ApiKeyEntry>, String> {
-        let entries: Vec<String> = entries.iter().map(|s| s.to_string()).collect();
+        let entries: Vec<(String, String)> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (format!("entry {}", i + 1), s.to_string()))
+            .collect();
         let allow: Vec<String> = allow.iter().map(|s| s.to_string()).collect();
         parse_entries(&entries, &allow)
     }
@@ -174,6 +219,40 @@ mod tests {
         assert!(parse(&["a:0123456789abcdef", "a:0123456789abcdeX"], &["*"]).is_err());
         // A bare pattern with no scoped entry before it is not a continuation.
         assert!(parse(&["a:0123456789abcdef", "events"], &["*"]).is_err());
+    }
+
+    #[test]
+    fn a_nameless_key_after_a_scoped_one_is_refused_by_position_never_echoed() {
+        let key = "MySecretKeyWithNoName123";
+        for allow in [
+            &["*"][..],
+            &["events"],
+            &["events", "*"],
+            &["events", "My*"],
+        ] {
+            let entries = ["a:0123456789abcdef", "b:fedcba9876543210:events", key];
+            let Err(err) = parse(&entries, allow) else {
+                // Only a pattern of the allow-list that names it makes it a pattern.
+                assert_eq!(allow, &["events", "My*"]);
+                continue;
+            };
+            assert!(err.contains("entry 3"), "{err}");
+            assert!(!err.contains(key), "{err}");
+        }
+        // Not a stream pattern at all (a key with a character no stream name has).
+        let err = parse(&["b:fedcba9876543210:events", "My/Secret+Key=0123"], &["*"])
+            .expect_err("not a pattern");
+        assert!(err.contains("entry 2") && !err.contains("Secret"), "{err}");
+        // Short parts cannot be keys, so they continue the list even under "*".
+        let keys = parse(&["b:fedcba9876543210:events", "clicks-*"], &["*"]).expect("valid");
+        assert_eq!(keys[0].streams, vec!["events", "clicks-*"]);
+        // Long stream names continue it when the allow-list names them.
+        let keys = parse(
+            &["b:fedcba9876543210:events", "clickstream-events-eu"],
+            &["events", "clickstream-*"],
+        )
+        .expect("valid");
+        assert_eq!(keys[0].streams, vec!["events", "clickstream-events-eu"]);
     }
 
     #[test]

@@ -48,6 +48,12 @@ impl Settings {
                         message: e.to_string(),
                     })?;
             merge(&mut tree, parsed);
+            // A value of the wrong type or range is the file's fault only if it is there
+            // before the environment is applied; checked here so it is not blamed on a variable.
+            check_types(&tree).map_err(|message| ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            })?;
         }
         let mut overrides: BTreeMap<String, String> = BTreeMap::new();
         for (key, value) in env {
@@ -57,6 +63,16 @@ impl Settings {
         }
         for (rest, value) in overrides {
             apply_env(&mut tree, &rest, &value)?;
+            // A value of the right TOML type can still not fit the setting (`-1` for a
+            // `u64`): name the variable, not the config file.
+            check_types(&tree).map_err(|message| ConfigError::Env {
+                var: format!("{ENV_PREFIX}{rest}"),
+                message: if message.contains(value.trim()) {
+                    message
+                } else {
+                    format!("{message} (got {value:?})")
+                },
+            })?;
         }
         let source = file.map_or("defaults", |(p, _)| p).to_owned();
         let settings: Settings =
@@ -69,6 +85,35 @@ impl Settings {
         settings.validate()?;
         Ok(settings)
     }
+}
+
+/// Whether `tree` reads as `Settings` (types and integer ranges); the reader's message if not.
+/// Settings are a few dozen values, so trying once per source layer costs nothing noticeable.
+fn check_types(tree: &toml::Table) -> Result<(), String> {
+    toml::Value::Table(tree.clone())
+        .try_into::<Settings>()
+        .map(drop)
+        .map_err(|e: toml::de::Error| {
+            // serde names Rust types; say what they mean.
+            let mut message = e.message().trim().to_owned();
+            for (rust, words) in [
+                (
+                    "expected u64",
+                    "expected a whole number from 0 to 18446744073709551615",
+                ),
+                (
+                    "expected usize",
+                    "expected a whole number from 0 to 18446744073709551615",
+                ),
+                (
+                    "expected u32",
+                    "expected a whole number from 0 to 4294967295",
+                ),
+            ] {
+                message = message.replace(rust, words);
+            }
+            message
+        })
 }
 
 /// Overlays `top` onto `base`, table by table, so a file may set only part of a section.
@@ -178,6 +223,26 @@ pub(super) mod tests {
         .expect("valid");
         assert_eq!(s.batching.linger_ms, 3);
         assert_eq!(s.batching.max_batch_records, 500);
+    }
+
+    #[test]
+    fn a_value_out_of_the_settings_range_names_the_variable() {
+        for (var, value) in [
+            ("KINESIS_PROXY__BATCHING__LINGER_MS", "-1"),
+            ("KINESIS_PROXY__SERVER__LISTEN_BACKLOG", "99999999999"),
+        ] {
+            let mut vars = base();
+            vars.extend(env(&[(var, value)]));
+            let err = Settings::from_sources(Some(("c.toml", "")), vars)
+                .expect_err(var)
+                .to_string();
+            assert!(err.contains(var) && err.contains(value), "{err}");
+            assert!(!err.contains("c.toml"), "{err}");
+        }
+        let err = Settings::from_sources(Some(("c.toml", "[batching]\nlinger_ms = -1\n")), base())
+            .expect_err("negative in the file")
+            .to_string();
+        assert!(err.contains("c.toml"), "{err}");
     }
 
     #[test]

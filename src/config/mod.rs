@@ -4,14 +4,16 @@
 //!
 //! The code carries the same defaults as `config.toml` (a test keeps them equal), so a user's
 //! own, shorter file only needs the settings it changes. `layering` merges the sources,
-//! `validate` checks the result, `api_keys` reads the `name:key` entries. This module uses only
-//! `domain`: every layer reads its settings from here.
+//! `validate` checks the result (`streams` the `[streams]` lists against each other),
+//! `api_keys` reads the `name:key` entries. This module uses only `domain`: every layer reads
+//! its settings from here.
 
 mod api_keys;
 mod cors;
 mod layering;
 mod shards;
 mod spool;
+mod streams;
 mod validate;
 
 pub use api_keys::ApiKeyEntry;
@@ -311,7 +313,14 @@ impl AuthSettings {
     /// `keys` plus the entries of `keys_file`, parsed and checked; every stream scope must be
     /// able to match some stream of `allow` (`streams.allow`).
     pub fn api_keys(&self, allow: &[String]) -> Result<Vec<ApiKeyEntry>, ConfigError> {
-        let mut entries = self.keys.clone();
+        // Each entry with where it was written: errors name entries by position, never by
+        // their text, which may hold a key.
+        let mut entries: Vec<(String, String)> = self
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (format!("auth.keys entry {}", i + 1), e.clone()))
+            .collect();
         if !self.keys_file.is_empty() {
             let text = std::fs::read_to_string(&self.keys_file).map_err(|e| {
                 invalid(
@@ -321,9 +330,10 @@ impl AuthSettings {
             })?;
             entries.extend(
                 text.lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                    .map(str::to_owned),
+                    .enumerate()
+                    .map(|(i, l)| (i, l.trim()))
+                    .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+                    .map(|(i, l)| (format!("auth.keys_file line {}", i + 1), l.to_owned())),
             );
         }
         api_keys::parse_entries(&entries, allow)

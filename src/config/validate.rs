@@ -67,6 +67,7 @@ impl Settings {
                 )
             })?;
         }
+        self.validate_stream_lists()?;
         let b = &self.batching;
         in_range(
             "batching.max_batch_records",
@@ -240,26 +241,6 @@ impl Settings {
         Ok(())
     }
 
-    /// A stream acknowledges at one level: a pattern of `ack_on_disk` that some stream of
-    /// `ack_on_enqueue` also matches is refused, naming both.
-    fn validate_ack_levels(&self) -> Result<(), ConfigError> {
-        for disk in &self.streams.ack_on_disk {
-            for memory in &self.streams.ack_on_enqueue {
-                let (Ok(d), Ok(m)) = (StreamPattern::parse(disk), StreamPattern::parse(memory))
-                else {
-                    continue;
-                };
-                if d.overlaps(&m) {
-                    return Err(invalid(
-                        "streams.ack_on_disk",
-                        format!("{disk:?} and streams.ack_on_enqueue's {memory:?} match the same streams; a stream is acknowledged either on disk or at enqueue, so keep it in one list"),
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// The `[spool]` bounds: sizes that keep a segment and the spool's bound consistent, and
     /// group-commit bounds that cannot hold a client for long.
     fn validate_spool(&self) -> Result<(), ConfigError> {
@@ -411,6 +392,7 @@ mod tests {
             (env(&[("KINESIS_PROXY__SPOOL__DIR", " ")]), "spool.dir"),
             (
                 env(&[
+                    ("KINESIS_PROXY__STREAMS__ALLOW", "audit-*,clicks"),
                     ("KINESIS_PROXY__STREAMS__ACK_ON_DISK", "audit-*"),
                     ("KINESIS_PROXY__STREAMS__ACK_ON_ENQUEUE", "clicks,audit-eu"),
                 ]),
@@ -419,6 +401,25 @@ mod tests {
             (
                 env(&[("KINESIS_PROXY__STREAMS__ACK_ON_DISK", "bad/name")]),
                 "streams.ack_on_disk",
+            ),
+            (
+                env(&[("KINESIS_PROXY__STREAMS__ACK_ON_DISK", "event")]),
+                "streams.ack_on_disk",
+            ),
+            (
+                env(&[
+                    ("KINESIS_PROXY__STREAMS__ALLOW", "events,clicks-*"),
+                    ("KINESIS_PROXY__STREAMS__AGGREGATE", "click-eu"),
+                ]),
+                "streams.aggregate",
+            ),
+            (
+                env(&[("KINESIS_PROXY__STREAMS__ORDERED", "views-*")]),
+                "streams.ordered",
+            ),
+            (
+                env(&[("KINESIS_PROXY__STREAMS__ACK_ON_ENQUEUE", "event")]),
+                "streams.ack_on_enqueue",
             ),
             (
                 env(&[("KINESIS_PROXY__LIMITS__MAX_DECODED_BODY_BYTES", "1024")]),

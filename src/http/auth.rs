@@ -40,8 +40,9 @@ impl Authenticated<'_> {
     /// whether `stream` exists or is allowed at all, so a key cannot be used to map streams.
     pub fn out_of_scope(&self, stream: &StreamName) -> ApiError {
         ApiError::StreamNotInKeyScope(format!(
-            "API key {:?} may not write to stream {stream:?}: the key is limited to some streams (auth.keys); use a key meant for this stream",
-            self.name
+            "API key {:?} may not write to stream {:?}: the key is limited to some streams (auth.keys); use a key meant for this stream",
+            self.name,
+            stream.as_str()
         ))
     }
 }

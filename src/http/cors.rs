@@ -58,22 +58,55 @@ pub async fn json_refusals(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
+    let malformed = is_malformed_preflight(&req);
     let response = next.call(req).await?;
     let refusal = response
         .response()
         .error()
         .and_then(|e| e.as_error::<CorsError>())
-        .map(api_error);
+        .map(api_error)
+        .or_else(|| malformed.then(malformed_preflight));
     let Some(refusal) = refusal else {
         return Ok(response.map_into_left_body());
     };
-    let vary = response.headers().get(header::VARY).cloned();
+    // Keep what CORS said about the origin (a malformed preflight from an allowed origin went
+    // on as a plain request and got its headers), so a page could read the refusal.
+    let kept: Vec<_> = response
+        .headers()
+        .iter()
+        .filter(|(name, _)| *name == header::VARY || name.as_str().starts_with("access-control-"))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
     let (request, _) = response.into_parts();
     let mut answer = refusal.error_response();
-    if let Some(vary) = vary {
-        answer.headers_mut().insert(header::VARY, vary);
+    for (name, value) in kept {
+        answer.headers_mut().insert(name, value);
     }
     Ok(ServiceResponse::new(request, answer).map_into_right_body())
+}
+
+/// An `OPTIONS` request whose `Access-Control-Request-Method` is not a method at all.
+/// `actix-cors` does not take it for a preflight and passes it on, where the route would
+/// answer 405; it is a broken preflight, so it gets the 400 `invalid_preflight` the README
+/// promises.
+fn is_malformed_preflight(req: &ServiceRequest) -> bool {
+    req.method() == Method::OPTIONS
+        && req
+            .headers()
+            .get(header::ACCESS_CONTROL_REQUEST_METHOD)
+            .is_some_and(|value| {
+                value
+                    .to_str()
+                    .ok()
+                    .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
+                    .is_none()
+            })
+}
+
+fn malformed_preflight() -> ApiError {
+    ApiError::InvalidPreflight(
+        "not a valid CORS preflight: Access-Control-Request-Method is not an HTTP method; send one, such as POST".into(),
+    )
 }
 
 fn api_error(error: &CorsError) -> ApiError {

@@ -39,7 +39,7 @@ pub(super) async fn put_event_stream_route(
 ) -> HttpResponse {
     let mut facts = RequestFacts::new(1);
     let result = put_event(&req, payload, &state, &mut facts).await;
-    answer(&req, facts, result)
+    answer(&req, &state, facts, result)
 }
 
 /// The original API's form of the single-event route; the same in every way.
@@ -56,7 +56,7 @@ pub(super) async fn put_event_short_route(
 ) -> HttpResponse {
     let mut facts = RequestFacts::new(1);
     let result = put_event(&req, payload, &state, &mut facts).await;
-    answer(&req, facts, result)
+    answer(&req, &state, facts, result)
 }
 
 /// Writes many events: a JSON `records` array, or NDJSON (one single-event object per line).
@@ -77,7 +77,7 @@ pub(super) async fn put_records(
     // Until the body is parsed, a refused request counts as one event.
     let mut facts = RequestFacts::new(1);
     let result = put_many(&req, payload, &state, &mut facts).await;
-    answer(&req, facts, result)
+    answer(&req, &state, facts, result)
 }
 
 /// A refusal, and whether its events count as rejected at the door (false once Kinesis had
@@ -106,6 +106,7 @@ fn after_kinesis(error: ApiError) -> Refusal {
 /// Counts refused events by stream and code, and leaves the request's facts for the access log.
 fn answer(
     req: &HttpRequest,
+    state: &AppState,
     facts: RequestFacts,
     result: Result<HttpResponse, Refusal>,
 ) -> HttpResponse {
@@ -113,7 +114,7 @@ fn answer(
         Ok(response) => response,
         Err(Refusal { error, at_the_door }) => {
             if at_the_door {
-                events_rejected(facts.stream_label(), error.code(), facts.events);
+                events_rejected(facts.stream_label(state), error.code(), facts.events);
             }
             error.error_response()
         }
@@ -306,7 +307,8 @@ async fn append_to_spool(
 fn spool_error(error: SpoolError) -> ApiError {
     match error {
         SpoolError::Full(reason) => ApiError::SpoolFull(format!(
-            "the proxy's disk spool for this stream is full ({reason}): events arrive faster than Kinesis takes them, or Kinesis is unreachable; nothing of this request was stored; retry after the Retry-After delay"
+            "the proxy's disk spool for this stream is full ({}): events arrive faster than Kinesis takes them, Kinesis is unreachable, or the disk is full; nothing of this request was stored; retry after the Retry-After delay",
+            reason.for_client()
         )),
         SpoolError::TooLarge { size, max } => ApiError::RecordTooLarge(format!(
             "a record of this request takes {size} bytes in the disk spool, more than one entry may ({max}, bounded by spool.max_bytes); send smaller records"
@@ -327,7 +329,7 @@ fn spool_error(error: SpoolError) -> ApiError {
 pub(super) struct RequestFacts {
     /// The stream named in the path, once it passed the allow-list.
     pub(super) stream: Option<StreamName>,
-    /// The stream's series scope, once it has a pipeline: only then is its name a metric label
+    /// The stream's series scope, once it has a pipeline: its name is then a metric label
     /// (bounded by `limits.max_pipelines`; with a wildcard allow-list, names are not), and the
     /// label leaves `/metrics` with the pipeline.
     pub(super) series: Option<Arc<SeriesScope>>,
@@ -346,11 +348,25 @@ impl RequestFacts {
         }
     }
 
-    fn stream_label(&self) -> Option<(&str, &SeriesScope)> {
-        match (&self.stream, &self.series) {
-            (Some(stream), Some(series)) => Some((stream.as_str(), series)),
-            _ => None,
-        }
+    /// The stream as a metric label, with the scope its series live in: once it has a
+    /// pipeline (the pipeline's scope, so the label leaves `/metrics` with it), or when it is
+    /// bounded anyway (an exact name of `streams.allow`: a series of its own, kept), so a body
+    /// refused before its pipeline is looked up still counts for its stream. Names a client
+    /// makes up under a wildcard allow-list get no label. Only refusals ask, off the success
+    /// path.
+    fn stream_label(&self, state: &AppState) -> Option<(&str, Option<Arc<SeriesScope>>)> {
+        let stream = self.stream.as_ref()?;
+        let series = self
+            .series
+            .clone()
+            .or_else(|| state.pipelines.series_of(&state.default_region, stream));
+        let exact = state
+            .settings
+            .streams
+            .allow
+            .iter()
+            .any(|p| p == stream.as_str());
+        (series.is_some() || exact).then_some((stream.as_str(), series))
     }
 }
 

@@ -55,8 +55,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for EventFields<'a> {
                         "partition_key" => fields.partition_key = map.next_value()?,
                         "explicit_hash_key" => fields.explicit_hash_key = map.next_value()?,
                         "region" => fields.region = map.next_value()?,
-                        // Unknown fields are ignored, as the original API did.
-                        _ => {
+                        // Unknown fields are ignored, as the original API did, and counted
+                        // (a misspelt `partitionKey` would otherwise go unnoticed).
+                        other => {
+                            super::metrics::unknown_field(other);
                             map.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
@@ -69,12 +71,55 @@ impl<'de: 'a, 'a> Deserialize<'de> for EventFields<'a> {
     }
 }
 
-#[derive(Deserialize)]
+/// `{"records": [...], "region"?}`.
+#[derive(Default)]
 struct RecordsEnvelope<'a> {
-    #[serde(borrow)]
     records: Option<Vec<EventFields<'a>>>,
-    #[serde(borrow, default)]
     region: Option<Cow<'a, str>>,
+}
+
+/// Written by hand, as `EventFields`, to count unknown top-level fields (`"Region"` would
+/// otherwise silently mean the default region) without serde's `flatten`, which buffers the
+/// whole body.
+impl<'de: 'a, 'a> Deserialize<'de> for RecordsEnvelope<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EnvelopeVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for EnvelopeVisitor<'a> {
+            type Value = RecordsEnvelope<'a>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object such as {\"records\": [...]}")
+            }
+
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Self::Value, M::Error> {
+                use serde::de::Error;
+                let mut envelope = RecordsEnvelope::default();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "records" if envelope.records.is_some() => {
+                            return Err(M::Error::duplicate_field("records"))
+                        }
+                        "records" => envelope.records = map.next_value()?,
+                        "region" if envelope.region.is_some() => {
+                            return Err(M::Error::duplicate_field("region"))
+                        }
+                        "region" => envelope.region = map.next_value()?,
+                        other => {
+                            super::metrics::unknown_field(other);
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(envelope)
+            }
+        }
+
+        deserializer.deserialize_map(EnvelopeVisitor(std::marker::PhantomData))
+    }
 }
 
 /// Records of a request and the region it named, if any.

@@ -1,14 +1,18 @@
 //! The HTTP edge's observable events: requests answered per route template and status, requests
-//! per API key, and events refused before they reached a pipeline. Route and key handles are
-//! registered at startup, so the success path does no registry lookup.
+//! per API key, events refused before they reached a pipeline, and body fields the API does not
+//! read. Route and key handles are registered at startup, so the success path does no registry
+//! lookup.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use metrics::{Counter, Histogram};
 
 use super::paths::{ALL_ROUTES, UNMATCHED};
+use crate::domain::truncate_for_message;
 use crate::telemetry::{
-    SeriesScope, API_KEY_REQUESTS, EVENTS_REJECTED, HTTP_DURATION, HTTP_REQUESTS,
+    SeriesScope, API_KEY_REQUESTS, EVENTS_REJECTED, HTTP_DURATION, HTTP_REQUESTS, UNKNOWN_FIELDS,
 };
 
 /// Handles of one route's request metrics, registered at startup: the success path of a
@@ -51,6 +55,9 @@ pub struct RouteMetricsSet {
 
 impl RouteMetricsSet {
     pub fn new() -> Self {
+        // Registered with the routes' handles, at zero, so dashboards and alerts on unknown
+        // fields have a series before the first one arrives.
+        register_unknown_fields();
         Self {
             routes: ALL_ROUTES
                 .iter()
@@ -105,17 +112,87 @@ impl ApiKeyMetrics {
 }
 
 /// Events refused before Kinesis (validation, auth, limits, backpressure), by stable code.
-/// `stream` is `None` (an empty label) when the request was refused before its stream had a
-/// pipeline, so names a client makes up never become labels; otherwise the series is the
-/// stream's, in its scope, and leaves `/metrics` with its pipeline.
-pub fn events_rejected(stream: Option<(&str, &SeriesScope)>, code: &'static str, events: u64) {
+/// `stream` is `None` (an empty label) unless the stream is bounded (see
+/// `RequestFacts::stream_label`), so names a client makes up never become labels; a stream with
+/// a pipeline counts in its scope, and the series leaves `/metrics` with the pipeline.
+pub fn events_rejected(
+    stream: Option<(&str, Option<Arc<SeriesScope>>)>,
+    code: &'static str,
+    events: u64,
+) {
     match stream {
-        Some((stream, scope)) => scope.register(
+        Some((stream, Some(scope))) => scope.register(
             || metrics::counter!(EVENTS_REJECTED, "stream" => stream.to_owned(), "code" => code),
         ),
+        Some((stream, None)) => {
+            metrics::counter!(EVENTS_REJECTED, "stream" => stream.to_owned(), "code" => code)
+        }
         None => metrics::counter!(EVENTS_REJECTED, "stream" => "", "code" => code),
     }
     .increment(events);
+}
+
+/// Field names the API does not read but clients send meaning one it does: the camel-case and
+/// Kinesis-API spellings of `partition_key`, `explicit_hash_key`, `event` and `region`. Each is
+/// a label of its own; every other name counts as "other", so the label set stays this size.
+/// Such a field is ignored, as the original API ignored unknown fields (clients that send extra
+/// fields keep working), which means a misspelt `partitionKey` silently gets a random key: the
+/// counter and a warning (once per label) are how an operator finds such a client.
+pub const WELL_KNOWN_MISSPELLINGS: [&str; 12] = [
+    "partitionKey",
+    "PartitionKey",
+    "partitionkey",
+    "partition-key",
+    "key",
+    "explicitHashKey",
+    "ExplicitHashKey",
+    "explicit-hash-key",
+    "Data",
+    "data",
+    "Event",
+    "Region",
+];
+
+/// The label of names not in [`WELL_KNOWN_MISSPELLINGS`].
+const OTHER_FIELD: &str = "other";
+
+/// Whether the warning of each label (the misspellings, then "other") was logged.
+static UNKNOWN_FIELD_WARNED: [AtomicBool; WELL_KNOWN_MISSPELLINGS.len() + 1] =
+    [const { AtomicBool::new(false) }; WELL_KNOWN_MISSPELLINGS.len() + 1];
+
+fn register_unknown_fields() {
+    for label in WELL_KNOWN_MISSPELLINGS.iter().chain([&OTHER_FIELD]) {
+        metrics::counter!(UNKNOWN_FIELDS, "field" => *label).absolute(0);
+    }
+}
+
+/// A request body had a field the API does not read (`name`, as sent). Only bodies with such
+/// a field get here, so the cost is off the usual path: a scan of a dozen short names, a
+/// counter lookup and, the first time per label, a warning. Cold and never inlined, so the
+/// parser's loop stays as small as it was without it.
+#[cold]
+#[inline(never)]
+pub fn unknown_field(name: &str) {
+    let index = WELL_KNOWN_MISSPELLINGS
+        .iter()
+        .position(|known| *known == name)
+        .unwrap_or(WELL_KNOWN_MISSPELLINGS.len());
+    let label = WELL_KNOWN_MISSPELLINGS
+        .get(index)
+        .copied()
+        .unwrap_or(OTHER_FIELD);
+    metrics::counter!(UNKNOWN_FIELDS, "field" => label).increment(1);
+    let first = UNKNOWN_FIELD_WARNED
+        .get(index)
+        .is_some_and(|warned| !warned.swap(true, Ordering::Relaxed));
+    if first {
+        // The name only, cut short: it comes from a client; never a value.
+        tracing::warn!(
+            field = %truncate_for_message(name),
+            label,
+            "a request body has a field the API does not read; it is ignored (counted in kinesis_proxy_unknown_fields_total; logged once per label). The API reads event, partition_key, explicit_hash_key and region"
+        );
+    }
 }
 
 fn status_label(status: u16) -> &'static str {

@@ -17,9 +17,10 @@ use crate::telemetry;
 #[derive(Serialize, ToSchema)]
 pub(super) struct StatusBody {
     /// `ok`, `ready`, `spooling` (Kinesis unreachable, streams acknowledged on disk take events),
-    /// `draining`, `kinesis unreachable` or `spool failed`.
+    /// `draining`, `kinesis unreachable`, `spool failed` or `spool disk full`.
     status: &'static str,
-    /// When not ready: `shutting_down`, `kinesis_unavailable` or `spool_unavailable`.
+    /// When not ready: `shutting_down`, `kinesis_unavailable`, `spool_unavailable` or
+    /// `spool_full` (its disk is below `spool.min_free_bytes`).
     #[serde(skip_serializing_if = "Option::is_none")]
     code: Option<&'static str>,
 }
@@ -36,10 +37,11 @@ pub(super) async fn healthz() -> HttpResponse {
 
 /// Readiness: 200 when Kinesis answers and the proxy is not draining. An instance with streams
 /// acknowledged on disk stays ready while Kinesis is unreachable (riding out an outage is what
-/// its spool is for), and is not ready once its spool stopped writing.
+/// its spool is for), and is not ready once its spool stopped writing or its disk is below
+/// `spool.min_free_bytes`.
 #[utoipa::path(get, path = ROUTE_READYZ, tag = "operations", responses(
     (status = 200, description = "Ready to take events", body = StatusBody),
-    (status = 503, description = "Draining (`shutting_down`), Kinesis unreachable (`kinesis_unavailable`) or the disk spool failed (`spool_unavailable`)", body = StatusBody),
+    (status = 503, description = "Draining (`shutting_down`), Kinesis unreachable (`kinesis_unavailable`), the disk spool failed (`spool_unavailable`) or its disk is below spool.min_free_bytes (`spool_full`)", body = StatusBody),
 ))]
 pub(super) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let not_ready = |status, code| {
@@ -54,6 +56,11 @@ pub(super) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     if let Some(spool) = &state.spool {
         if !spool.is_writable() {
             return not_ready("spool failed", "spool_unavailable");
+        }
+        // Every disk-acknowledged event would be refused: an operator must free space (the
+        // log has the figures), and a load balancer should send the traffic elsewhere.
+        if spool.is_short_of_disk_space() {
+            return not_ready("spool disk full", "spool_full");
         }
         if !state.health.is_reachable() {
             return HttpResponse::Ok().json(StatusBody {

@@ -31,6 +31,7 @@ use super::settings::PipelineSettings;
 use crate::config::Settings;
 use crate::domain::{Region, StreamName};
 use crate::kinesis::{CallFailure, KinesisClients};
+use crate::telemetry::SeriesScope;
 
 type Key = (Region, StreamName);
 
@@ -226,6 +227,12 @@ impl Pipelines {
     pub fn is_running(&self, region: &Region, stream: &StreamName) -> bool {
         let key = (region.clone(), stream.clone());
         self.read_map().contains_key(&key)
+    }
+
+    /// The series scope of (region, stream)'s pipeline, when it has one now.
+    pub fn series_of(&self, region: &Region, stream: &StreamName) -> Option<Arc<SeriesScope>> {
+        let key = (region.clone(), stream.clone());
+        self.read_map().get(&key).map(|p| p.series().clone())
     }
 
     fn read_map(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Key, Arc<Pipeline>>> {

@@ -192,6 +192,11 @@ impl SpoolDelivery {
         self.spool.failure().is_none()
     }
 
+    /// Whether the spool's disk is below `spool.min_free_bytes`, so it refuses every append.
+    pub fn is_short_of_disk_space(&self) -> bool {
+        self.spool.is_short_of_disk_space()
+    }
+
     /// Copies the spool's own counters and gauges into the metrics registry (on the metrics
     /// tick and before each scrape).
     pub fn publish_metrics(&self) {

@@ -97,3 +97,26 @@ pub(super) fn free_bytes(dir_file: &File) -> Option<u64> {
     let stat = fstatvfs(dir_file).ok()?;
     Some(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
+
+/// Logs when the free space crosses `spool.min_free_bytes`, either way. The figure starts at
+/// "plenty" and is first read at open, so a disk already too full is a warning at startup
+/// rather than a silent 503 on every write; the figures are for the operator's log only.
+pub(super) fn log_space_change(shared: &super::shared::Shared, before: u64, free: u64) {
+    let min_free_bytes = shared.settings.min_free_bytes;
+    let dir = shared.dir.display();
+    match (before < min_free_bytes, free < min_free_bytes) {
+        (false, true) => tracing::warn!(
+            %dir,
+            free_bytes = free,
+            min_free_bytes,
+            "spool: its file system has less free space than spool.min_free_bytes; events of disk-acknowledged streams are refused (503 spool_full) and /readyz answers 503 until space is freed or the setting lowered"
+        ),
+        (true, false) => tracing::info!(
+            %dir,
+            free_bytes = free,
+            min_free_bytes,
+            "spool: free space is back above spool.min_free_bytes; appends are taken again"
+        ),
+        _ => {}
+    }
+}

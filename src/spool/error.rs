@@ -38,6 +38,18 @@ impl fmt::Display for FullReason {
     }
 }
 
+impl FullReason {
+    /// The reason as a client may read it: which bound, never facts of the host (its free
+    /// space), which only the operator's log carries.
+    pub fn for_client(&self) -> &'static str {
+        match self {
+            Self::MaxBytes { .. } => "it holds spool.max_bytes",
+            Self::LowDiskSpace { .. } => "its disk has less free space than spool.min_free_bytes",
+            Self::WriterBacklog => "its writer is behind (the disk is too slow)",
+        }
+    }
+}
+
 /// Every spool failure. `Clone` because one failed group commit answers many waiting appends.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpoolError {

@@ -194,6 +194,12 @@ impl Spool {
         }
     }
 
+    /// Whether its file system had less free space than `spool.min_free_bytes` at the writer's
+    /// last look (every few seconds): appends are then refused as full.
+    pub fn is_short_of_disk_space(&self) -> bool {
+        self.shared.free_bytes.load(Relaxed) < self.shared.settings.min_free_bytes
+    }
+
     /// Why the spool stopped taking appends (an I/O error; a restart recovers), if it did.
     pub fn failure(&self) -> Option<String> {
         self.shared.failure()

@@ -319,10 +319,15 @@ fn low_free_space_and_impossible_sizes_are_refused() {
     let mut s = settings(dir.path());
     s.min_free_bytes = u64::MAX;
     let (spool, _) = open(&s);
+    let refused = spool.append(record(1, "clicks")).map(drop);
     assert!(matches!(
-        spool.append(record(1, "clicks")),
+        refused,
         Err(SpoolError::Full(FullReason::LowDiskSpace { .. }))
     ));
+    assert!(spool.is_short_of_disk_space());
+    if let Err(SpoolError::Full(reason)) = refused {
+        assert!(!reason.for_client().chars().any(|c| c.is_ascii_digit()));
+    }
     block(spool.close()).unwrap();
     s.min_free_bytes = 0;
     s.max_bytes = 100;

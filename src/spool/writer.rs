@@ -464,12 +464,14 @@ impl Writer {
         self.shared.reserved.fetch_sub(freed, Relaxed);
     }
 
-    /// Refreshes the free-space figure appends are checked against.
+    /// Refreshes the free-space figure appends are checked against (logging when it crosses
+    /// `spool.min_free_bytes`, see `dir::log_space_change`).
     pub fn check_space(&mut self, force: bool) {
         if force || self.last_space_check.elapsed() >= SPACE_CHECK_EVERY {
             let free = dir::free_bytes(&self.dir_file).unwrap_or(u64::MAX);
-            self.shared.free_bytes.store(free, Relaxed);
+            let before = self.shared.free_bytes.swap(free, Relaxed);
             self.last_space_check = Instant::now();
+            dir::log_space_change(&self.shared, before, free);
         }
     }
 }
