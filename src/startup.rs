@@ -2,8 +2,9 @@
 //! is exposed, so tests start the real app on a random port), starts the Kinesis runtime, and
 //! owns the shutdown sequence.
 //!
-//! Shutdown (SIGTERM, SIGINT, or `ShutdownHandle::trigger`): readiness turns 503 and new
-//! requests are refused; the listener stops and in-flight HTTP requests finish (they are waiting
+//! Shutdown (SIGTERM, SIGINT, or `ShutdownHandle::trigger`): readiness turns 503; after SIGTERM
+//! the proxy keeps serving for `server.shutdown_delay_ms` (load balancers take it out of
+//! rotation meanwhile; SIGINT and a second signal skip it); then new requests are refused; the listener stops and in-flight HTTP requests finish (they are waiting
 //! for their acknowledgements, which keep flowing; a body still arriving must keep arriving,
 //! `http::body`); then every queue drains and every in-flight call finishes, all within
 //! `server.shutdown_grace_ms`. Nothing acknowledged is lost, because an acknowledgement is only
@@ -152,6 +153,7 @@ impl Application {
             api_keys,
             rate_limits,
             allowed_streams: settings.allowed_streams(),
+            stopping: AtomicBool::new(false),
             draining,
             health,
             prometheus,
@@ -252,13 +254,37 @@ impl Application {
         // at once) for the whole run, so the second signal is ours to handle too.
         let mut signals = Signals::listen();
         let mut server = tokio::spawn(server);
-        tokio::select! {
+        // SIGTERM (an orchestrator) and a shutdown requested in code get the delay; SIGINT (a
+        // person at a terminal) does not.
+        let delay = tokio::select! {
             // The server ended on its own (it should not): report how.
             result = &mut server => {
                 return result.map_err(std::io::Error::other)?;
             }
-            name = signals.next() => tracing::info!("{name} received"),
-            () = shutdown.notified() => tracing::info!("shutdown requested"),
+            name = signals.next() => {
+                tracing::info!("{name} received");
+                name == "SIGTERM"
+            }
+            () = shutdown.notified() => {
+                tracing::info!("shutdown requested");
+                true
+            }
+        };
+        state.stopping.store(true, Ordering::Relaxed);
+        let delay = if delay {
+            state.settings.server.shutdown_delay()
+        } else {
+            Duration::ZERO
+        };
+        if !delay.is_zero() {
+            tracing::info!(
+                delay_ms = delay.as_millis() as u64,
+                "stopping: readiness off, still serving until the drain (server.shutdown_delay_ms; a second SIGTERM/SIGINT skips it)"
+            );
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                name = signals.next() => tracing::info!("{name} received again: skipping the delay"),
+            }
         }
         let grace = state.settings.server.shutdown_grace();
         tracing::info!(

@@ -23,6 +23,8 @@ pub fn config_path() -> &'static str {
 pub fn base_env(kinesis_endpoint: &str, stream: &str) -> Vec<(String, String)> {
     [
         ("KINESIS_PROXY__SERVER__LISTEN", "127.0.0.1:0"),
+        // No load balancer to wait for: SIGTERM drains at once.
+        ("KINESIS_PROXY__SERVER__SHUTDOWN_DELAY_MS", "0"),
         ("KINESIS_PROXY__KINESIS__ENDPOINT_URL", kinesis_endpoint),
         ("KINESIS_PROXY__STREAMS__ALLOW", stream),
         ("KINESIS_PROXY__LOG__FORMAT", "json"),

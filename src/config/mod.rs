@@ -11,15 +11,19 @@
 mod api_keys;
 mod cors;
 mod layering;
+mod server;
 mod shards;
 mod spool;
 mod streams;
+mod tls;
 mod validate;
 
 pub use api_keys::ApiKeyEntry;
 pub use cors::{CorsOrigins, CorsSettings};
+pub use server::ServerSettings;
 pub use shards::{ShardSettings, StreamLimit};
 pub use spool::SpoolSettings;
+pub use tls::TlsSettings;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -74,40 +78,8 @@ pub struct Settings {
     pub rate_limits: RateLimitSettings,
     pub auth: AuthSettings,
     pub cors: CorsSettings,
+    pub tls: TlsSettings,
     pub log: LogSettings,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ServerSettings {
-    /// `address:port` of the HTTP API; port 0 picks a free port (tests use this).
-    pub listen: String,
-    /// HTTP worker threads; 0 means one per CPU core.
-    pub workers: usize,
-    /// Threads of the runtime that runs `PutRecords` calls; 0 means half the CPU cores (at least 1).
-    pub kinesis_threads: usize,
-    /// After SIGTERM/SIGINT: how long to keep draining queues and waiting for in-flight calls.
-    pub shutdown_grace_ms: u64,
-    /// Idle keep-alive connections are closed after this long.
-    pub keep_alive_ms: u64,
-    /// Cap on concurrently open client connections per worker.
-    pub max_connections_per_worker: usize,
-    /// Connections the kernel queues before they are accepted (the listen backlog).
-    pub listen_backlog: u32,
-}
-
-impl Default for ServerSettings {
-    fn default() -> Self {
-        Self {
-            listen: "0.0.0.0:8080".into(),
-            workers: 0,
-            kinesis_threads: 0,
-            shutdown_grace_ms: 30_000,
-            keep_alive_ms: 75_000,
-            max_connections_per_worker: 25_000,
-            listen_backlog: 2048,
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -478,15 +450,6 @@ impl LimitSettings {
     }
     pub fn missing_stream_ttl(&self) -> Duration {
         Duration::from_millis(self.missing_stream_ttl_ms)
-    }
-}
-
-impl ServerSettings {
-    pub fn shutdown_grace(&self) -> Duration {
-        Duration::from_millis(self.shutdown_grace_ms)
-    }
-    pub fn keep_alive(&self) -> Duration {
-        Duration::from_millis(self.keep_alive_ms)
     }
 }
 

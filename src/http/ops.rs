@@ -17,7 +17,7 @@ use crate::telemetry;
 #[derive(Serialize, ToSchema)]
 pub(super) struct StatusBody {
     /// `ok`, `ready`, `spooling` (Kinesis unreachable, streams acknowledged on disk take events),
-    /// `draining`, `kinesis unreachable`, `spool failed` or `spool disk full`.
+    /// `stopping` (shutdown's delay: still serving), `draining`, `kinesis unreachable`, `spool failed` or `spool disk full`.
     status: &'static str,
     /// When not ready: `shutting_down`, `kinesis_unavailable`, `spool_unavailable` or
     /// `spool_full` (its disk is below `spool.min_free_bytes`).
@@ -52,6 +52,10 @@ pub(super) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     };
     if state.draining.load(Ordering::Relaxed) {
         return not_ready("draining", "shutting_down");
+    }
+    // SIGTERM's delay: still serving, but leaving rotation.
+    if state.stopping.load(Ordering::Relaxed) {
+        return not_ready("stopping", "shutting_down");
     }
     if let Some(spool) = &state.spool {
         if !spool.is_writable() {

@@ -44,6 +44,10 @@ pub struct AppState {
     pub rate_limits: RateLimits,
     pub allowed_streams: StreamPatterns,
     pub default_region: Region,
+    /// Shutdown has begun (SIGTERM's `server.shutdown_delay_ms`): `/readyz` answers 503 while
+    /// requests are still served, so load balancers stop sending before the drain.
+    pub stopping: AtomicBool,
+    /// The drain has begun: new requests are refused.
     pub draining: Arc<AtomicBool>,
     pub health: Arc<KinesisHealth>,
     pub prometheus: MetricsHandle,

@@ -18,6 +18,7 @@ mod guard_rails;
 mod isolation;
 mod key_scopes;
 mod layout;
+mod lifecycle;
 mod openapi;
 mod operations;
 mod ordering;

@@ -110,10 +110,17 @@ fn the_configmap_is_the_shipped_config_toml() {
     let maps = of_kind(&documents, "ConfigMap");
     assert_eq!(maps.len(), 1, "one ConfigMap");
     let shipped = str_at(&maps[0].1, &["data", "config.toml"]);
-    assert_eq!(
-        shipped,
-        read("config.toml"),
-        "deploy/kubernetes/common/configmap.yaml differs from config.toml: run scripts/render-configmap.sh"
+    let config = read("config.toml");
+    // The first line that differs, not two whole files.
+    let differs = shipped
+        .lines()
+        .zip(config.lines())
+        .position(|(a, b)| a != b)
+        .or((shipped.lines().count() != config.lines().count()).then_some(0));
+    assert!(
+        differs.is_none() && shipped == config,
+        "deploy/kubernetes/common/configmap.yaml differs from config.toml (line {:?}): run scripts/render-configmap.sh",
+        differs.map(|l| l + 1)
     );
 }
 
@@ -127,7 +134,8 @@ fn the_workloads_match_the_routes_the_config_and_the_image() {
         .next()
         .and_then(|p| p.parse().ok())
         .expect("server.listen has a port");
-    let drain_ms = settings.server.shutdown_grace_ms;
+    // SIGTERM's delay (readiness off, still serving), then the drain.
+    let drain_ms = settings.server.shutdown_delay_ms + settings.server.shutdown_grace_ms;
     let uid = image_uid();
     let documents = manifests();
     let workloads: Vec<_> = documents
@@ -147,7 +155,7 @@ fn the_workloads_match_the_routes_the_config_and_the_image() {
             .unwrap_or_else(|| panic!("{file}: terminationGracePeriodSeconds"));
         assert!(
             grace_s * 1000 >= drain_ms + 5_000,
-            "{file}: terminationGracePeriodSeconds {grace_s} s is not above the drain ({drain_ms} ms) plus a margin"
+            "{file}: terminationGracePeriodSeconds {grace_s} s is not above the delay and the drain ({drain_ms} ms) plus a margin"
         );
         assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{file}");
         assert_eq!(
@@ -397,7 +405,8 @@ fn the_systemd_unit_verifies_and_matches_the_configuration() {
         .parse()
         .expect("TimeoutStopSec in seconds");
     assert!(
-        stop_s * 1000 >= settings.server.shutdown_grace_ms + 5_000,
+        stop_s * 1000
+            >= settings.server.shutdown_delay_ms + settings.server.shutdown_grace_ms + 5_000,
         "TimeoutStopSec {stop_s} s is not above the drain"
     );
     assert!(setting("ExecStartPre")[0].ends_with("--check"));

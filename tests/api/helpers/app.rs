@@ -51,6 +51,7 @@ pub fn test_settings(kinesis_endpoint: &str) -> Settings {
     settings.server.workers = 1;
     settings.server.kinesis_threads = 1;
     settings.server.shutdown_grace_ms = 10_000;
+    settings.server.shutdown_delay_ms = 0;
     settings.kinesis.endpoint_url = kinesis_endpoint.to_owned();
     settings.kinesis.readiness_probe_interval_ms = 200;
     settings.kinesis.call_timeout_ms = 5_000;

@@ -18,6 +18,8 @@ pub fn proxy_command(endpoint: &str) -> Command {
         .arg("--config")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"))
         .env("KINESIS_PROXY__SERVER__LISTEN", "127.0.0.1:0")
+        // No load balancer to wait for: SIGTERM drains at once (tests of the delay set it).
+        .env("KINESIS_PROXY__SERVER__SHUTDOWN_DELAY_MS", "0")
         .env("KINESIS_PROXY__SERVER__WORKERS", "1")
         .env("KINESIS_PROXY__SERVER__KINESIS_THREADS", "1")
         .env("KINESIS_PROXY__KINESIS__ENDPOINT_URL", endpoint)
