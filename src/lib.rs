@@ -11,13 +11,15 @@
 //! - `config` (settings) and `telemetry` (metric names, the recorder), which every layer may
 //!   use and which use nothing above `domain`.
 //!
-//! `startup` composes them into the running application; `main.rs` is only the command line.
+//! `startup` composes them into the running application, `reload` applies SIGHUP to it;
+//! `main.rs` is only the command line.
 
 pub mod config;
 pub mod domain;
 pub mod http;
 pub mod kinesis;
 pub mod pipeline;
+pub mod reload;
 pub mod spool;
 pub mod startup;
 pub mod telemetry;

@@ -5,8 +5,10 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use kinesis_proxy::config::Settings;
+use kinesis_proxy::http::tls::{Tls, TlsFiles};
 use kinesis_proxy::startup::Application;
 
 // Real line breaks, not `\n\` continuations, which would eat the indentation.
@@ -66,8 +68,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // SIGHUP reads the same file and environment again.
+    let reload_path = config_path.clone();
     let result = runtime.block_on(async {
-        let app = Application::build(settings).await?;
+        let app = Application::build(settings)
+            .await?
+            .reload_settings_from(Arc::new(move || Settings::load(reload_path.as_deref())));
         app.run_until_stopped().await
     });
     // A stop without drain (a second signal) leaves blocking tasks behind (joining aggregator
@@ -75,6 +81,12 @@ fn main() -> ExitCode {
     runtime.shutdown_background();
     let code = match result {
         Ok(()) => ExitCode::SUCCESS,
+        // A setting whose files cannot be used (a TLS certificate): a configuration error.
+        Err(err) if err.kind() == std::io::ErrorKind::InvalidInput => {
+            tracing::error!(error = %err, "kinesis-proxy: configuration error");
+            eprintln!("kinesis-proxy: configuration error: {err}");
+            ExitCode::from(78)
+        }
         Err(err) => {
             tracing::error!(error = %err, "kinesis-proxy failed");
             eprintln!("kinesis-proxy: {err}");
@@ -88,7 +100,16 @@ fn main() -> ExitCode {
 /// `--check`: the configuration as `serve` would load it, validated, and nothing started.
 fn check(path: Option<&std::path::Path>) -> ExitCode {
     let shown = path.map_or("built-in defaults".into(), |p| p.display().to_string());
-    match Settings::load(path) {
+    let loaded = Settings::load(path)
+        .map_err(|e| e.to_string())
+        .and_then(|settings| {
+            // The files the settings name, as the start would read them.
+            if settings.tls.enabled() {
+                Tls::load(TlsFiles::of(&settings.tls)).map_err(|e| e.to_string())?;
+            }
+            Ok(settings)
+        });
+    match loaded {
         Ok(_) => {
             println!("kinesis-proxy: configuration OK ({shown} and the environment)");
             ExitCode::SUCCESS

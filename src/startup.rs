@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
+use arc_swap::ArcSwap;
 use aws_config::SdkConfig;
 use tokio::sync::Notify;
 
@@ -32,9 +33,11 @@ use crate::config::{CorsOrigins, Settings};
 use crate::http::auth::ApiKeys;
 use crate::http::body_budget::BodyBudget;
 use crate::http::rate_limit::RateLimits;
+use crate::http::tls::{Tls, TlsFiles};
 use crate::http::{self, AccessLog, ApiKeyMetrics, AppState, RouteMetricsSet};
 use crate::kinesis::{load_sdk_config, KinesisClients, KinesisHealth};
 use crate::pipeline::{Acknowledgement, Backlog, Pipelines, SpoolDelivery};
+use crate::reload::{Reloader, SettingsSource};
 use crate::spool::{DeadLetters, Recovery, Spool};
 use crate::telemetry;
 
@@ -47,6 +50,11 @@ pub struct Application {
     /// the same whoever calls it (tests or `main`).
     kinesis_runtime: tokio::runtime::Runtime,
     shutdown: Arc<Notify>,
+    /// The listener's TLS, when `[tls]` is set: reloaded on SIGHUP.
+    tls: Option<Arc<Tls>>,
+    /// Where SIGHUP reads the settings again (by default the ones built with, whose key file
+    /// and TLS files are read again).
+    settings_source: SettingsSource,
 }
 
 /// Starts a graceful shutdown from code (tests, embedding).
@@ -83,6 +91,7 @@ impl Application {
             )
         })?;
         let port = listener.local_addr()?.port();
+        let tls = load_tls(&settings)?;
         let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
         let api_keys = ApiKeys::new(
             settings
@@ -150,7 +159,7 @@ impl Application {
             settings: settings.clone(),
             pipelines,
             spool: spool.clone(),
-            api_keys,
+            api_keys: ArcSwap::from_pointee(api_keys),
             rate_limits,
             allowed_streams: settings.allowed_streams(),
             stopping: AtomicBool::new(false),
@@ -159,7 +168,7 @@ impl Application {
             prometheus,
             route_metrics: RouteMetricsSet::new(),
             access_log: AccessLog::from_setting(&settings.log.access),
-            key_metrics,
+            key_metrics: ArcSwap::from_pointee(key_metrics),
             openapi: http::openapi_document(http::DocumentOptions {
                 auth_required: settings.auth.required,
                 cors: cors_on,
@@ -191,7 +200,7 @@ impl Application {
             0 => cores,
             n => n,
         };
-        let server = match HttpServer::new(move || {
+        let server = HttpServer::new(move || {
             use actix_web::middleware::{from_fn, Condition};
             // Innermost first: CORS (when configured) turns its refusals into JSON errors
             // (cors_json_refusals) that the access log then records like any other answer.
@@ -210,8 +219,18 @@ impl Application {
         // Our own signal handling runs the drain sequence; actix would stop on its own.
         .disable_signals()
         .shutdown_timeout(settings.server.shutdown_grace().as_secs().max(1))
-        .listen(listener)
-        {
+        .on_connect(http::tls_client_subject);
+        let server = match &tls {
+            Some(tls) => match tls.server_config() {
+                Ok(config) => server.listen_rustls_0_23(listener, config),
+                Err(e) => Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    e.to_string(),
+                )),
+            },
+            None => server.listen(listener),
+        };
+        let server = match server {
             Ok(server) => server.run(),
             Err(error) => {
                 // Dropping a runtime inside the caller's would panic.
@@ -220,8 +239,11 @@ impl Application {
             }
         };
         let server_handle = server.handle();
-        tracing::info!(%addr, port, workers, kinesis_threads, "listening");
+        tracing::info!(%addr, port, workers, kinesis_threads, tls = tls.is_some(), "listening");
+        let running = settings.clone();
         Ok(Self {
+            tls,
+            settings_source: Arc::new(move || Ok((*running).clone())),
             port,
             server,
             server_handle,
@@ -239,6 +261,12 @@ impl Application {
         ShutdownHandle(self.shutdown.clone())
     }
 
+    /// Where SIGHUP reads the settings again (`main` passes the file and the environment).
+    pub fn reload_settings_from(mut self, source: SettingsSource) -> Self {
+        self.settings_source = source;
+        self
+    }
+
     /// Serves until a shutdown signal, then drains; a second signal cuts the drain short.
     /// Must be awaited on a tokio runtime.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
@@ -248,8 +276,12 @@ impl Application {
             state,
             kinesis_runtime,
             shutdown,
+            tls,
+            settings_source,
             ..
         } = self;
+        let reloader = Arc::new(Reloader::new(settings_source, state.clone(), tls));
+        let reloads = tokio::spawn(reload_on_sighup(reloader));
         // Listening from the start turns off the signals' default action (ending the process
         // at once) for the whole run, so the second signal is ours to handle too.
         let mut signals = Signals::listen();
@@ -312,6 +344,7 @@ impl Application {
                 kinesis_runtime.shutdown_timeout(Duration::from_secs(2))
             })
             .await;
+            reloads.abort();
             tracing::info!("stopped");
             return Ok(());
         }
@@ -331,6 +364,7 @@ impl Application {
             given_up.memory_acknowledged,
             given_up.in_flight,
         );
+        reloads.abort();
         Ok(())
     }
 }
@@ -388,6 +422,43 @@ impl GivenUp {
             }
         }
         given_up
+    }
+}
+
+/// The listener's TLS from `[tls]`, or `None` for plain HTTP. A file that cannot be used stops
+/// the start (an `InvalidInput` error: `main` exits 78, as for any configuration error).
+fn load_tls(settings: &Settings) -> std::io::Result<Option<Arc<Tls>>> {
+    if !settings.tls.enabled() {
+        return Ok(None);
+    }
+    Tls::load(TlsFiles::of(&settings.tls))
+        .map(|tls| Some(Arc::new(tls)))
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))
+}
+
+/// Reloads on every SIGHUP for the life of the process; listening turns off SIGHUP's default
+/// action (ending the process) at once.
+async fn reload_on_sighup(reloader: Arc<Reloader>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGHUP: it would end the process");
+                return;
+            }
+        };
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP received: reloading the API keys and TLS files");
+            let reloader = reloader.clone();
+            // Reading files blocks: off the async workers.
+            let _ = tokio::task::spawn_blocking(move || reloader.reload()).await;
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = reloader;
     }
 }
 

@@ -70,6 +70,9 @@ pub const SPOOL_FAILED: &str = "kinesis_proxy_spool_failed_records_total";
 pub const SPOOL_RESENT: &str = "kinesis_proxy_spool_resent_records_total";
 pub const BUILD_INFO: &str = "kinesis_proxy_build_info";
 pub const API_KEY_REQUESTS: &str = "kinesis_proxy_api_key_requests_total";
+pub const CONFIG_RELOADS: &str = "kinesis_proxy_config_reloads_total";
+pub const CONFIG_LAST_RELOAD: &str = "kinesis_proxy_config_last_reload_success_timestamp_seconds";
+pub const TLS_CERTIFICATE_EXPIRY: &str = "kinesis_proxy_tls_certificate_expiry_timestamp_seconds";
 
 /// What `/metrics` renders: the process recorder and the series of every stream in use
 /// ([`series`]), as one page.
@@ -190,6 +193,18 @@ fn describe() {
     describe_counter!(
         API_KEY_REQUESTS,
         "Requests authenticated by each configured API key, by key name."
+    );
+    describe_counter!(
+        CONFIG_RELOADS,
+        "SIGHUP reloads of the API keys and TLS files, by result (ok, error: nothing was changed)."
+    );
+    describe_gauge!(
+        CONFIG_LAST_RELOAD,
+        "When the configuration was last loaded successfully (startup or SIGHUP), Unix seconds."
+    );
+    describe_gauge!(
+        TLS_CERTIFICATE_EXPIRY,
+        "When the served TLS certificate expires (notAfter), Unix seconds; only with [tls]."
     );
     describe_counter!(
         HTTP_REQUESTS,

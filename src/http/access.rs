@@ -63,6 +63,9 @@ pub async fn log_and_count(
             request_id = request_id.to_str().unwrap_or("-"),
             stream = facts.and_then(|f| f.stream.as_ref()).map(|s| s.as_str()),
             key = facts.and_then(|f| f.key.as_deref()),
+            client_cert = request
+                .conn_data::<super::tls::ClientSubject>()
+                .map(|s| s.0.as_str()),
             events = facts.map(|f| f.events),
             "access"
         );

@@ -3,6 +3,8 @@
 //! key may write. Keys are compared in constant time, and every configured key is compared, so
 //! timing reveals neither a key nor which one matched.
 
+use std::sync::Arc;
+
 use super::error::ApiError;
 use crate::config::ApiKeyEntry;
 use crate::domain::{StreamName, StreamPatterns};
@@ -17,7 +19,7 @@ pub struct ApiKeys {
 
 #[derive(Clone)]
 struct ApiKey {
-    name: String,
+    name: Arc<str>,
     key: Vec<u8>,
     /// The streams this key may write; `None`: every stream of `streams.allow`.
     scope: Option<StreamPatterns>,
@@ -26,7 +28,7 @@ struct ApiKey {
 /// The key a request presented: its name, and what it may write.
 #[derive(Debug, Clone, Copy)]
 pub struct Authenticated<'a> {
-    pub name: &'a str,
+    pub name: &'a Arc<str>,
     scope: Option<&'a StreamPatterns>,
 }
 
@@ -41,7 +43,7 @@ impl Authenticated<'_> {
     pub fn out_of_scope(&self, stream: &StreamName) -> ApiError {
         ApiError::StreamNotInKeyScope(format!(
             "API key {:?} may not write to stream {:?}: the key is limited to some streams (auth.keys); use a key meant for this stream",
-            self.name,
+            &**self.name,
             stream.as_str()
         ))
     }
@@ -62,7 +64,7 @@ impl ApiKeys {
                 .into_iter()
                 .map(|e| ApiKey {
                     scope: e.scope(),
-                    name: e.name,
+                    name: e.name.into(),
                     key: e.key.into_bytes(),
                 })
                 .collect(),
@@ -75,7 +77,7 @@ impl ApiKeys {
 
     /// The configured key names (for per-key state such as rate limiters).
     pub fn names(&self) -> Vec<&str> {
-        self.keys.iter().map(|k| k.name.as_str()).collect()
+        self.keys.iter().map(|k| &*k.name).collect()
     }
 
     /// The key presented in `header`, or why it was refused.
@@ -126,7 +128,7 @@ mod tests {
     }
 
     fn name(k: &ApiKeys, presented: Option<&[u8]>) -> Result<String, ApiError> {
-        k.authenticate(presented).map(|a| a.name.to_owned())
+        k.authenticate(presented).map(|a| a.name.to_string())
     }
 
     #[test]

@@ -151,7 +151,7 @@ async fn put_event(
     };
     check_record_size(&pipeline, &record, None)?;
     state.rate_limits.check(
-        key,
+        key.as_deref(),
         pipeline.region(),
         &stream,
         1,
@@ -205,7 +205,7 @@ async fn put_many(
         bytes += record.kinesis_size();
     }
     state.rate_limits.check(
-        key,
+        key.as_deref(),
         pipeline.region(),
         &stream,
         parsed.records.len(),
@@ -371,26 +371,28 @@ impl RequestFacts {
 }
 
 /// Who is asking and where to: the outcome of the checks that need no body.
-struct Admitted<'a> {
+struct Admitted {
     stream: StreamName,
     /// The API key's name; `None` when authentication is off.
-    key: Option<&'a str>,
+    key: Option<Arc<str>>,
 }
 
 /// The checks that need no body: draining, API key, stream name, the key's scope, allow-list.
-fn admit_request<'a>(
+fn admit_request(
     req: &HttpRequest,
-    state: &'a AppState,
+    state: &AppState,
     facts: &mut RequestFacts,
-) -> Result<Admitted<'a>, ApiError> {
+) -> Result<Admitted, ApiError> {
     if state.draining.load(Ordering::Relaxed) {
         return Err(ApiError::ShuttingDown);
     }
+    // The keys as they are now (a SIGHUP may swap them): one lock-free load per request.
+    let keys = state.api_keys.load();
     let key = if state.settings.auth.required {
         let presented = req.headers().get(API_KEY_HEADER).map(|v| v.as_bytes());
-        let key = state.api_keys.authenticate(presented)?;
-        facts.key = Some(key.name.to_owned());
-        state.key_metrics.authenticated(key.name);
+        let key = keys.authenticate(presented)?;
+        facts.key = Some(key.name.to_string());
+        state.key_metrics.load().authenticated(key.name);
         Some(key)
     } else {
         None
@@ -413,7 +415,7 @@ fn admit_request<'a>(
     facts.stream = Some(stream.clone());
     Ok(Admitted {
         stream,
-        key: key.map(|key| key.name),
+        key: key.map(|key| key.name.clone()),
     })
 }
 

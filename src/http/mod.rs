@@ -34,3 +34,4 @@ pub use metrics::{ApiKeyMetrics, RouteMetricsSet};
 pub use openapi::{document as openapi_document, DocumentOptions};
 pub use routes::{configure, not_found};
 pub use state::{AccessLog, AppState};
+pub use tls::tls_client_subject;

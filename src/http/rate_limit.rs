@@ -8,6 +8,7 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota};
 
@@ -101,8 +102,9 @@ impl Limiter {
 pub struct RateLimits {
     key_rates: (Option<Rate>, Option<Rate>),
     stream_rates: (Option<Rate>, Option<Rate>),
-    /// One per configured key name; built at startup.
-    per_key: HashMap<String, Limiter>,
+    /// One per configured key name; built at startup, rebuilt when the keys are reloaded
+    /// (`set_keys`), keeping the limiter, and so the budget, of every name that stays.
+    per_key: ArcSwap<HashMap<String, Arc<Limiter>>>,
     /// Used when authentication is off: all anonymous clients share it.
     anonymous: Option<Limiter>,
     per_stream: RwLock<HashMap<(Region, StreamName), Arc<Limiter>>>,
@@ -122,20 +124,32 @@ impl RateLimits {
             Rate::from_settings(r.stream_events_per_second, r.stream_events_burst),
             Rate::from_settings(r.stream_bytes_per_second, r.stream_bytes_burst),
         );
-        let per_key = key_names
-            .iter()
-            .filter_map(|name| {
-                Limiter::new(key_rates.0, key_rates.1).map(|l| ((*name).to_owned(), l))
-            })
-            .collect();
-        Self {
+        let limits = Self {
             key_rates,
             stream_rates,
-            per_key,
+            per_key: ArcSwap::default(),
             anonymous: Limiter::new(key_rates.0, key_rates.1),
             per_stream: RwLock::new(HashMap::new()),
             max_streams: settings.limits.max_pipelines,
-        }
+        };
+        limits.set_keys(key_names);
+        limits
+    }
+
+    /// The keys are now `key_names`: new names get a full budget, names that stay keep theirs.
+    pub fn set_keys(&self, key_names: &[&str]) {
+        let current = self.per_key.load();
+        let per_key = key_names
+            .iter()
+            .filter_map(|&name| {
+                let limiter = match current.get(name) {
+                    Some(kept) => Some(kept.clone()),
+                    None => Limiter::new(self.key_rates.0, self.key_rates.1).map(Arc::new),
+                };
+                limiter.map(|l| (name.to_owned(), l))
+            })
+            .collect();
+        self.per_key.store(Arc::new(per_key));
     }
 
     /// Checks the caller's key (`None` when authentication is off) and then the stream.
@@ -150,8 +164,9 @@ impl RateLimits {
         is_running: impl Fn(&Region, &StreamName) -> bool,
     ) -> Result<(), ApiError> {
         if self.key_rates.0.is_some() || self.key_rates.1.is_some() {
+            let per_key = self.per_key.load();
             let limiter = match key {
-                Some(name) => self.per_key.get(name),
+                Some(name) => per_key.get(name).map(Arc::as_ref),
                 None => self.anonymous.as_ref(),
             };
             if let Some(limiter) = limiter {

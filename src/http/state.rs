@@ -3,6 +3,7 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
 use super::auth::ApiKeys;
@@ -40,7 +41,8 @@ pub struct AppState {
     pub pipelines: Arc<Pipelines>,
     /// The disk spool of the streams acknowledged on disk; `None` when no stream is.
     pub spool: Option<Arc<SpoolDelivery>>,
-    pub api_keys: ApiKeys,
+    /// Swapped in whole on SIGHUP (`reload`); each request reads the current set.
+    pub api_keys: ArcSwap<ApiKeys>,
     pub rate_limits: RateLimits,
     pub allowed_streams: StreamPatterns,
     pub default_region: Region,
@@ -53,8 +55,8 @@ pub struct AppState {
     pub prometheus: MetricsHandle,
     pub route_metrics: RouteMetricsSet,
     pub access_log: AccessLog,
-    /// Requests per API key name.
-    pub key_metrics: ApiKeyMetrics,
+    /// Requests per API key name; swapped with the keys.
+    pub key_metrics: ArcSwap<ApiKeyMetrics>,
     /// The OpenAPI document, serialized once at startup.
     pub openapi: bytes::Bytes,
     /// Request bodies held in memory, all connections together (`limits.max_buffered_body_bytes`).

@@ -21,6 +21,8 @@ use rustls::{
     DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
 };
 
+use crate::config::TlsSettings;
+
 /// Where the listener's TLS material is (`[tls]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {
@@ -28,6 +30,17 @@ pub struct TlsFiles {
     pub key_file: PathBuf,
     /// Set: clients must present a certificate signed by this CA (mutual TLS).
     pub client_ca_file: Option<PathBuf>,
+}
+
+impl TlsFiles {
+    /// The files `[tls]` names.
+    pub fn of(settings: &TlsSettings) -> Self {
+        Self {
+            cert_file: settings.cert_path(),
+            key_file: settings.key_path(),
+            client_ca_file: settings.client_ca_path(),
+        }
+    }
 }
 
 /// Why TLS material could not be loaded; names the setting and the file.
@@ -139,6 +152,28 @@ impl Tls {
 
     pub fn requires_client_certificates(&self) -> bool {
         self.clients.is_some()
+    }
+}
+
+/// The subject of the certificate a client presented over mutual TLS, kept with its
+/// connection for the access log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientSubject(pub String);
+
+/// `HttpServer::on_connect`: on a TLS connection with a client certificate, remembers its
+/// subject for every request of the connection.
+pub fn tls_client_subject(connection: &dyn std::any::Any, data: &mut actix_web::dev::Extensions) {
+    type Connection = actix_tls::accept::rustls_0_23::TlsStream<actix_web::rt::net::TcpStream>;
+    let Some(tls) = connection.downcast_ref::<Connection>() else {
+        return;
+    };
+    let (_, session) = tls.get_ref();
+    if let Some(subject) = session
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(certificate_subject)
+    {
+        data.insert(ClientSubject(subject));
     }
 }
 

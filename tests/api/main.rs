@@ -23,6 +23,7 @@ mod openapi;
 mod operations;
 mod ordering;
 mod packaging;
+mod reload;
 mod retries;
 mod round_trip;
 mod shards;
