@@ -32,5 +32,6 @@ mod spool;
 mod spool_space;
 mod startup_config;
 mod stop_while_down;
+mod tls;
 mod unconfirmed;
 mod validation;
