@@ -11,7 +11,7 @@
 //! - `config` (settings) and `telemetry` (metric names, the recorder), which every layer may
 //!   use and which use nothing above `domain`.
 //!
-//! `startup` composes them into the running application, `reload` applies SIGHUP to it;
+//! `startup` composes them into the running application (and applies SIGHUP to it);
 //! `main.rs` is only the command line.
 
 pub mod config;
@@ -19,7 +19,6 @@ pub mod domain;
 pub mod http;
 pub mod kinesis;
 pub mod pipeline;
-pub mod reload;
 pub mod spool;
 pub mod startup;
 pub mod telemetry;

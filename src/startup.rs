@@ -36,10 +36,15 @@ use crate::http::rate_limit::RateLimits;
 use crate::http::tls::{Tls, TlsFiles};
 use crate::http::{self, AccessLog, ApiKeyMetrics, AppState, RouteMetricsSet};
 use crate::kinesis::{load_sdk_config, KinesisClients, KinesisHealth};
-use crate::pipeline::{Acknowledgement, Backlog, Pipelines, SpoolDelivery};
-use crate::reload::{Reloader, SettingsSource};
+use crate::pipeline::{Pipelines, SpoolDelivery};
 use crate::spool::{DeadLetters, Recovery, Spool};
 use crate::telemetry;
+
+pub mod reload;
+mod shutdown;
+
+use reload::{Reloader, SettingsSource};
+use shutdown::{drain, reload_on_sighup, GivenUp, Signals};
 
 pub struct Application {
     port: u16,
@@ -369,62 +374,6 @@ impl Application {
     }
 }
 
-/// The drain: stop accepting, let requests in flight finish, let the queues drain, close the
-/// spool. Each step bounded by the grace period.
-async fn drain(
-    server_handle: &ServerHandle,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
-    state: &AppState,
-    grace: Duration,
-) {
-    // Stop accepting; requests in flight finish (their records are still being written).
-    server_handle.stop(true).await;
-    let _ = server.await;
-    // No handler is left: dropping the pipelines lets each aggregator drain and end.
-    let threads = state.pipelines.close();
-    let joined = tokio::task::spawn_blocking(move || {
-        for thread in threads {
-            let _ = thread.join();
-        }
-    });
-    if tokio::time::timeout(grace + Duration::from_secs(2), joined)
-        .await
-        .is_err()
-    {
-        tracing::error!("aggregators did not stop within the grace period");
-    }
-    // Done marks of what the drain delivered, then the spool's files closed; what was not
-    // delivered is sent by the next start.
-    if let Some(spool) = &state.spool {
-        spool.close(Duration::from_secs(2)).await;
-    }
-}
-
-/// What a stop without drain gives up, in records, by what their clients were told. (Records
-/// acknowledged on disk are not given up: the next start sends them.)
-#[derive(Debug, Default)]
-struct GivenUp {
-    /// Answered 202 from memory (`streams.ack_on_enqueue`): lost.
-    memory_acknowledged: usize,
-    /// Their clients wait for Kinesis' answer: they get none, and may retry.
-    in_flight: usize,
-}
-
-impl GivenUp {
-    fn count(backlogs: &[Backlog]) -> Self {
-        let mut given_up = Self::default();
-        for backlog in backlogs {
-            let records = backlog.records();
-            match backlog.acknowledgement {
-                Acknowledgement::Enqueue => given_up.memory_acknowledged += records,
-                Acknowledgement::Kinesis => given_up.in_flight += records,
-                Acknowledgement::Disk => {}
-            }
-        }
-        given_up
-    }
-}
-
 /// The listener's TLS from `[tls]`, or `None` for plain HTTP. A file that cannot be used stops
 /// the start (an `InvalidInput` error: `main` exits 78, as for any configuration error).
 fn load_tls(settings: &Settings) -> std::io::Result<Option<Arc<Tls>>> {
@@ -434,32 +383,6 @@ fn load_tls(settings: &Settings) -> std::io::Result<Option<Arc<Tls>>> {
     Tls::load(TlsFiles::of(&settings.tls))
         .map(|tls| Some(Arc::new(tls)))
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))
-}
-
-/// Reloads on every SIGHUP for the life of the process; listening turns off SIGHUP's default
-/// action (ending the process) at once.
-async fn reload_on_sighup(reloader: Arc<Reloader>) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut hangups = match signal(SignalKind::hangup()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGHUP: it would end the process");
-                return;
-            }
-        };
-        while hangups.recv().await.is_some() {
-            tracing::info!("SIGHUP received: reloading the API keys and TLS files");
-            let reloader = reloader.clone();
-            // Reading files blocks: off the async workers.
-            let _ = tokio::task::spawn_blocking(move || reloader.reload()).await;
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = reloader;
-    }
 }
 
 /// Opens the disk spool, recovering what a crash left. A spool another process holds, or one
@@ -498,63 +421,4 @@ fn bind_listener(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener>
     socket.bind(&addr.into())?;
     socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
     Ok(socket.into())
-}
-
-/// SIGTERM and SIGINT (Ctrl-C), each as often as they come.
-struct Signals {
-    #[cfg(unix)]
-    term: Option<tokio::signal::unix::Signal>,
-    #[cfg(unix)]
-    int: Option<tokio::signal::unix::Signal>,
-}
-
-impl Signals {
-    fn listen() -> Self {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            let listen = |kind: SignalKind, name: &str| match signal(kind) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot listen for {name}");
-                    None
-                }
-            };
-            Self {
-                term: listen(SignalKind::terminate(), "SIGTERM"),
-                int: listen(SignalKind::interrupt(), "SIGINT"),
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            Self {}
-        }
-    }
-
-    /// The next signal's name; never resolves when neither can be listened for.
-    async fn next(&mut self) -> &'static str {
-        #[cfg(unix)]
-        {
-            async fn recv(signal: &mut Option<tokio::signal::unix::Signal>) {
-                let received = match signal {
-                    Some(s) => s.recv().await.is_some(),
-                    None => false,
-                };
-                if !received {
-                    std::future::pending::<()>().await;
-                }
-            }
-            tokio::select! {
-                () = recv(&mut self.term) => "SIGTERM",
-                () = recv(&mut self.int) => "SIGINT",
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            match tokio::signal::ctrl_c().await {
-                Ok(()) => "SIGINT",
-                Err(_) => std::future::pending().await,
-            }
-        }
-    }
 }
