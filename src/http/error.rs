@@ -1,5 +1,5 @@
 //! Every way a request can fail, mapped in one place to its HTTP status, its stable `code` and
-//! a message a person can act on. Clients switch on `code`; the set is documented in the README
+//! a message a person can act on. Clients switch on `code`; the set is documented in docs/api.md
 //! and only grows.
 
 use std::time::Duration;
@@ -105,7 +105,7 @@ pub enum ApiError {
     SpoolUnavailable(String),
     #[error("{0}")]
     StreamUnconfirmed(String),
-    #[error("no route for this method and path; see the README for the API")]
+    #[error("no route for this method and path; see docs/api.md for the API")]
     NotFound,
     #[error("method not allowed for this route")]
     MethodNotAllowed,

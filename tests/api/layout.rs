@@ -4,7 +4,7 @@
 //!   and `telemetry` use nothing above `domain`);
 //! - no two files depend on each other, directly or in a circle;
 //! - no file in `src/` is longer than `MAX_LINES` unless it is listed in `LONG_FILES` (which the
-//!   README's architecture section explains).
+//!   architecture section of docs/how-it-works.md explains).
 //!
 //! Test code (`tests.rs`, `proptests.rs`, inline `#[cfg(test)] mod tests`) is left out: a test
 //! module looks at its parent by nature.
@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 const MAX_LINES: usize = 500;
 
-/// Files allowed past `MAX_LINES`, with the reason (repeated in the README).
+/// Files allowed past `MAX_LINES`, with the reason (repeated in docs/how-it-works.md).
 const LONG_FILES: &[(&str, &str)] = &[(
     "src/pipeline/tests.rs",
     "unit tests of the aggregator against a fake Kinesis: one scenario per case, kept together",
@@ -310,7 +310,7 @@ fn layers_use_only_the_layers_below_them() {
     }
     assert!(
         wrong.is_empty(),
-        "layering broken (see the README's Architecture section):\n{}",
+        "layering broken (see the Architecture section of docs/how-it-works.md):\n{}",
         wrong.join("\n")
     );
 }
@@ -391,7 +391,7 @@ fn source_files_stay_short() {
     }
     assert!(
         long.is_empty(),
-        "split these, or list them in LONG_FILES and the README's Architecture section:\n{}",
+        "split these, or list them in LONG_FILES and the Architecture section of docs/how-it-works.md:\n{}",
         long.join("\n")
     );
 }

@@ -12,6 +12,7 @@ mod container;
 mod cors;
 mod dashboard;
 mod disk_ack;
+mod docs_links;
 mod edge_details;
 mod first_hour;
 mod guard_rails;

@@ -371,7 +371,7 @@ impl Ended<'_> {
             kept,
             first_entry = first,
             last_entry = last,
-            "spool: Kinesis finally refused records acknowledged on disk; they leave the spool (see the README, disk acknowledgement)"
+            "spool: Kinesis finally refused records acknowledged on disk; they leave the spool (see docs/how-it-works.md, disk acknowledgement)"
         );
         self.series
             .register(|| metrics::counter!(telemetry::SPOOL_FAILED, "region" => region.as_str().to_owned(), "stream" => stream.as_str().to_owned(), "reason" => kinesis_code_label(code)))
