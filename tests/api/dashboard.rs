@@ -352,6 +352,19 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         .await,
     );
 
+    // An app serving TLS, for the certificate-expiry panel: apps in this process share one
+    // metrics recorder, so the main app's /metrics shows its gauge too.
+    let tls_dir = tempfile::tempdir().expect("tls dir");
+    let (cert_file, key_file) = self_signed_certificate(tls_dir.path());
+    let _tls_app = spawn_app_with(AppOptions {
+        customize: Box::new(move |s| {
+            s.tls.cert_file = cert_file;
+            s.tls.key_file = key_file;
+        }),
+        ..AppOptions::default()
+    })
+    .await;
+
     let stop = Arc::new(AtomicBool::new(false));
     let statuses = Arc::new(StatusCounts::default());
     let senders = [
@@ -478,4 +491,20 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         prometheus_version(),
         started.elapsed()
     );
+}
+
+/// A self-signed certificate for `localhost` and its key, written to `dir`: their paths.
+fn self_signed_certificate(dir: &std::path::Path) -> (String, String) {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let certificate = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("certificate");
+    let (cert_file, key_file) = (dir.join("tls.crt"), dir.join("tls.key"));
+    std::fs::write(&cert_file, certificate.pem()).expect("write cert");
+    std::fs::write(&key_file, key.serialize_pem()).expect("write key");
+    (
+        cert_file.to_string_lossy().into_owned(),
+        key_file.to_string_lossy().into_owned(),
+    )
 }
