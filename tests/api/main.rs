@@ -16,6 +16,7 @@ mod guard_rails;
 mod isolation;
 mod key_scopes;
 mod layout;
+mod limit_bound;
 mod openapi;
 mod operations;
 mod ordering;

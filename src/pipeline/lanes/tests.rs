@@ -66,7 +66,7 @@ fn record(n: usize, upper: bool, now: Instant) -> PendingRecord {
 }
 
 fn drain(lanes: &mut Lanes) -> Vec<(usize, bool)> {
-    std::iter::from_fn(|| lanes.pop_eligible())
+    std::iter::from_fn(|| lanes.pop_eligible(false))
         .map(|r| (r.record.data.len(), r.hash_key > u128::MAX / 2))
         .collect()
 }
@@ -83,7 +83,7 @@ fn without_a_map_one_lane_takes_everything_in_order() {
         50,
         "no budget without a map"
     );
-    let order: Vec<usize> = std::iter::from_fn(|| lanes.pop_eligible())
+    let order: Vec<usize> = std::iter::from_fn(|| lanes.pop_eligible(false))
         .map(|r| r.hash_key as usize % 1000)
         .collect();
     assert_eq!(order.len(), 50);
@@ -142,7 +142,7 @@ fn unpop_gives_the_budget_back() {
     lanes.push_back(record(1, false, now));
     lanes.push_back(record(2, false, now));
     lanes.push_back(record(3, false, now));
-    let first = lanes.pop_eligible().expect("budget for one");
+    let first = lanes.pop_eligible(false).expect("budget for one");
     lanes.unpop_entry(crate::pipeline::entry::Entry::Single(first));
     assert_eq!(lanes.eligible(now, 500).records, 2);
 }
@@ -281,6 +281,41 @@ fn a_held_back_shard_gathers_a_lingers_worth_of_budget_before_it_is_ready() {
     assert_eq!(lanes.eligible(gathered, 500).records, 11);
 }
 
+#[test]
+fn between_gathering_calls_only_shards_not_held_back_are_taken() {
+    let now = Instant::now();
+    let mut lanes = Lanes::new(limits(1_000.0), Duration::from_millis(10), None);
+    lanes.set_map(Some(two_shards("shard-upper")), now);
+    for n in 0..1_200 {
+        lanes.push_back(record(n, true, now));
+    }
+    assert_eq!(
+        drain(&mut lanes).len(),
+        1_000,
+        "the upper shard's budget spent"
+    );
+    lanes.push_back(record(0, false, now));
+
+    let soon = now + Duration::from_millis(5);
+    let eligible = lanes.eligible(soon, 500);
+    assert!(eligible.budget_bound, "the upper shard holds records back");
+    assert_eq!(
+        eligible.unbound.records, 1,
+        "the lower shard can send all it has"
+    );
+    assert_eq!(eligible.unbound_only().records, 1);
+    let taken: Vec<bool> = std::iter::from_fn(|| lanes.pop_eligible(true))
+        .map(|r| r.hash_key > u128::MAX / 2)
+        .collect();
+    assert_eq!(
+        taken,
+        vec![false],
+        "only the lower shard's record, the upper keeps gathering"
+    );
+    // The next call of the cadence takes what the held-back shard has earned meanwhile.
+    assert_eq!(drain(&mut lanes).len(), 5);
+}
+
 /// A record of `size` data bytes with partition key `key`, routed by MD5 of the key.
 fn keyed(key: &str, size: usize, now: Instant) -> PendingRecord {
     let record = Record {
@@ -301,7 +336,7 @@ fn keyed(key: &str, size: usize, now: Instant) -> PendingRecord {
 }
 
 fn drain_entries(lanes: &mut Lanes) -> Vec<crate::pipeline::entry::Entry> {
-    std::iter::from_fn(|| lanes.pop_entry()).collect()
+    std::iter::from_fn(|| lanes.pop_entry(false)).collect()
 }
 
 #[test]
@@ -379,10 +414,13 @@ fn aggregates_charge_one_record_of_the_shards_budget_and_big_records_go_alone() 
     for n in 0..5 {
         lanes.push_back(record(n, true, now));
     }
-    let entry = lanes.pop_entry().expect("an aggregate");
-    assert!(lanes.pop_entry().is_none(), "budget of one record spent");
+    let entry = lanes.pop_entry(false).expect("an aggregate");
+    assert!(
+        lanes.pop_entry(false).is_none(),
+        "budget of one record spent"
+    );
     lanes.unpop_entry(entry);
-    let again = lanes.pop_entry().expect("the same aggregate again");
+    let again = lanes.pop_entry(false).expect("the same aggregate again");
     assert!(matches!(&again, Entry::Aggregated(a) if a.members.len() == 5));
 }
 
@@ -441,7 +479,7 @@ fn a_hot_key_does_not_hold_back_the_other_keys_of_its_shard() {
     for n in 0..10 {
         lanes.push_back(keyed(u128::MAX - 1_000 - n as u128, 100 + n));
     }
-    let order: Vec<bool> = std::iter::from_fn(|| lanes.pop_eligible())
+    let order: Vec<bool> = std::iter::from_fn(|| lanes.pop_eligible(false))
         .take(30)
         .map(|r| r.hash_key == hot_key)
         .collect();
@@ -462,7 +500,7 @@ fn a_hot_key_does_not_hold_back_the_other_keys_of_its_shard() {
         lanes2.push_back(keyed(hot_key, n));
         lanes2.push_back(keyed(u128::MAX - 5_000 - n as u128, 1_000 + n));
     }
-    let hot_order: Vec<u64> = std::iter::from_fn(|| lanes2.pop_eligible())
+    let hot_order: Vec<u64> = std::iter::from_fn(|| lanes2.pop_eligible(false))
         .filter(|r| r.hash_key == hot_key)
         .map(|r| {
             let event: serde_json::Value = serde_json::from_slice(&r.record.data).expect("json");
