@@ -41,6 +41,7 @@ mod budget;
 mod packing;
 mod queue;
 
+pub(super) use budget::CallFeedback;
 use budget::ShardBudget;
 pub use budget::ShardLimits;
 
@@ -419,13 +420,12 @@ impl Lanes {
         }
     }
 
-    /// Kinesis throttled `throttled_share` of the entries a call sent to `lane` under map
-    /// `generation`.
-    pub(super) fn throttled(
+    /// What Kinesis answered to a call's entries for `lane` under map `generation`.
+    pub(super) fn feedback(
         &mut self,
         generation: u64,
         lane: usize,
-        throttled_share: f64,
+        call: CallFeedback,
         now: Instant,
     ) {
         if generation != self.generation {
@@ -433,7 +433,7 @@ impl Lanes {
         }
         let limits = self.limits;
         if let Some(budget) = self.lanes.get_mut(lane).and_then(|l| l.budget.as_mut()) {
-            budget.throttled(&limits, throttled_share, now);
+            budget.feedback(&limits, call, now);
         }
     }
 
