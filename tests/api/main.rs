@@ -25,6 +25,7 @@ mod retries;
 mod round_trip;
 mod shards;
 mod shutdown;
+mod slow_kinesis;
 mod spool;
 mod unconfirmed;
 mod validation;
