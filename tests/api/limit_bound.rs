@@ -51,7 +51,6 @@ async fn calls_at_a_budget_bound_stream_carry_the_records_of_every_shard() {
                 s.shards.gather_ms = 100;
                 s.batching.linger_ms = 100;
             }),
-            ..AppOptions::default()
         })
         .await,
     );
@@ -91,7 +90,6 @@ async fn a_cold_start_on_shards_other_producers_mostly_use_follows_what_kinesis_
             customize: Box::new(|s| {
                 s.shards.records_per_second = 200;
             }),
-            ..AppOptions::default()
         })
         .await,
     );
