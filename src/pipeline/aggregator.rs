@@ -37,6 +37,7 @@ use crate::domain::PartitionKey;
 use crate::kinesis::PutRecordsApi;
 
 mod feedback;
+mod pace;
 
 /// The aggregator's state; owned by its thread, so no locks.
 pub(super) struct Aggregator<K> {
@@ -70,8 +71,7 @@ pub(super) struct Aggregator<K> {
     backing_off: Vec<PendingRecord>,
     in_flight: usize,
     /// How long Kinesis takes to answer a call (moving average; `None` before the first):
-    /// when it is longer than the linger, calls leave as soon as a burst of arrivals is over
-    /// and more may be in flight (`max_in_flight`, `flush_what_is_due`).
+    /// when it is longer than the linger, more calls may be in flight (`pace`).
     call_latency: Option<Duration>,
     /// When the latest call that could take from every shard started: on a budget-bound
     /// stream the next one waits until the shards have gathered `shard_gather` of budget since.
@@ -257,14 +257,7 @@ impl<K: PutRecordsApi> Aggregator<K> {
         self.in_flight -= 1;
         let now = Instant::now();
         self.last_completion = now;
-        if let Some(started_at) = completion.shards.started_at {
-            let latency = now.saturating_duration_since(started_at);
-            self.call_latency = Some(match self.call_latency {
-                // Weight 1/8, as TCP's smoothed round-trip time.
-                Some(average) => average.mul_f64(0.875) + latency.mul_f64(0.125),
-                None => latency,
-            });
-        }
+        self.note_latency(completion.shards.started_at, now);
         self.backing_off.extend(completion.retries);
         for key in &completion.released {
             self.release(key);
@@ -345,46 +338,6 @@ impl<K: PutRecordsApi> Aggregator<K> {
         }
     }
 
-    /// Whether a budget-bound stream is between two calls of its gathering cadence: shards
-    /// held back by their budget refill continuously, and a call at every refill would carry a
-    /// few records of one shard (and empty the others' buckets so each regathers on its own
-    /// clock). So calls that take from those shards go at most once per `shard_gather`, each
-    /// with what every shard has gathered since the last; meanwhile only shards that can send
-    /// all they hold get calls (so a hot shard does not slow the others). A full batch goes at
-    /// once.
-    fn paced(&self, now: Instant, eligible: &Eligible) -> bool {
-        let full = eligible.records >= self.settings.batch.max_records
-            || eligible.bytes >= self.settings.batch.max_bytes;
-        eligible.budget_bound
-            && !full
-            && self.grace_deadline.is_none()
-            && now < self.last_call_at + self.settings.shard_gather
-    }
-
-    /// Whether Kinesis answers more slowly than the linger. Clients wait for their answers, so
-    /// each waits the linger on top of a call; when the call is long, that wait is most of what
-    /// bounds a closed loop's rate (Little: clients / (latency + wait)), and batching gains
-    /// little (a call's cost hardly depends on its size).
-    fn slow_kinesis(&self) -> bool {
-        self.call_latency
-            .is_some_and(|latency| latency >= self.settings.linger)
-    }
-
-    /// Calls in flight allowed now: `max_in_flight_calls`, raised while Kinesis answers slowly
-    /// so that a call can still leave about every half linger while the others are out
-    /// (2 x latency / linger), up to four times the setting.
-    fn max_in_flight(&self) -> usize {
-        let configured = self.settings.max_in_flight_calls;
-        match self.call_latency {
-            Some(latency) if self.slow_kinesis() && !self.settings.linger.is_zero() => {
-                let wanted = (2.0 * latency.as_secs_f64() / self.settings.linger.as_secs_f64())
-                    .ceil() as usize;
-                wanted.clamp(configured, configured.saturating_mul(4))
-            }
-            _ => configured,
-        }
-    }
-
     fn flush_what_is_due(&mut self, now: Instant) {
         while self.in_flight < self.max_in_flight() && !self.lanes.is_empty() {
             let eligible = self.lanes.eligible(now, self.settings.batch.max_records);
@@ -403,14 +356,13 @@ impl<K: PutRecordsApi> Aggregator<K> {
             let lingered = eligible
                 .oldest_ready_at
                 .is_some_and(|t| now.saturating_duration_since(t) >= self.settings.linger);
-            // Nothing in flight (or Kinesis answering more slowly than the linger) and the
-            // burst of arrivals is over (counting the clients the last call just answered as
-            // part of it): waiting longer would only add latency.
+            // Nothing in flight and the burst of arrivals is over (counting the clients the
+            // last call just answered as part of it): waiting longer would only add latency.
             // Not between two calls of a budget-bound stream's cadence: the next one is at
             // most `shard_gather` away, and the shards' budgets flip between held back and not
             // as their records come and go, which would make a call of each flip.
             let quiet_since = self.last_arrival.max(self.last_completion);
-            let idle = (self.in_flight == 0 || self.slow_kinesis())
+            let idle = self.in_flight == 0
                 && !paced
                 && now.saturating_duration_since(quiet_since) >= self.settings.arrival_gap;
             if !(full || closing || lingered || idle) {

@@ -1,7 +1,6 @@
-//! Kinesis answering slowly (issue 21): clients wait for their answers, so each would wait the
-//! linger on top of every call. When calls take longer than the linger, a batch leaves as soon
-//! as a burst of arrivals is over, and more calls may be in flight than
-//! `batching.max_in_flight_calls` (about one per half linger over the call's latency).
+//! Kinesis answering slowly (issue 21): when calls take longer than the linger, more calls
+//! may be in flight than `batching.max_in_flight_calls` (about one per half linger over the
+//! call's latency), so a batch that has lingered does not also wait for a slot.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -100,7 +100,7 @@ pub(super) struct ShardBudget {
 
 /// What one call told about one shard.
 #[derive(Debug, Clone, Copy)]
-pub(in crate::pipeline) struct CallFeedback {
+pub(crate) struct CallFeedback {
     pub started_at: Instant,
     pub sent: u32,
     pub throttled: u32,
