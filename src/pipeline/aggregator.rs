@@ -41,6 +41,7 @@ use crate::domain::PartitionKey;
 use crate::kinesis::PutRecordsApi;
 
 mod feedback;
+mod pace;
 
 /// Long enough for a healthy Kinesis to answer (its records are marked done, not sent twice),
 /// short enough that an unreachable one does not hold the shutdown.
@@ -77,6 +78,12 @@ pub(super) struct Aggregator<K> {
     /// Records waiting out their backoff before a retry.
     backing_off: Vec<PendingRecord>,
     in_flight: usize,
+    /// How long Kinesis takes to answer a call (moving average; `None` before the first):
+    /// when it is longer than the linger, more calls may be in flight (`pace`).
+    call_latency: Option<Duration>,
+    /// When the latest call that could take from every shard started: on a budget-bound
+    /// stream the next one waits until the shards have gathered `shard_gather` of budget since.
+    last_call_at: Instant,
     /// When the latest submission was taken from the queue.
     last_arrival: Instant,
     /// When the latest call finished. Its clients were just answered and, if they send one
@@ -132,6 +139,8 @@ impl<K: PutRecordsApi> Aggregator<K> {
             shard_gauges_at: Instant::now(),
             backing_off: Vec::new(),
             in_flight: 0,
+            call_latency: None,
+            last_call_at: Instant::now(),
             last_arrival: Instant::now(),
             last_completion: Instant::now(),
             queue_closed: false,
@@ -279,6 +288,7 @@ impl<K: PutRecordsApi> Aggregator<K> {
         self.in_flight -= 1;
         let now = Instant::now();
         self.last_completion = now;
+        self.note_latency(completion.shards.started_at, now);
         self.backing_off.extend(completion.retries);
         for key in &completion.released {
             self.release(key);
@@ -367,8 +377,14 @@ impl<K: PutRecordsApi> Aggregator<K> {
     }
 
     fn flush_what_is_due(&mut self, now: Instant) {
-        while self.in_flight < self.settings.max_in_flight_calls && !self.lanes.is_empty() {
+        while self.in_flight < self.max_in_flight() && !self.lanes.is_empty() {
             let eligible = self.lanes.eligible(now, self.settings.batch.max_records);
+            let paced = self.paced(now, &eligible);
+            let eligible = if paced {
+                eligible.unbound_only()
+            } else {
+                eligible
+            };
             if eligible.records == 0 {
                 break;
             }
@@ -380,8 +396,12 @@ impl<K: PutRecordsApi> Aggregator<K> {
                 .is_some_and(|t| now.saturating_duration_since(t) >= self.settings.linger);
             // Nothing in flight and the burst of arrivals is over (counting the clients the
             // last call just answered as part of it): waiting longer would only add latency.
+            // Not between two calls of a budget-bound stream's cadence: the next one is at
+            // most `shard_gather` away, and the shards' budgets flip between held back and not
+            // as their records come and go, which would make a call of each flip.
             let quiet_since = self.last_arrival.max(self.last_completion);
             let idle = self.in_flight == 0
+                && !paced
                 && now.saturating_duration_since(quiet_since) >= self.settings.arrival_gap;
             if !(full || closing || lingered || idle) {
                 break;
@@ -393,19 +413,20 @@ impl<K: PutRecordsApi> Aggregator<K> {
             } else {
                 FlushReason::Linger
             };
-            if !self.start_call(fallback_reason) {
+            if !self.start_call(fallback_reason, paced) {
                 // Nothing could be taken after all: wait for the next turn rather than spin.
                 break;
             }
         }
     }
 
-    /// Takes the next batch from the lanes (only shards with budget, rotating over them) and
-    /// sends it on the runtime. False when there was nothing to send.
-    fn start_call(&mut self, fallback_reason: FlushReason) -> bool {
+    /// Takes the next batch from the lanes (only shards with budget, rotating over them; with
+    /// `paced`, only shards not held back by their budget) and sends it on the runtime. False
+    /// when there was nothing to send.
+    fn start_call(&mut self, fallback_reason: FlushReason, paced: bool) -> bool {
         let mut batch = Batch::new(self.settings.batch);
         let mut reason = fallback_reason;
-        while let Some(entry) = self.lanes.pop_entry() {
+        while let Some(entry) = self.lanes.pop_entry(paced) {
             let size = entry.size();
             match batch.try_push(entry, size) {
                 Ok(()) => {}
@@ -447,6 +468,10 @@ impl<K: PutRecordsApi> Aggregator<K> {
             .batch_flushed(reason, batch.len(), batch.bytes());
         let entries = batch.into_items();
         self.in_flight += 1;
+        if !paced {
+            self.last_call_at = Instant::now();
+            self.lanes.new_cadence();
+        }
         let call = Call::new(
             self.metrics.clone(),
             self.api.clone(),
@@ -465,8 +490,19 @@ impl<K: PutRecordsApi> Aggregator<K> {
     /// promptly.
     fn next_wakeup(&self, now: Instant, eligible: Eligible) -> Instant {
         let mut wake = now + Duration::from_millis(100);
-        if !self.lanes.is_empty() && self.in_flight < self.settings.max_in_flight_calls {
-            if let Some(oldest) = eligible.oldest_ready_at {
+        if !self.lanes.is_empty() && self.in_flight < self.max_in_flight() {
+            let paced = self.paced(now, &eligible);
+            let eligible = if paced {
+                // The held-back shards' next call is due at the cadence.
+                wake = wake.min(self.last_call_at + self.settings.shard_gather);
+                eligible.unbound_only()
+            } else {
+                eligible
+            };
+            if let (true, Some(oldest)) = (paced, eligible.oldest_ready_at) {
+                // Meanwhile the others go at their linger (no idle flush).
+                wake = wake.min(oldest + self.settings.linger);
+            } else if let Some(oldest) = eligible.oldest_ready_at {
                 // Look at the queue again one arrival gap from now: to see whether the burst
                 // is over, or whether a full batch has gathered.
                 let gap = self.settings.arrival_gap.max(Duration::from_micros(50));

@@ -74,8 +74,10 @@ impl<K: PutRecordsApi> Call<K> {
             map,
             shards: ShardFeedback {
                 generation,
+                started_at: Some(Instant::now()),
                 sent: vec![0; lanes],
                 throttled: vec![0; lanes],
+                accepted_bytes: vec![0; lanes],
                 mispredicted: 0,
             },
             ordered,
@@ -93,12 +95,15 @@ impl<K: PutRecordsApi> Call<K> {
 
     /// Counts an answered entry against its lane; true when Kinesis put it on another shard
     /// than the map predicted.
-    fn note_entry(&mut self, lane: usize, entry: &EntryResult) -> bool {
+    fn note_entry(&mut self, lane: usize, size: usize, entry: &EntryResult) -> bool {
         if let Some(sent) = self.shards.sent.get_mut(lane) {
             *sent += 1;
         }
         match entry {
             EntryResult::Accepted { shard_id, .. } => {
+                if let Some(bytes) = self.shards.accepted_bytes.get_mut(lane) {
+                    *bytes += size as u64;
+                }
                 let predicted = self.map.as_ref().and_then(|m| m.shard(lane));
                 let mispredicted = predicted.is_some_and(|p| p.id != *shard_id);
                 if mispredicted {
@@ -216,7 +221,7 @@ impl<K: PutRecordsApi> Call<K> {
     fn answered(&mut self, entries: Vec<Entry>, results: Vec<EntryResult>) {
         let mut written = Written::default();
         for (entry, result) in entries.into_iter().zip(results) {
-            let mispredicted = self.note_entry(entry.lane(), &result);
+            let mispredicted = self.note_entry(entry.lane(), entry.size(), &result);
             match result {
                 EntryResult::Accepted {
                     shard_id,

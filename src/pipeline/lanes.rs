@@ -24,7 +24,11 @@
 //! `shards.gather_ms`) worth of budget, or enough for everything it holds; its records still join any call
 //! that goes out meanwhile. At 1,000 records/s and 10 ms that is 10 records per shard and call
 //! instead of 1–2, at the cost of at most `gather` more wait for records that were waiting
-//! anyway.
+//! anyway. And while any shard is held back (the stream is budget-bound), the aggregator keeps
+//! calls that take from held-back shards to one per `gather` (`Eligible::budget_bound`), each
+//! with what every shard has gathered since the last, rather than a call whenever one shard
+//! is ready: shards that are not held back (`Eligible::unbound`) meanwhile still get calls of
+//! their own, so a hot shard does not slow the others.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,6 +41,7 @@ mod budget;
 mod packing;
 mod queue;
 
+pub(super) use budget::CallFeedback;
 use budget::ShardBudget;
 pub use budget::ShardLimits;
 
@@ -47,6 +52,15 @@ struct Lane {
     bytes: usize,
     /// `None`: no limit (no shard map).
     budget: Option<ShardBudget>,
+    /// Since the latest call of the gathering cadence (`new_cadence`), records have waited
+    /// here that the budget did not let go yet.
+    held_back: bool,
+    /// The same over the cadence's period before. A lane counts as budget-bound (`bound`)
+    /// until a whole period passes without it being held back: a lane whose few records its
+    /// budget covers for a moment (right after a call of the cadence took its backlog) is
+    /// still a budget-bound lane, and sending its records apart from the cadence would make a
+    /// call of each such moment.
+    was_held_back: bool,
 }
 
 impl Lane {
@@ -55,7 +69,13 @@ impl Lane {
             queue: LaneQueue::default(),
             bytes: 0,
             budget,
+            held_back: false,
+            was_held_back: false,
         }
+    }
+
+    fn bound(&self) -> bool {
+        self.held_back || self.was_held_back
     }
 }
 
@@ -66,6 +86,40 @@ pub(super) struct Eligible {
     pub bytes: usize,
     /// When the longest-waiting record that can go now became ready.
     pub oldest_ready_at: Option<Instant>,
+    /// Some shard holds records its budget does not let go now: the stream is budget-bound,
+    /// and calls for such shards keep to the gathering cadence (`Aggregator::flush_what_is_due`).
+    pub budget_bound: bool,
+    /// Of the above, what the shards not held back by their budget can send (all they hold).
+    pub unbound: Ready,
+}
+
+/// Records that can go now, from some of the lanes.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Ready {
+    pub records: usize,
+    pub bytes: usize,
+    pub oldest_ready_at: Option<Instant>,
+}
+
+impl Ready {
+    fn add(&mut self, records: usize, bytes: usize, ready_at: Instant) {
+        self.records += records;
+        self.bytes += bytes;
+        self.oldest_ready_at = Some(self.oldest_ready_at.map_or(ready_at, |t| t.min(ready_at)));
+    }
+}
+
+impl Eligible {
+    /// Only what the shards not held back by their budget can send: between two calls of the
+    /// gathering cadence, the held-back shards keep gathering.
+    pub(super) fn unbound_only(self) -> Eligible {
+        Eligible {
+            records: self.unbound.records,
+            bytes: self.unbound.bytes,
+            oldest_ready_at: self.unbound.oldest_ready_at,
+            ..self
+        }
+    }
 }
 
 /// The lanes of one pipeline and the map they follow.
@@ -159,11 +213,14 @@ impl Lanes {
     pub(super) fn eligible(&mut self, now: Instant, max_records: usize) -> Eligible {
         self.refill(now);
         let aggregating = self.aggregating();
+        let gather = self.gather;
         let mut eligible = Eligible::default();
-        for lane in &self.lanes {
+        for lane in &mut self.lanes {
+            eligible.budget_bound |= lane.bound();
             let Some(front) = lane.queue.front() else {
                 continue;
             };
+            let ready_at = front.ready_at;
             let (records, bytes) = match &lane.budget {
                 None => (lane.queue.len(), lane.bytes),
                 Some(budget) => {
@@ -173,7 +230,7 @@ impl Lanes {
                     // alone does not make the others' records wait to gather).
                     let held_back = records < lane.queue.len().min(max_records)
                         && records < lane.queue.light_len();
-                    let (gather_records, gather_bytes) = budget.gathered(self.gather);
+                    let (gather_records, gather_bytes) = budget.gathered(gather);
                     let gathered = match aggregating {
                         // An aggregate is one Kinesis record however full: a held-back shard
                         // waits for a full one's bytes (one second's at most), or each call
@@ -181,6 +238,8 @@ impl Lanes {
                         Some(cap) => bytes as f64 >= (cap as f64).min(budget.bytes.rate),
                         None => records as f64 >= gather_records || bytes as f64 >= gather_bytes,
                     };
+                    lane.held_back |= held_back;
+                    eligible.budget_bound |= held_back;
                     if held_back && !gathered {
                         (0, 0)
                     } else {
@@ -191,19 +250,33 @@ impl Lanes {
             if records > 0 {
                 eligible.records += records;
                 eligible.bytes += bytes;
-                eligible.oldest_ready_at = Some(match eligible.oldest_ready_at {
-                    Some(t) => t.min(front.ready_at),
-                    None => front.ready_at,
-                });
+                eligible.oldest_ready_at = Some(
+                    eligible
+                        .oldest_ready_at
+                        .map_or(ready_at, |t| t.min(ready_at)),
+                );
+                if !lane.bound() {
+                    eligible.unbound.add(records, bytes, ready_at);
+                }
             }
         }
         eligible
     }
 
-    /// The next record a batch may take now, rotating over the shards; its shard's budget is
-    /// charged. `None` when no shard with records has budget.
-    pub(super) fn pop_eligible(&mut self) -> Option<PendingRecord> {
-        let index = self.next_ready_lane()?;
+    /// A call of the gathering cadence is starting: it takes what every shard has gathered,
+    /// so which shards are held back is judged afresh.
+    pub(super) fn new_cadence(&mut self) {
+        for lane in &mut self.lanes {
+            lane.was_held_back = lane.held_back;
+            lane.held_back = false;
+        }
+    }
+
+    /// The next record a batch may take now, rotating over the shards (with `unbound_only`,
+    /// only over those not held back since the cadence's latest call); its shard's budget is charged.
+    /// `None` when no shard with records has budget.
+    pub(super) fn pop_eligible(&mut self, unbound_only: bool) -> Option<PendingRecord> {
+        let index = self.next_ready_lane(unbound_only)?;
         let record = self.take_front(index)?;
         if let Some(budget) = &mut self.lanes[index].budget {
             budget.records.tokens -= 1.0;
@@ -212,17 +285,19 @@ impl Lanes {
         Some(record)
     }
 
-    /// The next lane, rotating over the shards, whose front record its budget lets go now;
-    /// the rotation moves past it.
-    fn next_ready_lane(&mut self) -> Option<usize> {
+    /// The next lane, rotating over the shards, whose front record its budget lets go now
+    /// (with `unbound_only`, skipping lanes held back since the cadence's latest call); the rotation
+    /// moves past it.
+    fn next_ready_lane(&mut self, unbound_only: bool) -> Option<usize> {
         let count = self.lanes.len();
         let index = (0..count)
             .map(|step| (self.cursor + step) % count)
             .find(|&index| {
                 let lane = &self.lanes[index];
-                lane.queue
-                    .front()
-                    .is_some_and(|front| lane.budget.as_ref().is_none_or(|b| b.fits(front.size)))
+                !(unbound_only && lane.bound())
+                    && lane.queue.front().is_some_and(|front| {
+                        lane.budget.as_ref().is_none_or(|b| b.fits(front.size))
+                    })
             })?;
         self.cursor = (index + 1) % count;
         Some(index)
@@ -345,13 +420,12 @@ impl Lanes {
         }
     }
 
-    /// Kinesis throttled `throttled_share` of the entries a call sent to `lane` under map
-    /// `generation`.
-    pub(super) fn throttled(
+    /// What Kinesis answered to a call's entries for `lane` under map `generation`.
+    pub(super) fn feedback(
         &mut self,
         generation: u64,
         lane: usize,
-        throttled_share: f64,
+        call: CallFeedback,
         now: Instant,
     ) {
         if generation != self.generation {
@@ -359,7 +433,7 @@ impl Lanes {
         }
         let limits = self.limits;
         if let Some(budget) = self.lanes.get_mut(lane).and_then(|l| l.budget.as_mut()) {
-            budget.throttled(&limits, throttled_share, now);
+            budget.feedback(&limits, call, now);
         }
     }
 

@@ -102,9 +102,14 @@ pub(super) struct Completion {
 pub(super) struct ShardFeedback {
     /// The map generation the batch's lanes belong to (feedback on an older map is ignored).
     pub(super) generation: u64,
+    /// When the call started (the aggregator's clock): feedback on calls started before a
+    /// shard's rate last changed says nothing about the new rate.
+    pub(super) started_at: Option<Instant>,
     /// Per lane: entries Kinesis answered, and of them how many it throttled.
     pub(super) sent: Vec<u32>,
     pub(super) throttled: Vec<u32>,
+    /// Per lane: bytes of the entries Kinesis accepted (a delivery-rate estimate in bytes).
+    pub(super) accepted_bytes: Vec<u64>,
     /// Accepted entries that Kinesis put on another shard than the map predicted.
     pub(super) mispredicted: u32,
 }

@@ -8,6 +8,8 @@
 //! Orchestration only: how one run is carried out is `run.rs`, the targets are `judge.rs`,
 //! and the report's shape and printing are `report.rs`.
 
+use std::time::Duration;
+
 use kinesis_proxy::config::Settings;
 
 use super::catalogue::{catalogue, Backend, LoadKind, Scenario};
@@ -216,8 +218,19 @@ impl Bench<'_> {
             route: scenario.route,
             connections,
             pace,
-            warmup: options.warmup,
-            window: Window::Lasts(options.duration.mul_f64(scenario.duration_factor)),
+            // A cold start is measured from the first event to the last.
+            warmup: if scenario.events.is_some() {
+                Duration::ZERO
+            } else {
+                options.warmup
+            },
+            window: match scenario.events {
+                Some(requests) => Window::UntilDone {
+                    requests,
+                    timeout: Duration::from_secs(120),
+                },
+                None => Window::Lasts(options.duration.mul_f64(scenario.duration_factor)),
+            },
             env,
             read_back: scenario.read_back,
             wait_quiet: options.wait_quiet,

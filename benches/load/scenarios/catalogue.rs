@@ -21,9 +21,18 @@ pub enum Backend {
         shards: u32,
     },
     /// kinesalite behind the tests' fault layer enforcing Kinesis' per-shard write limits
-    /// (1,000 records/s and 1 MiB/s per shard), which kinesalite alone never does.
+    /// (1,000 records/s and 1 MiB/s per shard, or `records_per_second` when other producers
+    /// are taken to use the rest), which kinesalite alone never does.
     LimitedKinesalite {
         shards: u32,
+        records_per_second: u32,
+    },
+    /// kinesalite behind the fault layer answering each call after `delay_ms` ± `jitter_pct`%
+    /// (Kinesis' own latency), without per-shard limits.
+    DelayedKinesalite {
+        shards: u32,
+        delay_ms: u64,
+        jitter_pct: u32,
     },
 }
 
@@ -34,14 +43,29 @@ impl Backend {
             Backend::Null { delay_ms: 0 } => "null".into(),
             Backend::Null { delay_ms } => format!("null+{delay_ms}ms"),
             Backend::Kinesalite { shards } => format!("kinesalite/{shards}"),
-            Backend::LimitedKinesalite { shards } => format!("kinesalite/{shards} limited"),
+            Backend::LimitedKinesalite {
+                shards,
+                records_per_second: 1000,
+            } => format!("kinesalite/{shards} limited"),
+            Backend::LimitedKinesalite {
+                shards,
+                records_per_second,
+            } => format!("kinesalite/{shards} limited {records_per_second}/s"),
+            Backend::DelayedKinesalite {
+                shards,
+                delay_ms,
+                jitter_pct,
+            } => format!("kinesalite/{shards}+{delay_ms}ms±{jitter_pct}%"),
         }
     }
 
     /// Records per second the stream takes, when the backend enforces Kinesis' limits.
     pub(super) fn stream_limit_records_per_sec(self) -> Option<f64> {
         match self {
-            Backend::LimitedKinesalite { shards } => Some(f64::from(shards) * 1000.0),
+            Backend::LimitedKinesalite {
+                shards,
+                records_per_second,
+            } => Some(f64::from(shards) * f64::from(records_per_second)),
             _ => None,
         }
     }
@@ -105,6 +129,9 @@ pub struct Scenario {
     pub(super) shards: Option<ShardSetup>,
     /// Disk-acknowledgement scenarios: a spool, drained before the read-back.
     pub(super) disk: Option<DiskSetup>,
+    /// A cold start: no warm-up, and the window is the whole run of this many events (not
+    /// `--duration`).
+    pub(super) events: Option<u64>,
 }
 
 /// What a disk-acknowledgement scenario adds to the run: a fresh spool directory, and after
@@ -157,7 +184,10 @@ const BLIND_SETTINGS: &[(&str, &str)] = &[
 ];
 
 /// The shard-awareness scenarios' stream: 4 shards, so 4,000 records/s.
-const LIMITED: Backend = Backend::LimitedKinesalite { shards: 4 };
+const LIMITED: Backend = Backend::LimitedKinesalite {
+    shards: 4,
+    records_per_second: 1000,
+};
 
 /// Connections of every shard-awareness scenario.
 const SHARD_CONNECTIONS: usize = 256;
@@ -199,6 +229,7 @@ pub fn catalogue() -> Vec<Scenario> {
             direct: None,
             shards: None,
             disk: None,
+            events: None,
         },
         Scenario {
             name: "null-half",
@@ -215,6 +246,7 @@ pub fn catalogue() -> Vec<Scenario> {
             direct: None,
             shards: None,
             disk: None,
+            events: None,
         },
         Scenario {
             name: "null-many",
@@ -231,6 +263,7 @@ pub fn catalogue() -> Vec<Scenario> {
             direct: None,
             shards: None,
             disk: None,
+            events: None,
         },
         Scenario {
             name: "null-ndjson",
@@ -250,6 +283,7 @@ pub fn catalogue() -> Vec<Scenario> {
             direct: None,
             shards: None,
             disk: None,
+            events: None,
         },
         Scenario {
             name: "null-ndjson-gzip",
@@ -269,6 +303,7 @@ pub fn catalogue() -> Vec<Scenario> {
             direct: None,
             shards: None,
             disk: None,
+            events: None,
         },
         Scenario {
             name: "kinesalite-direct",
@@ -289,6 +324,7 @@ pub fn catalogue() -> Vec<Scenario> {
             }),
             shards: None,
             disk: None,
+            events: None,
         },
         Scenario {
             name: "kinesalite-single",
@@ -305,6 +341,7 @@ pub fn catalogue() -> Vec<Scenario> {
             direct: None,
             shards: None,
             disk: None,
+            events: None,
         },
         Scenario {
             name: "kinesalite-half",
@@ -321,6 +358,7 @@ pub fn catalogue() -> Vec<Scenario> {
             direct: None,
             shards: None,
             disk: None,
+            events: None,
         },
         Scenario {
             name: "overload",
@@ -339,6 +377,7 @@ pub fn catalogue() -> Vec<Scenario> {
             direct: None,
             shards: None,
             disk: None,
+            events: None,
         },
         aggregate_scenario(
             "agg-kinesalite-single",
@@ -425,6 +464,34 @@ pub fn catalogue() -> Vec<Scenario> {
                 without_hot: Some("shards-hot-key-alone"),
             },
         ),
+        Scenario {
+            name: "shards-cold-start",
+            about: "cold start, 4 shards of which other producers use 3/4 (250 rec/s left each), default settings, 12,000 events from 128 conns: <= 3% throttled",
+            backend: Backend::LimitedKinesalite {
+                shards: 4,
+                records_per_second: 250,
+            },
+            connections: 128,
+            events: Some(12_000),
+            ..shard_scenario(
+                "",
+                "",
+                KINESALITE_SETTINGS,
+                LoadKind::Closed,
+                SHARD_CONNECTIONS,
+                ONE_PROXY,
+            )
+        },
+        Scenario {
+            name: "kpl-latency-30ms",
+            about: "KPL stream, 512 conns, Kinesis answering in 30 ms ± 30%: vs Little's bound (512 / 30 ms = 17,067 ev/s)",
+            backend: Backend::DelayedKinesalite {
+                shards: 4,
+                delay_ms: 30,
+                jitter_pct: 30,
+            },
+            ..aggregate_scenario("", "", Route::Single, 512)
+        },
     ]
 }
 
@@ -450,6 +517,7 @@ fn aggregate_scenario(
         direct: None,
         shards: None,
         disk: None,
+        events: None,
     }
 }
 
@@ -495,5 +563,6 @@ fn shard_scenario(
         direct: None,
         shards: Some(setup),
         disk: None,
+        events: None,
     }
 }

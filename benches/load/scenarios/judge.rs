@@ -79,6 +79,68 @@ fn ack_bound_check(report: &ScenarioReport) -> Check {
     )
 }
 
+/// `shards-cold-start`: at most 3% of the entries sent throttled over the whole run, and the
+/// rate settled within 2 s: from then on every full second stored 90-110% of the stream's
+/// limit with at most 3% of its entries throttled.
+fn cold_start_checks(report: &ScenarioReport) -> Vec<Check> {
+    let Some(s) = &report.shards else {
+        return vec![check("shard figures from the fault layer", "none", false)];
+    };
+    let limit = s.stream_limit_records_per_sec;
+    // Full seconds only: the last sample is cut short when the events run out.
+    let full = &s.delivered_series[..s.delivered_series.len().saturating_sub(1)];
+    let steady = |&(_, stored, throttled): &(f64, f64, u64)| {
+        let sent = stored + throttled as f64;
+        (0.9 * limit..=1.1 * limit).contains(&stored) && throttled as f64 <= 0.03 * sent
+    };
+    let settled_after = full
+        .iter()
+        .rposition(|second| !steady(second))
+        .map_or(0.0, |i| full[i].0);
+    vec![
+        check(
+            "<= 3% of sent entries throttled over the run",
+            format!(
+                "{:.2}% ({} of {} entries; {:.1} entries per PutRecords)",
+                s.throttled_share * 100.0,
+                report::thousands(s.entries_throttled as f64),
+                report::thousands(s.entries_sent as f64),
+                s.entries_per_call.unwrap_or(0.0)
+            ),
+            s.throttled_share <= 0.03,
+        ),
+        check(
+            "the rate settles within 2 s (then each second 90-110% of the limit, <= 3% throttled)",
+            format!("after {settled_after:.1} s"),
+            settled_after <= 2.0,
+        ),
+    ]
+}
+
+/// Events/s against Little's bound: every connection has one event out, and each waits at
+/// least one call of `latency_s`.
+fn littles_bound_check(report: &ScenarioReport, latency_s: f64, min_ratio: f64) -> Check {
+    let bound = report.connections as f64 / latency_s;
+    let ratio = report.events_per_sec / bound;
+    check(
+        format!(
+            ">= {min_ratio:.2} of Little's bound ({} connections / {:.0} ms = {} events/s)",
+            report.connections,
+            latency_s * 1000.0,
+            report::thousands(bound)
+        ),
+        format!(
+            "{ratio:.3} ({} events/s, p50 {} ms)",
+            report::thousands(report.events_per_sec),
+            report
+                .latency
+                .as_ref()
+                .map_or_else(|| "-".into(), |l| format!("{:.1}", l.p50_ms))
+        ),
+        ratio >= min_ratio,
+    )
+}
+
 /// `shards-real`: the share of the stream's limit delivered, and of sent entries throttled.
 fn shard_checks(report: &ScenarioReport, min_share: f64, max_throttled: f64) -> Vec<Check> {
     let Some(s) = &report.shards else {
@@ -333,6 +395,8 @@ pub(super) fn evaluate(reports: &mut [ScenarioReport]) {
             "shards-real" => checks.extend(shard_checks(report, 0.95, 0.02)),
             "shards-three-proxies" => checks.extend(shard_checks(report, 0.90, 0.05)),
             "shards-hot-key" => checks.push(hot_key_check(report)),
+            "shards-cold-start" => checks.extend(cold_start_checks(report)),
+            "kpl-latency-30ms" => checks.push(littles_bound_check(report, 0.030, 0.85)),
             "disk-kinesalite" => checks.extend(disk_checks(report, true)),
             "disk-kinesalite-noagg" => checks.extend(disk_checks(report, false)),
             "overload" => {

@@ -19,7 +19,7 @@ use super::read_back::read_back;
 use super::settings::{resolve_settings, settings_in_effect};
 use super::shard_figures::{shard_figures, sleep_sampling};
 use crate::child::HelperProcess;
-use crate::fault_proxy::{FaultProxy, ShardLimits};
+use crate::fault_proxy::{FaultProxy, Mode, ShardLimits};
 use crate::kinesalite::Kinesalite;
 use crate::loadgen::{LoadResult, LoadSpec, Pace, Route, RunningLoad};
 use crate::procfs::{self, RssSampler};
@@ -129,10 +129,32 @@ pub(super) async fn execute(plan: &RunPlan, proxy_exe: &Path) -> Result<Scenario
             emulator = Some(k);
             found
         }
-        Backend::LimitedKinesalite { shards } => {
+        Backend::LimitedKinesalite {
+            shards,
+            records_per_second,
+        } => {
             let k = Kinesalite::start(STREAM, shards)?;
             let layer = FaultProxy::start(&k.endpoint);
-            layer.limit_shards(ShardLimits::KINESIS);
+            layer.limit_shards(ShardLimits {
+                records_per_second,
+                ..ShardLimits::KINESIS
+            });
+            let found = (layer.endpoint.clone(), Some(k.pid));
+            emulator = Some(k);
+            faults = Some(layer);
+            found
+        }
+        Backend::DelayedKinesalite {
+            shards,
+            delay_ms,
+            jitter_pct,
+        } => {
+            let k = Kinesalite::start(STREAM, shards)?;
+            let layer = FaultProxy::start(&k.endpoint);
+            layer.set_mode(Mode::Jittered {
+                delay: Duration::from_millis(delay_ms),
+                jitter_pct,
+            });
             let found = (layer.endpoint.clone(), Some(k.pid));
             emulator = Some(k);
             faults = Some(layer);
@@ -232,7 +254,21 @@ pub(super) async fn execute(plan: &RunPlan, proxy_exe: &Path) -> Result<Scenario
         Window::Lasts(duration) => {
             sleep_sampling(duration, faults.as_ref(), &mut stored_so_far).await;
         }
-        Window::UntilDone { timeout, .. } => load.wait_done(timeout).await?,
+        Window::UntilDone { timeout, .. } => {
+            // Sampled second by second too: a cold start's convergence is what it shows.
+            tokio::select! {
+                done = load.wait_done(timeout) => done?,
+                () = sleep_sampling(timeout, faults.as_ref(), &mut stored_so_far) => {}
+            }
+            if let Some(layer) = &faults {
+                let last = FaultSnapshot::take(layer);
+                stored_so_far.push((
+                    last.at,
+                    last.accepted(),
+                    last.stats.entries_throttled_by_limit,
+                ));
+            }
+        }
     }
     load.end_window();
     if let Some(hot) = &mut hot_load {

@@ -82,7 +82,10 @@ pub fn run_smoke(options: &Options) -> Result<(), Error> {
             name: "smoke-kinesalite".into(),
             about: "proxy → fault layer (Kinesis' per-shard limits) → kinesalite, 200 events, read-back".into(),
             server: Server::Proxy,
-            backend: Backend::LimitedKinesalite { shards: 2 },
+            backend: Backend::LimitedKinesalite {
+                shards: 2,
+                records_per_second: 1000,
+            },
             route: Route::Single,
             connections,
             pace: Pace::Closed,

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::Aggregator;
 use crate::kinesis::PutRecordsApi;
+use crate::pipeline::lanes::CallFeedback;
 use crate::pipeline::pending::ShardFeedback;
 use crate::pipeline::shard_refresh::{MapUpdate, RefreshCause};
 
@@ -19,9 +20,14 @@ impl<K: PutRecordsApi> Aggregator<K> {
             for (lane, (&sent, &throttled)) in
                 feedback.sent.iter().zip(&feedback.throttled).enumerate()
             {
-                if throttled > 0 {
-                    let share = f64::from(throttled) / f64::from(sent.max(throttled));
-                    self.lanes.throttled(feedback.generation, lane, share, now);
+                if let (Some(started_at), true) = (feedback.started_at, sent > 0) {
+                    let call = CallFeedback {
+                        started_at,
+                        sent: sent.max(throttled),
+                        throttled,
+                        accepted_bytes: feedback.accepted_bytes.get(lane).copied().unwrap_or(0),
+                    };
+                    self.lanes.feedback(feedback.generation, lane, call, now);
                 }
                 if let Some(shard) = map.as_ref().and_then(|m| m.shard(lane)) {
                     self.metrics.shard_written(&shard.id, sent, throttled);

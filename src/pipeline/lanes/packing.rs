@@ -81,14 +81,15 @@ impl Lanes {
         self.aggregation_paused = paused;
     }
 
-    /// The next Kinesis record a batch may take now, rotating over the shards: one record, or
-    /// on an aggregating stream as many of one shard's waiting records as fit one aggregate.
+    /// The next Kinesis record a batch may take now, rotating over the shards (with
+    /// `unbound_only`, only those not held back by their budget): one record, or on an
+    /// aggregating stream as many of one shard's waiting records as fit one aggregate.
     /// The shard's budget is charged. `None` when no shard with records has budget.
-    pub(in crate::pipeline) fn pop_entry(&mut self) -> Option<Entry> {
+    pub(in crate::pipeline) fn pop_entry(&mut self, unbound_only: bool) -> Option<Entry> {
         let Some(cap) = self.aggregating() else {
-            return self.pop_eligible().map(Entry::Single);
+            return self.pop_eligible(unbound_only).map(Entry::Single);
         };
-        let index = self.next_ready_lane()?;
+        let index = self.next_ready_lane(unbound_only)?;
         // What the shard's byte budget allows; at least the front record, which `fits`.
         let allowance = {
             let lane = &self.lanes[index];

@@ -1,5 +1,8 @@
 //! Lanes against hand-made shard maps and a hand-driven clock: budgets, rotation over shards,
-//! the adaptive rate, and following a new map.
+//! the adaptive rate, and following a new map. How the rate follows Kinesis' answers is in
+//! `adapt`.
+
+mod adapt;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -66,7 +69,7 @@ fn record(n: usize, upper: bool, now: Instant) -> PendingRecord {
 }
 
 fn drain(lanes: &mut Lanes) -> Vec<(usize, bool)> {
-    std::iter::from_fn(|| lanes.pop_eligible())
+    std::iter::from_fn(|| lanes.pop_eligible(false))
         .map(|r| (r.record.data.len(), r.hash_key > u128::MAX / 2))
         .collect()
 }
@@ -83,7 +86,7 @@ fn without_a_map_one_lane_takes_everything_in_order() {
         50,
         "no budget without a map"
     );
-    let order: Vec<usize> = std::iter::from_fn(|| lanes.pop_eligible())
+    let order: Vec<usize> = std::iter::from_fn(|| lanes.pop_eligible(false))
         .map(|r| r.hash_key as usize % 1000)
         .collect();
     assert_eq!(order.len(), 50);
@@ -142,51 +145,9 @@ fn unpop_gives_the_budget_back() {
     lanes.push_back(record(1, false, now));
     lanes.push_back(record(2, false, now));
     lanes.push_back(record(3, false, now));
-    let first = lanes.pop_eligible().expect("budget for one");
+    let first = lanes.pop_eligible(false).expect("budget for one");
     lanes.unpop_entry(crate::pipeline::entry::Entry::Single(first));
     assert_eq!(lanes.eligible(now, 500).records, 2);
-}
-
-#[test]
-fn throttling_halves_the_rate_once_per_interval_and_quiet_raises_it_again() {
-    let start = Instant::now();
-    let mut lanes = Lanes::new(limits(100.0), Duration::ZERO, None);
-    lanes.set_map(Some(two_shards("shard-upper")), start);
-    let generation = lanes.generation();
-    let rate = |lanes: &Lanes| lanes.snapshot()[0].2.expect("limited");
-    lanes.throttled(generation, 0, 1.0, start);
-    assert_eq!(rate(&lanes), 50.0);
-    lanes.throttled(generation, 0, 1.0, start + Duration::from_millis(100));
-    assert_eq!(rate(&lanes), 50.0, "one decrease per interval");
-    lanes.throttled(generation, 0, 1.0, start + Duration::from_millis(600));
-    assert_eq!(rate(&lanes), 25.0);
-    lanes.throttled(generation + 1, 0, 1.0, start + Duration::from_millis(1_200));
-    assert_eq!(rate(&lanes), 25.0, "feedback about an older map is ignored");
-    // The other shard is untouched.
-    assert_eq!(lanes.snapshot()[1].2, Some(100.0));
-    // Still within the quiet period: no increase.
-    lanes.eligible(start + Duration::from_millis(1_500), 500);
-    assert_eq!(rate(&lanes), 25.0);
-    // Quiet long enough: +10% of the limit per 100 ms, up to the limit.
-    let mut at = start + Duration::from_millis(1_600);
-    lanes.eligible(at, 500);
-    assert_eq!(rate(&lanes), 35.0);
-    for _ in 0..20 {
-        at += Duration::from_millis(100);
-        lanes.eligible(at, 500);
-    }
-    assert_eq!(rate(&lanes), 100.0);
-}
-
-#[test]
-fn the_rate_never_falls_below_the_floor() {
-    let start = Instant::now();
-    let mut lanes = Lanes::new(limits(100.0), Duration::ZERO, None);
-    lanes.set_map(Some(two_shards("shard-upper")), start);
-    for i in 0..20 {
-        lanes.throttled(lanes.generation(), 1, 1.0, start + Duration::from_secs(i));
-    }
-    assert_eq!(lanes.snapshot()[1].2, Some(10.0));
 }
 
 #[test]
@@ -199,7 +160,18 @@ fn a_new_map_moves_records_and_keeps_the_budgets_of_shards_that_stay() {
     lanes.set_map(Some(two_shards("shard-upper")), now);
     let waiting: Vec<usize> = lanes.snapshot().iter().map(|l| l.1).collect();
     assert_eq!(waiting, vec![3, 3], "records moved to their shards");
-    lanes.throttled(lanes.generation(), 0, 1.0, now);
+    let throttled = CallFeedback {
+        started_at: now,
+        sent: 20,
+        throttled: 20,
+        accepted_bytes: 0,
+    };
+    lanes.feedback(
+        lanes.generation(),
+        0,
+        throttled,
+        now + Duration::from_millis(10),
+    );
     let before = lanes.generation();
     lanes.set_map(Some(two_shards("shard-upper-split")), now);
     assert_ne!(lanes.generation(), before);
@@ -281,6 +253,41 @@ fn a_held_back_shard_gathers_a_lingers_worth_of_budget_before_it_is_ready() {
     assert_eq!(lanes.eligible(gathered, 500).records, 11);
 }
 
+#[test]
+fn between_gathering_calls_only_shards_not_held_back_are_taken() {
+    let now = Instant::now();
+    let mut lanes = Lanes::new(limits(1_000.0), Duration::from_millis(10), None);
+    lanes.set_map(Some(two_shards("shard-upper")), now);
+    for n in 0..1_200 {
+        lanes.push_back(record(n, true, now));
+    }
+    assert_eq!(
+        drain(&mut lanes).len(),
+        1_000,
+        "the upper shard's budget spent"
+    );
+    lanes.push_back(record(0, false, now));
+
+    let soon = now + Duration::from_millis(5);
+    let eligible = lanes.eligible(soon, 500);
+    assert!(eligible.budget_bound, "the upper shard holds records back");
+    assert_eq!(
+        eligible.unbound.records, 1,
+        "the lower shard can send all it has"
+    );
+    assert_eq!(eligible.unbound_only().records, 1);
+    let taken: Vec<bool> = std::iter::from_fn(|| lanes.pop_eligible(true))
+        .map(|r| r.hash_key > u128::MAX / 2)
+        .collect();
+    assert_eq!(
+        taken,
+        vec![false],
+        "only the lower shard's record, the upper keeps gathering"
+    );
+    // The next call of the cadence takes what the held-back shard has earned meanwhile.
+    assert_eq!(drain(&mut lanes).len(), 5);
+}
+
 /// A record of `size` data bytes with partition key `key`, routed by MD5 of the key.
 fn keyed(key: &str, size: usize, now: Instant) -> PendingRecord {
     let record = Record {
@@ -301,7 +308,7 @@ fn keyed(key: &str, size: usize, now: Instant) -> PendingRecord {
 }
 
 fn drain_entries(lanes: &mut Lanes) -> Vec<crate::pipeline::entry::Entry> {
-    std::iter::from_fn(|| lanes.pop_entry()).collect()
+    std::iter::from_fn(|| lanes.pop_entry(false)).collect()
 }
 
 #[test]
@@ -379,10 +386,13 @@ fn aggregates_charge_one_record_of_the_shards_budget_and_big_records_go_alone() 
     for n in 0..5 {
         lanes.push_back(record(n, true, now));
     }
-    let entry = lanes.pop_entry().expect("an aggregate");
-    assert!(lanes.pop_entry().is_none(), "budget of one record spent");
+    let entry = lanes.pop_entry(false).expect("an aggregate");
+    assert!(
+        lanes.pop_entry(false).is_none(),
+        "budget of one record spent"
+    );
     lanes.unpop_entry(entry);
-    let again = lanes.pop_entry().expect("the same aggregate again");
+    let again = lanes.pop_entry(false).expect("the same aggregate again");
     assert!(matches!(&again, Entry::Aggregated(a) if a.members.len() == 5));
 }
 
@@ -409,21 +419,6 @@ fn without_a_map_or_while_paused_nothing_is_aggregated() {
 }
 
 #[test]
-fn a_few_throttled_entries_cut_the_rate_a_little_and_a_wholly_throttled_call_by_the_factor() {
-    let start = Instant::now();
-    let mut lanes = Lanes::new(limits(100.0), Duration::ZERO, None);
-    lanes.set_map(Some(two_shards("shard-upper")), start);
-    let rate = |lanes: &Lanes, lane: usize| lanes.snapshot()[lane].2.expect("a budget");
-    lanes.throttled(lanes.generation(), 0, 0.04, start);
-    assert!((rate(&lanes, 0) - 96.0).abs() < 1e-9, "{}", rate(&lanes, 0));
-    lanes.throttled(lanes.generation(), 1, 1.0, start);
-    assert!(
-        (rate(&lanes, 1) - 50.0).abs() < 1e-9,
-        "the factor (0.5) at most"
-    );
-}
-
-#[test]
 fn a_hot_key_does_not_hold_back_the_other_keys_of_its_shard() {
     let now = Instant::now();
     let mut lanes = Lanes::new(limits(1_000.0), Duration::ZERO, None);
@@ -441,7 +436,7 @@ fn a_hot_key_does_not_hold_back_the_other_keys_of_its_shard() {
     for n in 0..10 {
         lanes.push_back(keyed(u128::MAX - 1_000 - n as u128, 100 + n));
     }
-    let order: Vec<bool> = std::iter::from_fn(|| lanes.pop_eligible())
+    let order: Vec<bool> = std::iter::from_fn(|| lanes.pop_eligible(false))
         .take(30)
         .map(|r| r.hash_key == hot_key)
         .collect();
@@ -462,7 +457,7 @@ fn a_hot_key_does_not_hold_back_the_other_keys_of_its_shard() {
         lanes2.push_back(keyed(hot_key, n));
         lanes2.push_back(keyed(u128::MAX - 5_000 - n as u128, 1_000 + n));
     }
-    let hot_order: Vec<u64> = std::iter::from_fn(|| lanes2.pop_eligible())
+    let hot_order: Vec<u64> = std::iter::from_fn(|| lanes2.pop_eligible(false))
         .filter(|r| r.hash_key == hot_key)
         .map(|r| {
             let event: serde_json::Value = serde_json::from_slice(&r.record.data).expect("json");

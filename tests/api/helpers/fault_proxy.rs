@@ -71,6 +71,9 @@ pub enum Mode {
     Throttle,
     /// Wait this long, then forward: a slow Kinesis.
     Delay(Duration),
+    /// Wait `delay` give or take `jitter_pct` percent of it (uniformly), then forward:
+    /// Kinesis' own latency, which varies call by call.
+    Jittered { delay: Duration, jitter_pct: u32 },
 }
 
 /// Counters since start or the last `reset_stats`.
@@ -619,6 +622,11 @@ async fn handle(
     match mode {
         Mode::Healthy => {}
         Mode::Delay(delay) => tokio::time::sleep(delay).await,
+        Mode::Jittered { delay, jitter_pct } => {
+            let jitter = f64::from(jitter_pct) / 100.0;
+            let factor = 1.0 + jitter * (2.0 * rand::random::<f64>() - 1.0);
+            tokio::time::sleep(delay.mul_f64(factor.max(0.0))).await;
+        }
         Mode::Refuse | Mode::Hang => {
             stats.calls_failed_by_mode.fetch_add(1, Ordering::Relaxed);
             count_put_records_entries(&operation, &body, stats);

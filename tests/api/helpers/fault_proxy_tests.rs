@@ -132,6 +132,15 @@ async fn fault_proxy_modes() {
     describe().await.expect("delayed call is forwarded");
     assert!(started.elapsed() >= Duration::from_millis(200));
 
+    // Kinesis' latency, varying call by call: 200 ms ± 50%, so at least 100 ms.
+    proxy.set_mode(Mode::Jittered {
+        delay: Duration::from_millis(200),
+        jitter_pct: 50,
+    });
+    let started = std::time::Instant::now();
+    describe().await.expect("jittered call is forwarded");
+    assert!(started.elapsed() >= Duration::from_millis(100));
+
     let stats = proxy.stats();
     assert_eq!(stats.calls_failed_by_mode, 3);
     proxy.reset_stats();
