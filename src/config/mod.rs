@@ -30,7 +30,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Region, StreamName, StreamPatterns};
+use crate::domain::{Region, StreamName, StreamPattern, StreamPatterns};
+
+pub use streams::split_schema_entry;
 
 /// Prefix of the environment variables that override settings.
 pub const ENV_PREFIX: &str = "KINESIS_PROXY__";
@@ -132,6 +134,12 @@ pub struct StreamSettings {
     /// Streams (same pattern syntax) whose small events are packed per shard into KPL
     /// aggregated records.
     pub aggregate: Vec<String>,
+    /// `pattern:path/to/schema.json`: the JSON Schema an event on a matching stream must
+    /// satisfy (400 `schema_violation`); the first matching entry applies.
+    pub schemas: Vec<String>,
+    /// Streams (same pattern syntax) whose records are `{"event": ..., "meta": {...}}`: the
+    /// event as sent plus what only the server knows (`http::envelope`).
+    pub envelope: Vec<String>,
 }
 
 impl Default for StreamSettings {
@@ -142,6 +150,8 @@ impl Default for StreamSettings {
             ack_on_disk: Vec::new(),
             ordered: Vec::new(),
             aggregate: Vec::new(),
+            schemas: Vec::new(),
+            envelope: Vec::new(),
         }
     }
 }
@@ -405,6 +415,15 @@ impl Settings {
         StreamPatterns::parse_all(&self.streams.aggregate)
             .unwrap_or_default()
             .matches(stream)
+    }
+
+    /// The `(pattern, path)` pairs of `streams.schemas` (validate() has checked them).
+    pub fn schema_files(&self) -> Vec<(StreamPattern, String)> {
+        self.streams
+            .schemas
+            .iter()
+            .filter_map(|entry| split_schema_entry(entry).ok())
+            .collect()
     }
 
     pub fn keeps_key_order(&self, stream: &StreamName) -> bool {

@@ -20,6 +20,10 @@ use super::state::{AccessLog, AppState};
 /// The request id header, read from clients and always set on answers.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
+/// The request's id, as answered in `x-request-id`, left in the request's extensions.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub HeaderValue);
+
 /// Longest client-supplied request id taken as is.
 const MAX_REQUEST_ID_LEN: usize = 128;
 
@@ -29,6 +33,8 @@ pub async fn log_and_count(
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let started = Instant::now();
     let request_id = request_id(&req);
+    // For the handlers that record it (the envelope's `meta.request_id`).
+    req.extensions_mut().insert(RequestId(request_id.clone()));
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let mut response = next.call(req).await?;
     let status = response.status();

@@ -22,6 +22,19 @@ pub(super) struct AcceptedBody<'a> {
 #[derive(Serialize, ToSchema)]
 pub(super) struct QueuedBody {
     pub(super) queued: usize,
+    /// Records of the request that were refused and not queued (on the records route: those
+    /// that violate the stream's schema); absent when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(super) rejected: Vec<RejectedRecordBody>,
+}
+
+/// A record of a request answered 202 that was not queued.
+#[derive(Serialize, ToSchema)]
+pub(super) struct RejectedRecordBody {
+    /// The record's index in the request (0-based, request order).
+    pub(super) index: usize,
+    pub(super) error_code: &'static str,
+    pub(super) error_message: String,
 }
 
 /// One record's outcome, in request order.

@@ -7,14 +7,19 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::answers::{AcceptedBody, QueuedBody, RecordResultBody, RecordsResponse};
+use super::access::RequestId;
+use super::answers::{
+    AcceptedBody, QueuedBody, RecordResultBody, RecordsResponse, RejectedRecordBody,
+};
 use super::auth::API_KEY_HEADER;
 use super::body::{body_kind, read_body, BodyKind};
+use super::envelope;
 use super::error::ApiError;
 use super::ingest::{self, ParsedRequest};
-use super::metrics::events_rejected;
+use super::metrics::{events_rejected, schema_violations};
 use super::paths::{ROUTE_RECORDS, ROUTE_SHORT, ROUTE_STREAM};
 use super::requests::{EventRequest, RecordsRequest};
+use super::schemas;
 use super::state::AppState;
 use crate::domain::{truncate_for_message, Record, Region, StreamName};
 use crate::pipeline::{
@@ -146,9 +151,19 @@ async fn put_event(
         region,
     } = ingest::parse_single(&body)?;
     let pipeline = pipeline_for(state, region.as_deref(), &stream, facts).await?;
-    let Some(record) = records.pop() else {
+    let Some(mut record) = records.pop() else {
         return Err(ApiError::Internal("parsed no record".into()).into());
     };
+    if let Some(validator) = state.schemas.load().for_stream(&stream) {
+        if let Err(message) = schemas::check(validator, &record.data) {
+            schema_violations(facts.stream_label(state), 1);
+            return Err(ApiError::SchemaViolation(message).into());
+        }
+    }
+    // Before the size check: the record Kinesis gets, envelope included, must fit.
+    if state.envelope.matches(&stream) {
+        envelope::wrap(&mut record, &request_meta(req, state, key.as_deref()));
+    }
     check_record_size(&pipeline, &record, None)?;
     state.rate_limits.check(
         key.as_deref(),
@@ -159,11 +174,14 @@ async fn put_event(
         |r, s| state.pipelines.is_running(r, s),
     )?;
     if pipeline.acknowledgement() == Acknowledgement::Disk {
-        return append_to_spool(state, &pipeline, vec![record]).await;
+        return append_to_spool(state, &pipeline, vec![record], Vec::new()).await;
     }
     let receiver = pipeline.submit_one(record, started).map_err(submit_error)?;
     let Some(receiver) = receiver else {
-        return Ok(HttpResponse::Accepted().json(QueuedBody { queued: 1 }));
+        return Ok(HttpResponse::Accepted().json(QueuedBody {
+            queued: 1,
+            rejected: Vec::new(),
+        }));
     };
     match receiver.await {
         Ok(Ok(accepted)) => Ok(HttpResponse::Ok().json(AcceptedBody {
@@ -197,37 +215,80 @@ async fn put_many(
         BodyKind::Json => ingest::parse_records_json(&body, max_records),
         BodyKind::Ndjson => ingest::parse_ndjson(&body, max_records),
     }?;
-    facts.events = parsed.records.len() as u64;
+    let total = parsed.records.len();
+    facts.events = total as u64;
     let pipeline = pipeline_for(state, parsed.region.as_deref(), &stream, facts).await?;
+    // Records that violate the stream's schema are answered one by one; the rest go on.
+    // `indices[k]` is the request index of the k-th record kept.
+    let (mut records, indices, rejected) = check_schemas(state, &stream, parsed.records);
+    if !rejected.is_empty() {
+        let label = facts.stream_label(state);
+        schema_violations(label.clone(), rejected.len() as u64);
+        events_rejected(label, "schema_violation", rejected.len() as u64);
+    }
+    if state.envelope.matches(&stream) {
+        let suffix = request_meta(req, state, key.as_deref());
+        for record in &mut records {
+            envelope::wrap(record, &suffix);
+        }
+    }
     let mut bytes = 0;
-    for (index, record) in parsed.records.iter().enumerate() {
-        check_record_size(&pipeline, record, Some(index))?;
+    for (record, index) in records.iter().zip(&indices) {
+        check_record_size(&pipeline, record, Some(*index))?;
         bytes += record.kinesis_size();
+    }
+    // Slots of the answer, in request order; the refused ones are filled already.
+    let mut results: Vec<Option<RecordResultBody>> = (0..total).map(|_| None).collect();
+    // The error shared by every failed record so far; `None` once two differ.
+    let mut common_error: Option<Option<ApiError>> = None;
+    let mut failed = 0;
+    for (index, error) in &rejected {
+        failed += 1;
+        common_error = merge_error(common_error, error);
+        if let Some(slot) = results.get_mut(*index) {
+            *slot = Some(RecordResultBody::Failed {
+                error_code: error.code(),
+                error_message: error.to_string(),
+            });
+        }
+    }
+    if records.is_empty() {
+        return Ok(records_answer(results, failed, common_error));
     }
     state.rate_limits.check(
         key.as_deref(),
         pipeline.region(),
         &stream,
-        parsed.records.len(),
+        records.len(),
         bytes,
         |r, s| state.pipelines.is_running(r, s),
     )?;
+    let rejected_bodies = || {
+        rejected
+            .iter()
+            .map(|(index, error)| RejectedRecordBody {
+                index: *index,
+                error_code: error.code(),
+                error_message: error.to_string(),
+            })
+            .collect()
+    };
     if pipeline.acknowledgement() == Acknowledgement::Disk {
-        return append_to_spool(state, &pipeline, parsed.records).await;
+        return append_to_spool(state, &pipeline, records, rejected_bodies()).await;
     }
     let receivers = pipeline
-        .submit_many(parsed.records, started)
+        .submit_many(records, started)
         .map_err(submit_error)?;
     if receivers.iter().all(Option::is_none) {
         return Ok(HttpResponse::Accepted().json(QueuedBody {
             queued: receivers.len(),
+            rejected: rejected_bodies(),
         }));
     }
-    let mut results = Vec::with_capacity(receivers.len());
-    // The error shared by every failed record so far; `None` once two differ.
-    let mut common_error: Option<Option<ApiError>> = None;
-    let mut failed = 0;
-    for receiver in receivers.into_iter().flatten() {
+    for (index, receiver) in indices.into_iter().zip(receivers) {
+        let Some(receiver) = receiver else {
+            continue;
+        };
         let outcome: RecordOutcome = match receiver.await {
             Ok(outcome) => outcome,
             Err(_) => Err(RecordFailure {
@@ -236,7 +297,7 @@ async fn put_many(
                 message: "the proxy shut down before the record could be written".into(),
             }),
         };
-        results.push(match outcome {
+        let result = match outcome {
             Ok(accepted) => RecordResultBody::Accepted {
                 shard_id: accepted.shard_id,
                 sequence_number: accepted.sequence_number,
@@ -250,18 +311,66 @@ async fn put_many(
                     error_code: error.code(),
                     error_message: error.to_string(),
                 };
-                common_error = match common_error {
-                    None => Some(Some(error)),
-                    Some(Some(first)) if first.code() == error.code() => Some(Some(first)),
-                    Some(_) => Some(None),
-                };
+                common_error = merge_error(common_error, &error);
                 body
             }
-        });
+        };
+        if let Some(slot) = results.get_mut(index) {
+            *slot = Some(result);
+        }
     }
+    Ok(records_answer(results, failed, common_error))
+}
+
+/// Splits a request's records into those that satisfy the stream's schema (with their request
+/// indices) and the refused ones; without a schema, all are kept.
+#[allow(clippy::type_complexity)]
+fn check_schemas(
+    state: &AppState,
+    stream: &StreamName,
+    records: Vec<Record>,
+) -> (Vec<Record>, Vec<usize>, Vec<(usize, ApiError)>) {
+    let schemas = state.schemas.load();
+    let Some(validator) = schemas.for_stream(stream) else {
+        let indices = (0..records.len()).collect();
+        return (records, indices, Vec::new());
+    };
+    let mut kept = Vec::with_capacity(records.len());
+    let mut indices = Vec::with_capacity(records.len());
+    let mut rejected = Vec::new();
+    for (index, record) in records.into_iter().enumerate() {
+        match schemas::check(validator, &record.data) {
+            Ok(()) => {
+                kept.push(record);
+                indices.push(index);
+            }
+            Err(message) => rejected.push((
+                index,
+                ApiError::SchemaViolation(format!("records[{index}]: {message}")),
+            )),
+        }
+    }
+    (kept, indices, rejected)
+}
+
+/// The error every failed record shares so far (`Some(None)` once two differ).
+fn merge_error(common: Option<Option<ApiError>>, error: &ApiError) -> Option<Option<ApiError>> {
+    match common {
+        None => Some(Some(error.clone())),
+        Some(Some(first)) if first.code() == error.code() => Some(Some(first)),
+        Some(_) => Some(None),
+    }
+}
+
+/// The records route's answer: every record's outcome in request order.
+fn records_answer(
+    results: Vec<Option<RecordResultBody>>,
+    failed: usize,
+    common_error: Option<Option<ApiError>>,
+) -> HttpResponse {
     let body = RecordsResponse {
         failed_record_count: failed,
-        records: results,
+        records: results.into_iter().flatten().collect(),
     };
     match common_error {
         // Every record failed, all for the same reason: answer with that reason's status (503
@@ -278,10 +387,41 @@ async fn put_many(
                     }
                 }
             }
-            Ok(builder.json(body))
+            builder.json(body)
         }
-        _ => Ok(HttpResponse::Ok().json(body)),
+        _ => HttpResponse::Ok().json(body),
     }
+}
+
+/// The envelope's `,"meta":{...}}` for this request (`streams.envelope`).
+fn request_meta(req: &HttpRequest, state: &AppState, key: Option<&str>) -> bytes::Bytes {
+    let extensions = req.extensions();
+    let forwarded: Vec<&[u8]> = if state.trusted_proxies.is_empty() {
+        Vec::new()
+    } else {
+        req.headers()
+            .get_all("x-forwarded-for")
+            .map(|v| v.as_bytes())
+            .collect()
+    };
+    let meta = envelope::Meta {
+        received_at: envelope::now_rfc3339_millis(),
+        request_id: extensions
+            .get::<RequestId>()
+            .and_then(|id| id.0.to_str().ok()),
+        api_key: key,
+        client_ip: envelope::client_ip(
+            req.peer_addr().map(|a| a.ip()),
+            &forwarded,
+            &state.trusted_proxies,
+        )
+        .map(|ip| ip.to_string()),
+        user_agent: req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
+    };
+    meta.suffix()
 }
 
 /// A disk stream's answer: 202 once the spool's fsync covers every record of the request.
@@ -289,6 +429,7 @@ async fn append_to_spool(
     state: &AppState,
     pipeline: &Pipeline,
     records: Vec<Record>,
+    rejected: Vec<RejectedRecordBody>,
 ) -> Result<HttpResponse, Refusal> {
     let Some(spool) = &state.spool else {
         return Err(ApiError::Internal(
@@ -301,7 +442,7 @@ async fn append_to_spool(
         .await
         .map_err(spool_error)?;
     pipeline.count_received(queued as u64);
-    Ok(HttpResponse::Accepted().json(QueuedBody { queued }))
+    Ok(HttpResponse::Accepted().json(QueuedBody { queued, rejected }))
 }
 
 fn spool_error(error: SpoolError) -> ApiError {

@@ -16,6 +16,7 @@ mod body;
 pub mod body_budget;
 mod cors;
 mod decode;
+pub mod envelope;
 pub mod error;
 mod events;
 pub mod ingest;
@@ -26,6 +27,7 @@ pub mod paths;
 pub mod rate_limit;
 mod requests;
 mod routes;
+pub mod schemas;
 mod state;
 pub mod tls;
 
