@@ -30,9 +30,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Region, StreamName, StreamPattern, StreamPatterns};
-
-pub use streams::split_schema_entry;
+use crate::domain::{Region, StreamName, StreamPatterns};
 
 /// Prefix of the environment variables that override settings.
 pub const ENV_PREFIX: &str = "KINESIS_PROXY__";
@@ -415,15 +413,6 @@ impl Settings {
         StreamPatterns::parse_all(&self.streams.aggregate)
             .unwrap_or_default()
             .matches(stream)
-    }
-
-    /// The `(pattern, path)` pairs of `streams.schemas` (validate() has checked them).
-    pub fn schema_files(&self) -> Vec<(StreamPattern, String)> {
-        self.streams
-            .schemas
-            .iter()
-            .filter_map(|entry| split_schema_entry(entry).ok())
-            .collect()
     }
 
     pub fn keeps_key_order(&self, stream: &StreamName) -> bool {

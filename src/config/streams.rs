@@ -8,7 +8,7 @@ use crate::domain::StreamPattern;
 
 /// One `streams.schemas` entry, `pattern:path`, split and its pattern parsed; the path is
 /// read and compiled by the edge (`http::schemas`), at startup and on SIGHUP.
-pub fn split_schema_entry(entry: &str) -> Result<(StreamPattern, String), ConfigError> {
+fn split_schema_entry(entry: &str) -> Result<(StreamPattern, String), ConfigError> {
     let Some((pattern, path)) = entry.split_once(':').filter(|(_, path)| !path.is_empty()) else {
         return Err(invalid(
             "streams.schemas",
@@ -21,6 +21,15 @@ pub fn split_schema_entry(entry: &str) -> Result<(StreamPattern, String), Config
 }
 
 impl Settings {
+    /// The `(pattern, path)` pairs of `streams.schemas` (validate() has checked them).
+    pub fn schema_files(&self) -> Vec<(StreamPattern, String)> {
+        self.streams
+            .schemas
+            .iter()
+            .filter_map(|entry| split_schema_entry(entry).ok())
+            .collect()
+    }
+
     /// Every pattern of the per-stream lists can match some stream of `streams.allow`: one
     /// that cannot (`ack_on_disk = ["event"]` with allow `["events"]`) would silently do
     /// nothing, which is a typo, not a policy. The same rule as for key scopes.

@@ -14,7 +14,7 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpMessage};
 
-use super::events::RequestFacts;
+use super::facts::RequestFacts;
 use super::state::{AccessLog, AppState};
 
 /// The request id header, read from clients and always set on answers.

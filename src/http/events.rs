@@ -7,14 +7,16 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::access::RequestId;
 use super::answers::{
-    AcceptedBody, QueuedBody, RecordResultBody, RecordsResponse, RejectedRecordBody,
+    merge_error, records_answer, AcceptedBody, QueuedBody, RecordResultBody, RecordsResponse,
+    RejectedRecordBody,
 };
 use super::auth::API_KEY_HEADER;
 use super::body::{body_kind, read_body, BodyKind};
+use super::contracts::{check_schemas, request_meta};
 use super::envelope;
 use super::error::ApiError;
+pub(super) use super::facts::RequestFacts;
 use super::ingest::{self, ParsedRequest};
 use super::metrics::{events_rejected, schema_violations};
 use super::paths::{ROUTE_RECORDS, ROUTE_SHORT, ROUTE_STREAM};
@@ -26,8 +28,6 @@ use crate::pipeline::{
     Acknowledgement, FailureKind, Pipeline, RecordFailure, RecordOutcome, StartError, SubmitError,
 };
 use crate::spool::SpoolError;
-use crate::telemetry::SeriesScope;
-use actix_web::http::header;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
 /// Writes one event; answers once Kinesis accepted it.
@@ -322,108 +322,6 @@ async fn put_many(
     Ok(records_answer(results, failed, common_error))
 }
 
-/// Splits a request's records into those that satisfy the stream's schema (with their request
-/// indices) and the refused ones; without a schema, all are kept.
-#[allow(clippy::type_complexity)]
-fn check_schemas(
-    state: &AppState,
-    stream: &StreamName,
-    records: Vec<Record>,
-) -> (Vec<Record>, Vec<usize>, Vec<(usize, ApiError)>) {
-    let schemas = state.schemas.load();
-    let Some(validator) = schemas.for_stream(stream) else {
-        let indices = (0..records.len()).collect();
-        return (records, indices, Vec::new());
-    };
-    let mut kept = Vec::with_capacity(records.len());
-    let mut indices = Vec::with_capacity(records.len());
-    let mut rejected = Vec::new();
-    for (index, record) in records.into_iter().enumerate() {
-        match schemas::check(validator, &record.data) {
-            Ok(()) => {
-                kept.push(record);
-                indices.push(index);
-            }
-            Err(message) => rejected.push((
-                index,
-                ApiError::SchemaViolation(format!("records[{index}]: {message}")),
-            )),
-        }
-    }
-    (kept, indices, rejected)
-}
-
-/// The error every failed record shares so far (`Some(None)` once two differ).
-fn merge_error(common: Option<Option<ApiError>>, error: &ApiError) -> Option<Option<ApiError>> {
-    match common {
-        None => Some(Some(error.clone())),
-        Some(Some(first)) if first.code() == error.code() => Some(Some(first)),
-        Some(_) => Some(None),
-    }
-}
-
-/// The records route's answer: every record's outcome in request order.
-fn records_answer(
-    results: Vec<Option<RecordResultBody>>,
-    failed: usize,
-    common_error: Option<Option<ApiError>>,
-) -> HttpResponse {
-    let body = RecordsResponse {
-        failed_record_count: failed,
-        records: results.into_iter().flatten().collect(),
-    };
-    match common_error {
-        // Every record failed, all for the same reason: answer with that reason's status (503
-        // and Retry-After when Kinesis is unavailable), so load balancers and status-based
-        // dashboards see the failure. The per-record body stays. Partial failures, or
-        // failures for different reasons, are a 200 whose body says which records failed.
-        Some(Some(error)) if failed == body.records.len() => {
-            let mut response = error.error_response();
-            let mut builder = HttpResponse::build(response.status());
-            for (name, value) in response.headers_mut().drain() {
-                if let Some(name) = name {
-                    if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
-                        builder.insert_header((name, value));
-                    }
-                }
-            }
-            builder.json(body)
-        }
-        _ => HttpResponse::Ok().json(body),
-    }
-}
-
-/// The envelope's `,"meta":{...}}` for this request (`streams.envelope`).
-fn request_meta(req: &HttpRequest, state: &AppState, key: Option<&str>) -> bytes::Bytes {
-    let extensions = req.extensions();
-    let forwarded: Vec<&[u8]> = if state.trusted_proxies.is_empty() {
-        Vec::new()
-    } else {
-        req.headers()
-            .get_all("x-forwarded-for")
-            .map(|v| v.as_bytes())
-            .collect()
-    };
-    let meta = envelope::Meta {
-        received_at: envelope::now_rfc3339_millis(),
-        request_id: extensions
-            .get::<RequestId>()
-            .and_then(|id| id.0.to_str().ok()),
-        api_key: key,
-        client_ip: envelope::client_ip(
-            req.peer_addr().map(|a| a.ip()),
-            &forwarded,
-            &state.trusted_proxies,
-        )
-        .map(|ip| ip.to_string()),
-        user_agent: req
-            .headers()
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok()),
-    };
-    meta.suffix()
-}
-
 /// A disk stream's answer: 202 once the spool's fsync covers every record of the request.
 async fn append_to_spool(
     state: &AppState,
@@ -461,53 +359,6 @@ fn spool_error(error: SpoolError) -> ApiError {
                 "the proxy's disk spool cannot store events (its operator must look at the proxy's log); nothing of this request is acknowledged; retry against another instance".into(),
             )
         }
-    }
-}
-
-/// What the edge learned about a request, left in its extensions for the access log
-/// (`access::log_and_count`) and used for the rejection counter's labels.
-#[derive(Debug, Clone, Default)]
-pub(super) struct RequestFacts {
-    /// The stream named in the path, once it passed the allow-list.
-    pub(super) stream: Option<StreamName>,
-    /// The stream's series scope, once it has a pipeline: its name is then a metric label
-    /// (bounded by `limits.max_pipelines`; with a wildcard allow-list, names are not), and the
-    /// label leaves `/metrics` with the pipeline.
-    pub(super) series: Option<Arc<SeriesScope>>,
-    /// The name of the API key, never the key.
-    pub(super) key: Option<String>,
-    /// Events the request carried, once known (a request refused before its body was parsed
-    /// counts as one).
-    pub(super) events: u64,
-}
-
-impl RequestFacts {
-    fn new(events: u64) -> Self {
-        Self {
-            events,
-            ..Self::default()
-        }
-    }
-
-    /// The stream as a metric label, with the scope its series live in: once it has a
-    /// pipeline (the pipeline's scope, so the label leaves `/metrics` with it), or when it is
-    /// bounded anyway (an exact name of `streams.allow`: a series of its own, kept), so a body
-    /// refused before its pipeline is looked up still counts for its stream. Names a client
-    /// makes up under a wildcard allow-list get no label. Only refusals ask, off the success
-    /// path.
-    fn stream_label(&self, state: &AppState) -> Option<(&str, Option<Arc<SeriesScope>>)> {
-        let stream = self.stream.as_ref()?;
-        let series = self
-            .series
-            .clone()
-            .or_else(|| state.pipelines.series_of(&state.default_region, stream));
-        let exact = state
-            .settings
-            .streams
-            .allow
-            .iter()
-            .any(|p| p == stream.as_str());
-        (series.is_some() || exact).then_some((stream.as_str(), series))
     }
 }
 
