@@ -33,9 +33,15 @@ pub async fn log_and_count(
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let started = Instant::now();
     let request_id = request_id(&req);
-    // For the handlers that record it (the envelope's `meta.request_id`).
-    req.extensions_mut().insert(RequestId(request_id.clone()));
     let state = req.app_data::<web::Data<AppState>>().cloned();
+    // For the envelope's `meta.request_id`; only when some stream has one, so the others pay
+    // nothing for it.
+    if state
+        .as_ref()
+        .is_some_and(|s| !s.settings.streams.envelope.is_empty())
+    {
+        req.extensions_mut().insert(RequestId(request_id.clone()));
+    }
     let mut response = next.call(req).await?;
     let status = response.status();
     let took = started.elapsed();
