@@ -3,7 +3,8 @@
 //!
 //! - `parse/*`: request bodies to validated records (`kinesis_proxy::http::ingest`): a small event and
 //!   a 10 KB event, compact and pretty-printed (the pretty one must be compacted: that is the
-//!   copy the compact case avoids), 100 records as `{"records": [...]}` and as NDJSON.
+//!   copy the compact case avoids), 100 records as `{"records": [...]}` and as NDJSON;
+//!   `single_small_enveloped` adds the envelope (`kinesis_proxy::http::envelope`) to the small one.
 //! - `batch/*`: batch assembly as the aggregator does it (`kinesis_proxy::pipeline::batch::Batch`): records
 //!   popped from a ready queue into batches by Kinesis size, the record that does not fit handed
 //!   back and put in front of the queue for the next batch. 1,000 records of 1 KiB make two
@@ -49,6 +50,7 @@ use aws_smithy_types::body::SdkBody;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use kinesis_proxy::domain::{PartitionKey, Record, StreamName};
+use kinesis_proxy::http::envelope;
 use kinesis_proxy::http::ingest::{parse_ndjson, parse_records_json, parse_single};
 use kinesis_proxy::kinesis::shard_map::partition_key_hash;
 use kinesis_proxy::kinesis::{PutRecordsApi, SdkKinesis, ShardMap, ShardRange};
@@ -112,6 +114,35 @@ fn bench_parse(c: &mut Criterion) {
             b.iter(|| parse_single(black_box(body)).expect("valid"))
         });
     }
+
+    // The envelope (`streams.envelope`) on top of the small event's parse: the timestamp, the
+    // client address from a trusted proxy's X-Forwarded-For, `meta` serialized and the record
+    // rewritten. Next to `single_small` so the two are measured interleaved.
+    let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().expect("CIDR")];
+    let forwarded: [&[u8]; 1] = [b"198.51.100.7, 10.0.0.2"];
+    group.throughput(Throughput::Bytes(small.len() as u64));
+    group.bench_function("single_small_enveloped", |b| {
+        b.iter(|| {
+            let mut parsed = parse_single(black_box(&small)).expect("valid");
+            let meta = envelope::Meta {
+                received_at: envelope::now_rfc3339_millis(),
+                request_id: Some("5f3a9c1e-000000001234"),
+                api_key: Some("web"),
+                client_ip: envelope::client_ip(
+                    Some([10, 0, 0, 1].into()),
+                    black_box(&forwarded),
+                    &trusted,
+                )
+                .map(|ip| ip.to_string()),
+                user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36"),
+            };
+            let suffix = meta.suffix();
+            for record in &mut parsed.records {
+                envelope::wrap(record, &suffix);
+            }
+            parsed
+        })
+    });
 
     let records: Vec<Value> = (0..100).map(small_event).collect();
     let records_json = Bytes::from(

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use kinesis_proxy::config::Settings;
+use kinesis_proxy::http::schemas::Schemas;
 use kinesis_proxy::http::tls::{Tls, TlsFiles};
 use kinesis_proxy::startup::Application;
 
@@ -107,6 +108,7 @@ fn check(path: Option<&std::path::Path>) -> ExitCode {
             if settings.tls.enabled() {
                 Tls::load(TlsFiles::of(&settings.tls)).map_err(|e| e.to_string())?;
             }
+            Schemas::load(&settings)?;
             Ok(settings)
         });
     match loaded {

@@ -33,6 +33,7 @@ use crate::config::{CorsOrigins, Settings};
 use crate::http::auth::ApiKeys;
 use crate::http::body_budget::BodyBudget;
 use crate::http::rate_limit::RateLimits;
+use crate::http::schemas::Schemas;
 use crate::http::tls::{Tls, TlsFiles};
 use crate::http::{self, AccessLog, ApiKeyMetrics, AppState, RouteMetricsSet};
 use crate::kinesis::{load_sdk_config, KinesisClients, KinesisHealth};
@@ -105,6 +106,11 @@ impl Application {
                 .map_err(|e| invalid(e.to_string()))?,
         );
         let rate_limits = RateLimits::new(&settings, &api_keys.names());
+        let schemas = Schemas::load(&settings).map_err(invalid)?;
+        let trusted_proxies = settings
+            .server
+            .trusted_proxy_networks()
+            .map_err(|e| invalid(format!("server.trusted_proxies: {e}")))?;
         if !settings.auth.required {
             tracing::warn!("auth.required = false: anyone who can reach this port can write to the allowed streams");
         }
@@ -180,6 +186,10 @@ impl Application {
             }),
             body_budget: BodyBudget::new(settings.limits.max_buffered_body_bytes),
             body_drain: tokio::sync::watch::Sender::new(false),
+            schemas: ArcSwap::from_pointee(schemas),
+            envelope: crate::domain::StreamPatterns::parse_all(&settings.streams.envelope)
+                .unwrap_or_default(),
+            trusted_proxies,
         });
 
         // Histograms keep their samples until upkeep folds them in; a scrape does it too, but

@@ -29,6 +29,7 @@ pub const BODY_BUFFERED_BYTES: &str = "kinesis_proxy_request_body_buffered_bytes
 pub const EVENTS_RECEIVED: &str = "kinesis_proxy_events_received_total";
 pub const EVENTS_REJECTED: &str = "kinesis_proxy_events_rejected_total";
 pub const UNKNOWN_FIELDS: &str = "kinesis_proxy_unknown_fields_total";
+pub const SCHEMA_VIOLATIONS: &str = "kinesis_proxy_schema_violations_total";
 pub const RECORDS_ACCEPTED: &str = "kinesis_proxy_records_accepted_total";
 pub const RECORDS_FAILED: &str = "kinesis_proxy_records_failed_total";
 pub const ACK_LATENCY: &str = "kinesis_proxy_ack_latency_seconds";
@@ -222,6 +223,10 @@ fn describe() {
     describe_counter!(
         EVENTS_REJECTED,
         "Events refused before reaching Kinesis, by stream (empty for a stream that had no pipeline yet and is named by no exact entry of streams.allow) and error code. A request refused before its body was parsed counts as one event."
+    );
+    describe_counter!(
+        SCHEMA_VIOLATIONS,
+        "Events refused because they violate their stream's JSON Schema (streams.schemas), by stream (labelled as events_rejected_total is)."
     );
     describe_counter!(
         UNKNOWN_FIELDS,

@@ -132,6 +132,12 @@ pub struct StreamSettings {
     /// Streams (same pattern syntax) whose small events are packed per shard into KPL
     /// aggregated records.
     pub aggregate: Vec<String>,
+    /// `pattern:path/to/schema.json`: the JSON Schema an event on a matching stream must
+    /// satisfy (400 `schema_violation`); the first matching entry applies.
+    pub schemas: Vec<String>,
+    /// Streams (same pattern syntax) whose records are `{"event": ..., "meta": {...}}`: the
+    /// event as sent plus what only the server knows (`http::envelope`).
+    pub envelope: Vec<String>,
 }
 
 impl Default for StreamSettings {
@@ -142,6 +148,8 @@ impl Default for StreamSettings {
             ack_on_disk: Vec::new(),
             ordered: Vec::new(),
             aggregate: Vec::new(),
+            schemas: Vec::new(),
+            envelope: Vec::new(),
         }
     }
 }

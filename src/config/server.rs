@@ -1,7 +1,10 @@
 //! The `[server]` settings: the listener, its threads and connections, and the shutdown
 //! sequence's timing (delay, then drain).
 
+use std::net::IpAddr;
 use std::time::Duration;
+
+use ipnet::IpNet;
 
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +28,9 @@ pub struct ServerSettings {
     pub max_connections_per_worker: usize,
     /// Connections the kernel queues before they are accepted (the listen backlog).
     pub listen_backlog: u32,
+    /// CIDRs (or single addresses) of the reverse proxies in front of this one: from a peer
+    /// among them, `X-Forwarded-For` names the client (the envelope's `client_ip`).
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ServerSettings {
@@ -38,6 +44,7 @@ impl Default for ServerSettings {
             keep_alive_ms: 75_000,
             max_connections_per_worker: 25_000,
             listen_backlog: 2048,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -49,6 +56,20 @@ impl ServerSettings {
     pub fn shutdown_delay(&self) -> Duration {
         Duration::from_millis(self.shutdown_delay_ms)
     }
+    /// `trusted_proxies` parsed; a bare address is a network of one.
+    pub fn trusted_proxy_networks(&self) -> Result<Vec<IpNet>, String> {
+        self.trusted_proxies
+            .iter()
+            .map(|raw| {
+                raw.parse::<IpNet>()
+                    .or_else(|_| raw.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        format!("{raw:?} is not a CIDR such as \"10.0.0.0/8\" or an IP address")
+                    })
+            })
+            .collect()
+    }
+
     pub fn keep_alive(&self) -> Duration {
         Duration::from_millis(self.keep_alive_ms)
     }

@@ -1,12 +1,35 @@
 //! The checks of the `[streams]` lists against each other: every pattern of a per-stream list
-//! (`ack_on_enqueue`, `ack_on_disk`, `ordered`, `aggregate`) can match an allowed stream, and a
+//! (`ack_on_enqueue`, `ack_on_disk`, `ordered`, `aggregate`, `envelope`, `schemas`) can match an allowed stream, and a
 //! stream acknowledges at one level only. Apart from `validate` because they compare patterns,
 //! not values against bounds.
 
 use super::{invalid, ConfigError, Settings};
 use crate::domain::StreamPattern;
 
+/// One `streams.schemas` entry, `pattern:path`, split and its pattern parsed; the path is
+/// read and compiled by the edge (`http::schemas`), at startup and on SIGHUP.
+fn split_schema_entry(entry: &str) -> Result<(StreamPattern, String), ConfigError> {
+    let Some((pattern, path)) = entry.split_once(':').filter(|(_, path)| !path.is_empty()) else {
+        return Err(invalid(
+            "streams.schemas",
+            format!("{entry:?} is not \"pattern:path/to/schema.json\""),
+        ));
+    };
+    let pattern =
+        StreamPattern::parse(pattern).map_err(|message| invalid("streams.schemas", message))?;
+    Ok((pattern, path.to_owned()))
+}
+
 impl Settings {
+    /// The `(pattern, path)` pairs of `streams.schemas` (validate() has checked them).
+    pub fn schema_files(&self) -> Vec<(StreamPattern, String)> {
+        self.streams
+            .schemas
+            .iter()
+            .filter_map(|entry| split_schema_entry(entry).ok())
+            .collect()
+    }
+
     /// Every pattern of the per-stream lists can match some stream of `streams.allow`: one
     /// that cannot (`ack_on_disk = ["event"]` with allow `["events"]`) would silently do
     /// nothing, which is a typo, not a policy. The same rule as for key scopes.
@@ -22,7 +45,23 @@ impl Settings {
             ("streams.ack_on_disk", &self.streams.ack_on_disk),
             ("streams.ordered", &self.streams.ordered),
             ("streams.aggregate", &self.streams.aggregate),
+            ("streams.envelope", &self.streams.envelope),
         ];
+        let schema_patterns: Vec<String> = self
+            .streams
+            .schemas
+            .iter()
+            .map(|entry| {
+                split_schema_entry(entry)?;
+                Ok(entry
+                    .split_once(':')
+                    .map(|(p, _)| p.to_owned())
+                    .unwrap_or_default())
+            })
+            .collect::<Result<_, ConfigError>>()?;
+        let lists = lists
+            .into_iter()
+            .chain([("streams.schemas", &schema_patterns)]);
         for (setting, patterns) in lists {
             for raw in patterns {
                 let Ok(pattern) = StreamPattern::parse(raw) else {

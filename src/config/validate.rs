@@ -59,15 +59,19 @@ impl Settings {
             .chain(&self.streams.ack_on_disk)
             .chain(&self.streams.ordered)
             .chain(&self.streams.aggregate)
+            .chain(&self.streams.envelope)
         {
             StreamPattern::parse(pattern).map_err(|message| {
                 invalid(
-                    "streams.allow / streams.ack_on_enqueue / streams.ack_on_disk / streams.ordered / streams.aggregate",
+                    "streams.allow / streams.ack_on_enqueue / streams.ack_on_disk / streams.ordered / streams.aggregate / streams.envelope",
                     message,
                 )
             })?;
         }
         self.validate_stream_lists()?;
+        self.server
+            .trusted_proxy_networks()
+            .map_err(|message| invalid("server.trusted_proxies", message))?;
         let b = &self.batching;
         in_range(
             "batching.max_batch_records",

@@ -14,11 +14,15 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpMessage};
 
-use super::events::RequestFacts;
+use super::facts::RequestFacts;
 use super::state::{AccessLog, AppState};
 
 /// The request id header, read from clients and always set on answers.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The request's id, as answered in `x-request-id`, left in the request's extensions.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub HeaderValue);
 
 /// Longest client-supplied request id taken as is.
 const MAX_REQUEST_ID_LEN: usize = 128;
@@ -30,6 +34,14 @@ pub async fn log_and_count(
     let started = Instant::now();
     let request_id = request_id(&req);
     let state = req.app_data::<web::Data<AppState>>().cloned();
+    // For the envelope's `meta.request_id`; only when some stream has one, so the others pay
+    // nothing for it.
+    if state
+        .as_ref()
+        .is_some_and(|s| !s.settings.streams.envelope.is_empty())
+    {
+        req.extensions_mut().insert(RequestId(request_id.clone()));
+    }
     let mut response = next.call(req).await?;
     let status = response.status();
     let took = started.elapsed();

@@ -28,6 +28,9 @@ pub enum ApiError {
     NestingTooDeep(String),
     #[error("{0}")]
     MissingEvent(String),
+    /// The event does not satisfy its stream's JSON Schema (`streams.schemas`).
+    #[error("{0}")]
+    SchemaViolation(String),
     #[error("{0}")]
     InvalidPartitionKey(String),
     #[error("{0}")]
@@ -128,6 +131,7 @@ impl ApiError {
             Self::InvalidBody(_) => "invalid_body",
             Self::NestingTooDeep(_) => "nesting_too_deep",
             Self::MissingEvent(_) => "missing_event",
+            Self::SchemaViolation(_) => "schema_violation",
             Self::InvalidPartitionKey(_) => "invalid_partition_key",
             Self::InvalidExplicitHashKey(_) => "invalid_explicit_hash_key",
             Self::InvalidStreamName(_) => "invalid_stream_name",
@@ -241,6 +245,7 @@ impl ResponseError for ApiError {
             | Self::InvalidBody(_)
             | Self::NestingTooDeep(_)
             | Self::MissingEvent(_)
+            | Self::SchemaViolation(_)
             | Self::InvalidPartitionKey(_)
             | Self::InvalidExplicitHashKey(_)
             | Self::InvalidStreamName(_)

@@ -7,22 +7,27 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::answers::{AcceptedBody, QueuedBody, RecordResultBody, RecordsResponse};
+use super::answers::{
+    merge_error, records_answer, AcceptedBody, QueuedBody, RecordResultBody, RecordsResponse,
+    RejectedRecordBody,
+};
 use super::auth::API_KEY_HEADER;
 use super::body::{body_kind, read_body, BodyKind};
+use super::contracts::{check_schemas, request_meta};
+use super::envelope;
 use super::error::ApiError;
+pub(super) use super::facts::RequestFacts;
 use super::ingest::{self, ParsedRequest};
-use super::metrics::events_rejected;
+use super::metrics::{events_rejected, schema_violations};
 use super::paths::{ROUTE_RECORDS, ROUTE_SHORT, ROUTE_STREAM};
 use super::requests::{EventRequest, RecordsRequest};
+use super::schemas;
 use super::state::AppState;
 use crate::domain::{truncate_for_message, Record, Region, StreamName};
 use crate::pipeline::{
     Acknowledgement, FailureKind, Pipeline, RecordFailure, RecordOutcome, StartError, SubmitError,
 };
 use crate::spool::SpoolError;
-use crate::telemetry::SeriesScope;
-use actix_web::http::header;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
 /// Writes one event; answers once Kinesis accepted it.
@@ -146,9 +151,19 @@ async fn put_event(
         region,
     } = ingest::parse_single(&body)?;
     let pipeline = pipeline_for(state, region.as_deref(), &stream, facts).await?;
-    let Some(record) = records.pop() else {
+    let Some(mut record) = records.pop() else {
         return Err(ApiError::Internal("parsed no record".into()).into());
     };
+    if let Some(validator) = state.schemas.load().for_stream(&stream) {
+        if let Err(message) = schemas::check(validator, &record.data) {
+            schema_violations(facts.stream_label(state), 1);
+            return Err(ApiError::SchemaViolation(message).into());
+        }
+    }
+    // Before the size check: the record Kinesis gets, envelope included, must fit.
+    if state.envelope.matches(&stream) {
+        envelope::wrap(&mut record, &request_meta(req, state, key.as_deref()));
+    }
     check_record_size(&pipeline, &record, None)?;
     state.rate_limits.check(
         key.as_deref(),
@@ -159,11 +174,14 @@ async fn put_event(
         |r, s| state.pipelines.is_running(r, s),
     )?;
     if pipeline.acknowledgement() == Acknowledgement::Disk {
-        return append_to_spool(state, &pipeline, vec![record]).await;
+        return append_to_spool(state, &pipeline, vec![record], Vec::new()).await;
     }
     let receiver = pipeline.submit_one(record, started).map_err(submit_error)?;
     let Some(receiver) = receiver else {
-        return Ok(HttpResponse::Accepted().json(QueuedBody { queued: 1 }));
+        return Ok(HttpResponse::Accepted().json(QueuedBody {
+            queued: 1,
+            rejected: Vec::new(),
+        }));
     };
     match receiver.await {
         Ok(Ok(accepted)) => Ok(HttpResponse::Ok().json(AcceptedBody {
@@ -197,37 +215,80 @@ async fn put_many(
         BodyKind::Json => ingest::parse_records_json(&body, max_records),
         BodyKind::Ndjson => ingest::parse_ndjson(&body, max_records),
     }?;
-    facts.events = parsed.records.len() as u64;
+    let total = parsed.records.len();
+    facts.events = total as u64;
     let pipeline = pipeline_for(state, parsed.region.as_deref(), &stream, facts).await?;
+    // Records that violate the stream's schema are answered one by one; the rest go on.
+    // `indices[k]` is the request index of the k-th record kept.
+    let (mut records, indices, rejected) = check_schemas(state, &stream, parsed.records);
+    if !rejected.is_empty() {
+        let label = facts.stream_label(state);
+        schema_violations(label.clone(), rejected.len() as u64);
+        events_rejected(label, "schema_violation", rejected.len() as u64);
+    }
+    if state.envelope.matches(&stream) {
+        let suffix = request_meta(req, state, key.as_deref());
+        for record in &mut records {
+            envelope::wrap(record, &suffix);
+        }
+    }
     let mut bytes = 0;
-    for (index, record) in parsed.records.iter().enumerate() {
-        check_record_size(&pipeline, record, Some(index))?;
+    for (record, index) in records.iter().zip(&indices) {
+        check_record_size(&pipeline, record, Some(*index))?;
         bytes += record.kinesis_size();
+    }
+    // Slots of the answer, in request order; the refused ones are filled already.
+    let mut results: Vec<Option<RecordResultBody>> = (0..total).map(|_| None).collect();
+    // The error shared by every failed record so far; `None` once two differ.
+    let mut common_error: Option<Option<ApiError>> = None;
+    let mut failed = 0;
+    for (index, error) in &rejected {
+        failed += 1;
+        common_error = merge_error(common_error, error);
+        if let Some(slot) = results.get_mut(*index) {
+            *slot = Some(RecordResultBody::Failed {
+                error_code: error.code(),
+                error_message: error.to_string(),
+            });
+        }
+    }
+    if records.is_empty() {
+        return Ok(records_answer(results, failed, common_error));
     }
     state.rate_limits.check(
         key.as_deref(),
         pipeline.region(),
         &stream,
-        parsed.records.len(),
+        records.len(),
         bytes,
         |r, s| state.pipelines.is_running(r, s),
     )?;
+    let rejected_bodies = || {
+        rejected
+            .iter()
+            .map(|(index, error)| RejectedRecordBody {
+                index: *index,
+                error_code: error.code(),
+                error_message: error.to_string(),
+            })
+            .collect()
+    };
     if pipeline.acknowledgement() == Acknowledgement::Disk {
-        return append_to_spool(state, &pipeline, parsed.records).await;
+        return append_to_spool(state, &pipeline, records, rejected_bodies()).await;
     }
     let receivers = pipeline
-        .submit_many(parsed.records, started)
+        .submit_many(records, started)
         .map_err(submit_error)?;
     if receivers.iter().all(Option::is_none) {
         return Ok(HttpResponse::Accepted().json(QueuedBody {
             queued: receivers.len(),
+            rejected: rejected_bodies(),
         }));
     }
-    let mut results = Vec::with_capacity(receivers.len());
-    // The error shared by every failed record so far; `None` once two differ.
-    let mut common_error: Option<Option<ApiError>> = None;
-    let mut failed = 0;
-    for receiver in receivers.into_iter().flatten() {
+    for (index, receiver) in indices.into_iter().zip(receivers) {
+        let Some(receiver) = receiver else {
+            continue;
+        };
         let outcome: RecordOutcome = match receiver.await {
             Ok(outcome) => outcome,
             Err(_) => Err(RecordFailure {
@@ -236,7 +297,7 @@ async fn put_many(
                 message: "the proxy shut down before the record could be written".into(),
             }),
         };
-        results.push(match outcome {
+        let result = match outcome {
             Ok(accepted) => RecordResultBody::Accepted {
                 shard_id: accepted.shard_id,
                 sequence_number: accepted.sequence_number,
@@ -250,38 +311,15 @@ async fn put_many(
                     error_code: error.code(),
                     error_message: error.to_string(),
                 };
-                common_error = match common_error {
-                    None => Some(Some(error)),
-                    Some(Some(first)) if first.code() == error.code() => Some(Some(first)),
-                    Some(_) => Some(None),
-                };
+                common_error = merge_error(common_error, &error);
                 body
             }
-        });
-    }
-    let body = RecordsResponse {
-        failed_record_count: failed,
-        records: results,
-    };
-    match common_error {
-        // Every record failed, all for the same reason: answer with that reason's status (503
-        // and Retry-After when Kinesis is unavailable), so load balancers and status-based
-        // dashboards see the failure. The per-record body stays. Partial failures, or
-        // failures for different reasons, are a 200 whose body says which records failed.
-        Some(Some(error)) if failed == body.records.len() => {
-            let mut response = error.error_response();
-            let mut builder = HttpResponse::build(response.status());
-            for (name, value) in response.headers_mut().drain() {
-                if let Some(name) = name {
-                    if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
-                        builder.insert_header((name, value));
-                    }
-                }
-            }
-            Ok(builder.json(body))
+        };
+        if let Some(slot) = results.get_mut(index) {
+            *slot = Some(result);
         }
-        _ => Ok(HttpResponse::Ok().json(body)),
     }
+    Ok(records_answer(results, failed, common_error))
 }
 
 /// A disk stream's answer: 202 once the spool's fsync covers every record of the request.
@@ -289,6 +327,7 @@ async fn append_to_spool(
     state: &AppState,
     pipeline: &Pipeline,
     records: Vec<Record>,
+    rejected: Vec<RejectedRecordBody>,
 ) -> Result<HttpResponse, Refusal> {
     let Some(spool) = &state.spool else {
         return Err(ApiError::Internal(
@@ -301,7 +340,7 @@ async fn append_to_spool(
         .await
         .map_err(spool_error)?;
     pipeline.count_received(queued as u64);
-    Ok(HttpResponse::Accepted().json(QueuedBody { queued }))
+    Ok(HttpResponse::Accepted().json(QueuedBody { queued, rejected }))
 }
 
 fn spool_error(error: SpoolError) -> ApiError {
@@ -320,53 +359,6 @@ fn spool_error(error: SpoolError) -> ApiError {
                 "the proxy's disk spool cannot store events (its operator must look at the proxy's log); nothing of this request is acknowledged; retry against another instance".into(),
             )
         }
-    }
-}
-
-/// What the edge learned about a request, left in its extensions for the access log
-/// (`access::log_and_count`) and used for the rejection counter's labels.
-#[derive(Debug, Clone, Default)]
-pub(super) struct RequestFacts {
-    /// The stream named in the path, once it passed the allow-list.
-    pub(super) stream: Option<StreamName>,
-    /// The stream's series scope, once it has a pipeline: its name is then a metric label
-    /// (bounded by `limits.max_pipelines`; with a wildcard allow-list, names are not), and the
-    /// label leaves `/metrics` with the pipeline.
-    pub(super) series: Option<Arc<SeriesScope>>,
-    /// The name of the API key, never the key.
-    pub(super) key: Option<String>,
-    /// Events the request carried, once known (a request refused before its body was parsed
-    /// counts as one).
-    pub(super) events: u64,
-}
-
-impl RequestFacts {
-    fn new(events: u64) -> Self {
-        Self {
-            events,
-            ..Self::default()
-        }
-    }
-
-    /// The stream as a metric label, with the scope its series live in: once it has a
-    /// pipeline (the pipeline's scope, so the label leaves `/metrics` with it), or when it is
-    /// bounded anyway (an exact name of `streams.allow`: a series of its own, kept), so a body
-    /// refused before its pipeline is looked up still counts for its stream. Names a client
-    /// makes up under a wildcard allow-list get no label. Only refusals ask, off the success
-    /// path.
-    fn stream_label(&self, state: &AppState) -> Option<(&str, Option<Arc<SeriesScope>>)> {
-        let stream = self.stream.as_ref()?;
-        let series = self
-            .series
-            .clone()
-            .or_else(|| state.pipelines.series_of(&state.default_region, stream));
-        let exact = state
-            .settings
-            .streams
-            .allow
-            .iter()
-            .any(|p| p == stream.as_str());
-        (series.is_some() || exact).then_some((stream.as_str(), series))
     }
 }
 

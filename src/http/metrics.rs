@@ -12,7 +12,8 @@ use metrics::{Counter, Histogram};
 use super::paths::{ALL_ROUTES, UNMATCHED};
 use crate::domain::truncate_for_message;
 use crate::telemetry::{
-    SeriesScope, API_KEY_REQUESTS, EVENTS_REJECTED, HTTP_DURATION, HTTP_REQUESTS, UNKNOWN_FIELDS,
+    SeriesScope, API_KEY_REQUESTS, EVENTS_REJECTED, HTTP_DURATION, HTTP_REQUESTS,
+    SCHEMA_VIOLATIONS, UNKNOWN_FIELDS,
 };
 
 /// Handles of one route's request metrics, registered at startup: the success path of a
@@ -128,6 +129,19 @@ pub fn events_rejected(
             metrics::counter!(EVENTS_REJECTED, "stream" => stream.to_owned(), "code" => code)
         }
         None => metrics::counter!(EVENTS_REJECTED, "stream" => "", "code" => code),
+    }
+    .increment(events);
+}
+
+/// Events that violate their stream's schema, by stream, labelled as [`events_rejected`] is
+/// (only bounded stream names become labels).
+pub fn schema_violations(stream: Option<(&str, Option<Arc<SeriesScope>>)>, events: u64) {
+    match stream {
+        Some((stream, Some(scope))) => {
+            scope.register(|| metrics::counter!(SCHEMA_VIOLATIONS, "stream" => stream.to_owned()))
+        }
+        Some((stream, None)) => metrics::counter!(SCHEMA_VIOLATIONS, "stream" => stream.to_owned()),
+        None => metrics::counter!(SCHEMA_VIOLATIONS, "stream" => ""),
     }
     .increment(events);
 }

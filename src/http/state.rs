@@ -1,15 +1,18 @@
-//! What every HTTP worker shares: settings, the pipelines, keys, limits, health and metrics.
+//! What every HTTP worker shares: settings, the pipelines, keys, schemas, limits, health and
+//! metrics.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use ipnet::IpNet;
 use tokio::sync::watch;
 
 use super::auth::ApiKeys;
 use super::body_budget::BodyBudget;
 use super::metrics::{ApiKeyMetrics, RouteMetricsSet};
 use super::rate_limit::RateLimits;
+use super::schemas::Schemas;
 use crate::config::Settings;
 use crate::domain::{Region, StreamPatterns};
 use crate::kinesis::KinesisHealth;
@@ -63,4 +66,10 @@ pub struct AppState {
     pub body_budget: BodyBudget,
     /// Turned true when shutdown begins: bodies still arriving must then keep arriving.
     pub body_drain: watch::Sender<bool>,
+    /// The compiled `streams.schemas`; swapped in whole on SIGHUP, as the keys are.
+    pub schemas: ArcSwap<Schemas>,
+    /// `streams.envelope`: streams whose records carry `meta`.
+    pub envelope: StreamPatterns,
+    /// `server.trusted_proxies`, parsed.
+    pub trusted_proxies: Vec<IpNet>,
 }

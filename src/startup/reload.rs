@@ -1,5 +1,6 @@
 //! SIGHUP: re-reads what can change while the proxy runs (the API keys of `auth.keys` and
-//! `auth.keys_file` with their scopes, and the TLS certificate, key and client CA) and swaps
+//! `auth.keys_file` with their scopes, the JSON Schemas of `streams.schemas`, and the TLS
+//! certificate, key and client CA) and swaps
 //! it in whole: requests in flight finish with the old set, new ones use the new. Anything
 //! that fails to load or validate changes nothing and is logged as one ERROR naming the file
 //! and the problem. Other settings need a restart; changing them and sending SIGHUP logs
@@ -13,6 +14,7 @@ use metrics::{Counter, Gauge};
 
 use crate::config::{ConfigError, Settings};
 use crate::http::auth::ApiKeys;
+use crate::http::schemas::Schemas;
 use crate::http::tls::Tls;
 use crate::http::{ApiKeyMetrics, AppState};
 use crate::telemetry::{CONFIG_LAST_RELOAD, CONFIG_RELOADS, TLS_CERTIFICATE_EXPIRY};
@@ -86,6 +88,8 @@ impl Reloader {
             .api_keys(&settings.streams.allow)
             .map_err(|e| e.to_string())?;
         let keys = ApiKeys::new(entries);
+        // Compiled before anything is swapped: a schema that does not compile keeps them all.
+        let schemas = Schemas::load(&settings)?;
         if let Some(tls) = &self.tls {
             tls.reload().map_err(|e| e.to_string())?;
         }
@@ -96,6 +100,7 @@ impl Reloader {
             .key_metrics
             .store(Arc::new(ApiKeyMetrics::new(&names)));
         self.state.api_keys.store(Arc::new(keys));
+        self.state.schemas.store(Arc::new(schemas));
         Ok((count, changed_settings(&self.running, &settings)))
     }
 
@@ -130,7 +135,8 @@ pub fn changed_settings(running: &Settings, loaded: &Settings) -> Vec<String> {
             continue;
         };
         for (key, value) in new {
-            let reloadable = section == "auth" && (key == "keys" || key == "keys_file");
+            let reloadable = (section == "auth" && (key == "keys" || key == "keys_file"))
+                || (section == "streams" && key == "schemas");
             if !reloadable && old.get(key) != Some(value) {
                 changed.push(format!("{section}.{key}"));
             }

@@ -44,6 +44,9 @@ const REFUSED: &str = "refused-for-good";
 
 const JOB: &str = "kinesis-proxy";
 
+/// Events holding this field violate the test streams' JSON Schema (schema violations panel).
+const OFF_SCHEMA: &str = "off_schema";
+
 fn load_dashboard() -> Value {
     let text = std::fs::read_to_string(DASHBOARD).expect("read grafana/kinesis-proxy.json");
     serde_json::from_str(&text).expect("grafana/kinesis-proxy.json is valid JSON")
@@ -207,9 +210,10 @@ async fn traffic(app: Arc<TestApp>, stop: Arc<AtomicBool>, statuses: Arc<StatusC
             .collect();
         let batch_body = json!({ "records": records });
         let single_body = json!({"event": {"round": round, "kind": "single"}});
+        let off_schema_body = json!({"event": {OFF_SCHEMA: true}});
         let stream_url = app.url(&format!("/kinesis/stream/{}", app.stream));
         let short_url = app.url(&format!("/kinesis/{}", app.stream));
-        let (batch, single, short, bad_json, no_key, not_allowed) = tokio::join!(
+        let (batch, single, short, bad_json, no_key, not_allowed, off_schema) = tokio::join!(
             app.post_records(&batch_body),
             app.post_event(&single_body),
             app.client
@@ -232,8 +236,18 @@ async fn traffic(app: Arc<TestApp>, stop: Arc<AtomicBool>, statuses: Arc<StatusC
                 .header("x-api-key", API_KEY)
                 .json(&json!({"event": 1}))
                 .send(),
+            // Refused by the streams' schema (`OFF_SCHEMA`).
+            app.post_event(&off_schema_body),
         );
-        for response in [Ok(batch), Ok(single), short, bad_json, no_key, not_allowed] {
+        for response in [
+            Ok(batch),
+            Ok(single),
+            short,
+            bad_json,
+            no_key,
+            not_allowed,
+            Ok(off_schema),
+        ] {
             let status = response.expect("request answered").status().as_u16();
             statuses.count(status);
         }
@@ -335,12 +349,22 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     create_stream(&emulator, &disk_stream, 1).await;
     let spool_dir = tempfile::tempdir().expect("spool dir");
     let dir = spool_dir.path().to_string_lossy().into_owned();
+    // Every event is valid except those with an `OFF_SCHEMA` field.
+    let schema_dir = tempfile::tempdir().expect("schema dir");
+    let schema = schema_dir.path().join("schema.json");
+    std::fs::write(
+        &schema,
+        json!({"not": {"required": [OFF_SCHEMA]}}).to_string(),
+    )
+    .expect("write the schema");
+    let schema = format!("it-*:{}", schema.display());
     let app = Arc::new(
         spawn_app_with(AppOptions {
             kinesis_endpoint: Some(faults.endpoint.clone()),
             customize: Box::new(move |s| {
                 s.streams.ack_on_disk = vec!["it-disk-*".into()];
                 s.spool.dir = dir;
+                s.streams.schemas = vec![schema];
                 // Short, so the doomed records fail often; long enough for a once-throttled
                 // record to be retried in time on a busy machine.
                 s.retry.record_deadline_ms = 1_000;

@@ -9,6 +9,7 @@ mod batching;
 mod bodies;
 mod compression;
 mod container;
+mod contracts;
 mod cors;
 mod dashboard;
 mod disk_ack;
