@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::helpers::app::{spawn_app_with, AppOptions, TestApp, API_KEY};
-use crate::helpers::binary::{proxy_command, RunningProxy};
+use crate::helpers::binary::{proxy_command, signal, RunningProxy};
 use crate::helpers::emulator::{create_stream, kinesalite, read_all, unique_stream_name};
 use crate::helpers::metrics_page::sample;
 use crate::helpers::spool::run_to_exit;
@@ -177,42 +177,6 @@ fn a_schema_that_does_not_compile_or_refers_to_a_url_stops_the_start() {
     }
 }
 
-fn sighup(proxy: &RunningProxy) {
-    let sent = std::process::Command::new("kill")
-        .arg("-HUP")
-        .arg(proxy.child.id().to_string())
-        .status()
-        .expect("kill");
-    assert!(sent.success());
-}
-
-async fn reloads_reach(http: &reqwest::Client, proxy: &RunningProxy, result: &str, count: f64) {
-    let started = Instant::now();
-    loop {
-        let page = http
-            .get(proxy.url("/metrics"))
-            .send()
-            .await
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("page");
-        let seen = sample(
-            &page,
-            "kinesis_proxy_config_reloads_total",
-            &[("result", result)],
-        );
-        if seen == Some(count) {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "reloads {result}: {seen:?}, expected {count}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn sighup_recompiles_the_schemas_and_a_broken_one_keeps_them() {
     let emulator = kinesalite().await.endpoint.clone();
@@ -235,15 +199,15 @@ async fn sighup_recompiles_the_schemas_and_a_broken_one_keeps_them() {
     assert_eq!(status(post(json!({"name": "a"})).await), 400);
 
     write_schema(dir.path(), "s.json", &json!({"required": ["name"]}));
-    sighup(&proxy);
-    reloads_reach(&http, &proxy, "ok", 1.0).await;
+    signal(&proxy.child, "HUP");
+    proxy.wait_for_reloads(&http, "ok", 1.0).await;
     assert_eq!(status(post(json!({"name": "a"})).await), 200);
     assert_eq!(status(post(json!({"id": 1})).await), 400);
 
     // A schema that does not compile: one ERROR, the schemas in use stay.
     write_schema(dir.path(), "s.json", &json!({"required": "name"}));
-    sighup(&proxy);
-    reloads_reach(&http, &proxy, "error", 1.0).await;
+    signal(&proxy.child, "HUP");
+    proxy.wait_for_reloads(&http, "error", 1.0).await;
     assert_eq!(status(post(json!({"name": "b"})).await), 200);
     assert_eq!(status(post(json!({"id": 2})).await), 400);
     let errors: Vec<Value> = proxy

@@ -3,26 +3,16 @@
 //! a load balancer stops sending before the port closes); SIGINT and a second signal skip the
 //! delay; SIGHUP reloads and never ends the process.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::helpers::app::API_KEY;
-use crate::helpers::binary::{proxy_command, sigterm, RunningProxy};
+use crate::helpers::binary::{proxy_command, signal, sigterm, RunningProxy};
 use crate::helpers::emulator::{create_stream, kinesalite, read_all, unique_stream_name};
 
 /// Bounds for "promptly": far above what the behaviour needs, far below the delays tested.
 const PROMPTLY: Duration = Duration::from_secs(15);
-
-fn signal(proxy: &RunningProxy, name: &str) {
-    let sent = Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(proxy.child.id().to_string())
-        .status()
-        .expect("kill");
-    assert!(sent.success());
-}
 
 /// Waits for the process to exit (at most `limit`); its exit code.
 async fn exit_code(proxy: &mut RunningProxy, limit: Duration) -> Option<i32> {
@@ -135,7 +125,7 @@ async fn a_second_sigterm_skips_the_delay_and_sigint_has_none() {
             assert_eq!(readiness(&http, &proxy).await.0, 503);
             sigterm(&proxy.child);
         } else {
-            signal(&proxy, "INT");
+            signal(&proxy.child, "INT");
         }
         assert_eq!(exit_code(&mut proxy, PROMPTLY).await, Some(0));
     }

@@ -9,21 +9,11 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::helpers::app::API_KEY;
-use crate::helpers::binary::{proxy_command, RunningProxy};
+use crate::helpers::binary::{proxy_command, signal, RunningProxy};
 use crate::helpers::emulator::{create_stream, kinesalite, read_all, unique_stream_name};
-use crate::helpers::metrics_page::sample;
 
 const OLD_KEY: &str = "old-file-key-0123456789";
 const NEW_KEY: &str = "new-file-key-0123456789";
-
-fn sighup(proxy: &RunningProxy) {
-    let sent = std::process::Command::new("kill")
-        .arg("-HUP")
-        .arg(proxy.child.id().to_string())
-        .status()
-        .expect("kill");
-    assert!(sent.success());
-}
 
 async fn post(
     http: &reqwest::Client,
@@ -38,34 +28,6 @@ async fn post(
         .send()
         .await
         .map_or(0, |r| r.status().as_u16())
-}
-
-/// Waits until /metrics counts `count` reloads with `result`.
-async fn reloads_reach(http: &reqwest::Client, proxy: &RunningProxy, result: &str, count: f64) {
-    let started = Instant::now();
-    loop {
-        let page = http
-            .get(proxy.url("/metrics"))
-            .send()
-            .await
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("page");
-        let seen = sample(
-            &page,
-            "kinesis_proxy_config_reloads_total",
-            &[("result", result)],
-        );
-        if seen == Some(count) {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "reloads {result}: {seen:?}, expected {count}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,21 +82,21 @@ async fn sighup_under_load_reloads_the_keys_file_and_loses_nothing() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     std::fs::write(&keys_file, format!("new-client:{NEW_KEY}\n")).expect("write keys");
-    sighup(&proxy);
-    reloads_reach(&http, &proxy, "ok", 1.0).await;
+    signal(&proxy.child, "HUP");
+    proxy.wait_for_reloads(&http, "ok", 1.0).await;
     assert_eq!(post(&http, &proxy, &stream, NEW_KEY, "new-key").await, 202);
     assert_eq!(post(&http, &proxy, &stream, OLD_KEY, "old-key").await, 401);
 
     // A broken file: the keys in use stay, one ERROR names the file's problem.
     std::fs::write(&keys_file, "no-colon-and-long-enough-to-be-a-key\n").expect("write keys");
-    sighup(&proxy);
-    reloads_reach(&http, &proxy, "error", 1.0).await;
+    signal(&proxy.child, "HUP");
+    proxy.wait_for_reloads(&http, "error", 1.0).await;
     assert_eq!(post(&http, &proxy, &stream, NEW_KEY, "kept-key").await, 202);
     for _ in 0..3 {
-        sighup(&proxy);
+        signal(&proxy.child, "HUP");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    reloads_reach(&http, &proxy, "error", 4.0).await;
+    proxy.wait_for_reloads(&http, "error", 4.0).await;
 
     stop.store(true, Ordering::Relaxed);
     let mut acked = vec![

@@ -19,7 +19,7 @@ use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use tokio_rustls::TlsConnector;
 
 use crate::helpers::app::API_KEY;
-use crate::helpers::binary::{proxy_command, RunningProxy};
+use crate::helpers::binary::{proxy_command, signal, RunningProxy};
 use crate::helpers::emulator::{create_stream, kinesalite, read_all, unique_stream_name};
 
 /// A CA that signs certificates.
@@ -227,12 +227,7 @@ async fn events_over_tls_reach_kinesis_and_strangers_and_plaintext_are_turned_aw
 
     // A renewed certificate on disk and SIGHUP: the next connection gets it.
     write_server_files(dir.path(), &ca);
-    let hup = Command::new("kill")
-        .arg("-HUP")
-        .arg(proxy.child.id().to_string())
-        .status()
-        .expect("kill");
-    assert!(hup.success());
+    signal(&proxy.child, "HUP");
     let mut renewed = false;
     for _ in 0..100 {
         let (_, _, presented) = https(

@@ -100,10 +100,45 @@ impl Drop for RunningProxy {
 
 /// Sends SIGTERM to the proxy, as an orchestrator stopping it would.
 pub fn sigterm(child: &Child) {
+    signal(child, "TERM");
+}
+
+/// Sends the signal `name` (`TERM`, `INT`, `HUP`) to the proxy.
+pub fn signal(child: &Child, name: &str) {
     let signalled = Command::new("kill")
-        .arg("-TERM")
+        .arg(format!("-{name}"))
         .arg(child.id().to_string())
         .status()
         .expect("kill");
     assert!(signalled.success());
+}
+
+impl RunningProxy {
+    /// Waits (up to 10 s) until `/metrics` counts `count` SIGHUP reloads with `result`.
+    pub async fn wait_for_reloads(&self, http: &reqwest::Client, result: &str, count: f64) {
+        let started = std::time::Instant::now();
+        loop {
+            let page = http
+                .get(self.url("/metrics"))
+                .send()
+                .await
+                .expect("GET /metrics")
+                .text()
+                .await
+                .expect("page");
+            let seen = super::metrics_page::sample(
+                &page,
+                "kinesis_proxy_config_reloads_total",
+                &[("result", result)],
+            );
+            if seen == Some(count) {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "reloads {result}: {seen:?}, expected {count}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
