@@ -37,9 +37,11 @@ pub enum Mode {
     Bench(Options),
     /// A few seconds proving the machinery works (`cargo test --all-targets`).
     Smoke(Options),
-    /// Helper process: the do-nothing Kinesis endpoint, answering PutRecords after `delay`.
+    /// Helper process: the do-nothing Kinesis endpoint, answering PutRecords after `delay`;
+    /// with `shards`, it lists that many shards and places records on them as Kinesis would.
     ServeNullKinesis {
         delay: Duration,
+        shards: Option<u32>,
     },
     /// Helper process: the bare actix-web handler (the ceiling) with `workers` workers.
     ServeBare {
@@ -119,14 +121,18 @@ pub fn parse(args: Vec<String>) -> Result<Mode, String> {
         match arg.as_str() {
             "--serve-null-kinesis" => {
                 let mut delay = Duration::ZERO;
-                if let Some(flag) = args.next() {
-                    if flag != "--delay-ms" {
-                        return Err(format!("--serve-null-kinesis: unexpected {flag:?}"));
+                let mut shards = None;
+                while let Some(flag) = args.next() {
+                    let given = args.next().ok_or(format!("{flag} needs a value"))?;
+                    match flag.as_str() {
+                        "--delay-ms" => {
+                            delay = Duration::from_millis(number("--delay-ms", &given)?);
+                        }
+                        "--shards" => shards = Some(number("--shards", &given)?),
+                        _ => return Err(format!("--serve-null-kinesis: unexpected {flag:?}")),
                     }
-                    let ms = args.next().ok_or("--delay-ms needs a value")?;
-                    delay = Duration::from_millis(number("--delay-ms", &ms)?);
                 }
-                return Ok(Mode::ServeNullKinesis { delay });
+                return Ok(Mode::ServeNullKinesis { delay, shards });
             }
             "--serve-bare" => {
                 let workers = args.next().ok_or("--serve-bare needs a worker count")?;

@@ -87,7 +87,9 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        cli::Mode::ServeNullKinesis { delay } => exit_code(null_kinesis::serve(delay)),
+        cli::Mode::ServeNullKinesis { delay, shards } => {
+            exit_code(null_kinesis::serve(delay, shards))
+        }
         cli::Mode::ServeBare { workers } => exit_code(bare::serve(workers)),
         cli::Mode::Bench(options) => exit_code(scenarios::run_bench(&options)),
         cli::Mode::Smoke(options) => exit_code(scenarios::run_smoke(&options)),

@@ -5,6 +5,12 @@
 //! one thread, hyper's HTTP/1 server, and for `PutRecords` only counting the `Records` entries
 //! (every entry accepted, with a Kinesis-sized sequence number so the proxy copies as much as it
 //! would in production).
+//!
+//! With `--shards N` it stands for a stream of N shards of equal hash ranges: `ListShards` lists
+//! them, so the proxy sends shard-aware (a lane per shard), and each record is answered on the
+//! shard its partition key (MD5) or explicit hash key puts it, as Kinesis does, so the proxy's
+//! shard predictions hold. Without it, `ListShards` is not answered and the proxy sends
+//! shard-blind.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +22,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use kinesis_proxy::kinesis::shard_map::partition_key_hash;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use tokio::net::TcpListener;
@@ -26,18 +33,23 @@ use crate::{Context, Error};
 const TARGET_PREFIX: &str = "Kinesis_20131202.";
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
-/// The shards every answer spreads records over (the summary says 4 open shards).
-const SHARDS: u64 = 4;
+/// The shards a shard-blind answer spreads records over (the summary says 4 open shards).
+const BLIND_SHARDS: u32 = 4;
 
 struct State {
     /// Next sequence number (made unique per record, as Kinesis' are).
     sequence: AtomicU64,
     /// Wait before answering PutRecords.
     delay: Duration,
+    /// Listed shards (`--shards`); `None`: shard-blind.
+    shards: Option<u32>,
 }
 
 /// Runs the endpoint until stdin closes. Prints `READY <port>`.
-pub fn serve(delay: Duration) -> Result<(), Error> {
+pub fn serve(delay: Duration, shards: Option<u32>) -> Result<(), Error> {
+    if shards == Some(0) {
+        return Err("--shards must be at least 1".into());
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -52,6 +64,7 @@ pub fn serve(delay: Duration) -> Result<(), Error> {
         let state = Arc::new(State {
             sequence: AtomicU64::new(0),
             delay,
+            shards,
         });
         loop {
             let (stream, _) = match listener.accept().await {
@@ -82,6 +95,21 @@ struct PutRecordsInput {
     records: Vec<IgnoredAny>,
 }
 
+/// `PutRecords` read for placing each record on its shard (`--shards`).
+#[derive(Deserialize)]
+struct PlacedPutRecordsInput<'a> {
+    #[serde(rename = "Records", borrow)]
+    records: Vec<PlacedEntry<'a>>,
+}
+
+#[derive(Deserialize)]
+struct PlacedEntry<'a> {
+    #[serde(rename = "PartitionKey", borrow)]
+    partition_key: std::borrow::Cow<'a, str>,
+    #[serde(rename = "ExplicitHashKey", borrow, default)]
+    explicit_hash_key: Option<std::borrow::Cow<'a, str>>,
+}
+
 #[derive(Deserialize)]
 struct StreamInput {
     #[serde(rename = "StreamName", default)]
@@ -104,50 +132,115 @@ async fn handle(
         Err(err) => return Ok(error(StatusCode::BAD_REQUEST, &err.to_string())),
     };
     let answer = match operation.as_str() {
-        "PutRecords" => match serde_json::from_slice::<PutRecordsInput>(&body) {
-            Ok(input) => {
-                if !state.delay.is_zero() {
-                    tokio::time::sleep(state.delay).await;
+        "PutRecords" => {
+            let placed = match state.shards {
+                None => serde_json::from_slice::<PutRecordsInput>(&body).map(|input| {
+                    (0..input.records.len() as u64)
+                        .map(|n| n % u64::from(BLIND_SHARDS))
+                        .collect::<Vec<_>>()
+                }),
+                Some(shards) => {
+                    serde_json::from_slice::<PlacedPutRecordsInput>(&body).map(|input| {
+                        input
+                            .records
+                            .iter()
+                            .map(|entry| shard_of(entry, shards))
+                            .collect()
+                    })
                 }
-                put_records_answer(&state, input.records.len())
+            };
+            match placed {
+                Ok(placed) => {
+                    if !state.delay.is_zero() {
+                        tokio::time::sleep(state.delay).await;
+                    }
+                    put_records_answer(&state, &placed)
+                }
+                Err(err) => return Ok(error(StatusCode::BAD_REQUEST, &err.to_string())),
             }
-            Err(err) => return Ok(error(StatusCode::BAD_REQUEST, &err.to_string())),
+        }
+        "ListShards" => match state.shards {
+            Some(shards) => list_shards_answer(shards),
+            // No shards listed: the proxy has no map and sends shard-blind.
+            None => "{}".to_owned(),
         },
         "ListStreams" => r#"{"StreamNames":[],"HasMoreStreams":false}"#.to_owned(),
         "DescribeStreamSummary" => {
             let name = serde_json::from_slice::<StreamInput>(&body)
                 .map(|input| input.stream_name)
                 .unwrap_or_default();
-            describe_answer(&name)
+            describe_answer(&name, state.shards.unwrap_or(BLIND_SHARDS))
         }
         _ => "{}".to_owned(),
     };
     Ok(json(StatusCode::OK, answer))
 }
 
-/// `{"FailedRecordCount":0,"Records":[{"ShardId":..,"SequenceNumber":..},..]}`
-fn put_records_answer(state: &State, records: usize) -> String {
+/// The width of each of `shards` equal hash-key ranges (the last one takes the remainder).
+fn range_width(shards: u32) -> u128 {
+    u128::MAX / u128::from(shards)
+}
+
+/// The shard Kinesis would put `entry` on, of `shards` equal ranges.
+fn shard_of(entry: &PlacedEntry<'_>, shards: u32) -> u64 {
+    let hash = entry
+        .explicit_hash_key
+        .as_deref()
+        .and_then(|key| key.parse::<u128>().ok())
+        .unwrap_or_else(|| partition_key_hash(&entry.partition_key));
+    let index = (hash / range_width(shards)).min(u128::from(shards - 1));
+    index as u64
+}
+
+/// `{"Shards":[...]}`: `shards` open shards of equal hash ranges, in one page.
+fn list_shards_answer(shards: u32) -> String {
     use std::fmt::Write;
-    let first = state.sequence.fetch_add(records as u64, Ordering::Relaxed);
-    let mut out = String::with_capacity(40 + records * 96);
-    out.push_str(r#"{"FailedRecordCount":0,"Records":["#);
-    for i in 0..records as u64 {
-        let n = first + i;
+    let width = range_width(shards);
+    let mut out = String::from(r#"{"Shards":["#);
+    for i in 0..shards {
+        let start = u128::from(i) * width;
+        let end = if i + 1 == shards {
+            u128::MAX
+        } else {
+            start + width - 1
+        };
         if i > 0 {
             out.push(',');
         }
-        // Real sequence numbers are 56 digits; the shard is spread like random partition keys.
         let _ = write!(
             out,
-            r#"{{"ShardId":"shardId-{:012}","SequenceNumber":"4959033827149025660855969253836157{n:022}"}}"#,
-            n % SHARDS
+            r#"{{"ShardId":"shardId-{i:012}","HashKeyRange":{{"StartingHashKey":"{start}","EndingHashKey":"{end}"}},"SequenceNumberRange":{{"StartingSequenceNumber":"1"}}}}"#
         );
     }
     out.push_str("]}");
     out
 }
 
-fn describe_answer(name: &str) -> String {
+/// `{"FailedRecordCount":0,"Records":[{"ShardId":..,"SequenceNumber":..},..]}`, each record on
+/// the shard of `placed`.
+fn put_records_answer(state: &State, placed: &[u64]) -> String {
+    use std::fmt::Write;
+    let first = state
+        .sequence
+        .fetch_add(placed.len() as u64, Ordering::Relaxed);
+    let mut out = String::with_capacity(40 + placed.len() * 96);
+    out.push_str(r#"{"FailedRecordCount":0,"Records":["#);
+    for (i, shard) in placed.iter().enumerate() {
+        let n = first + i as u64;
+        if i > 0 {
+            out.push(',');
+        }
+        // Real sequence numbers are 56 digits.
+        let _ = write!(
+            out,
+            r#"{{"ShardId":"shardId-{shard:012}","SequenceNumber":"4959033827149025660855969253836157{n:022}"}}"#
+        );
+    }
+    out.push_str("]}");
+    out
+}
+
+fn describe_answer(name: &str, shards: u32) -> String {
     let name = serde_json::to_string(name).unwrap_or_else(|_| "\"stream\"".into());
     let arn = serde_json::to_string(&format!(
         "arn:aws:kinesis:us-west-2:000000000000:stream/{}",
@@ -155,7 +248,7 @@ fn describe_answer(name: &str) -> String {
     ))
     .unwrap_or_else(|_| "\"arn\"".into());
     format!(
-        r#"{{"StreamDescriptionSummary":{{"StreamName":{name},"StreamARN":{arn},"StreamStatus":"ACTIVE","StreamModeDetails":{{"StreamMode":"PROVISIONED"}},"RetentionPeriodHours":24,"StreamCreationTimestamp":1700000000,"EnhancedMonitoring":[{{"ShardLevelMetrics":[]}}],"EncryptionType":"NONE","OpenShardCount":{SHARDS},"ConsumerCount":0}}}}"#
+        r#"{{"StreamDescriptionSummary":{{"StreamName":{name},"StreamARN":{arn},"StreamStatus":"ACTIVE","StreamModeDetails":{{"StreamMode":"PROVISIONED"}},"RetentionPeriodHours":24,"StreamCreationTimestamp":1700000000,"EnhancedMonitoring":[{{"ShardLevelMetrics":[]}}],"EncryptionType":"NONE","OpenShardCount":{shards},"ConsumerCount":0}}}}"#
     )
 }
 

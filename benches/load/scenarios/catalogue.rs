@@ -17,6 +17,11 @@ pub enum Backend {
     Null {
         delay_ms: u64,
     },
+    /// The do-nothing endpoint answering at once for a stream of this many shards: the proxy
+    /// sends shard-aware, a lane per shard.
+    NullSharded {
+        shards: u32,
+    },
     Kinesalite {
         shards: u32,
     },
@@ -42,6 +47,7 @@ impl Backend {
             Backend::None => "-".into(),
             Backend::Null { delay_ms: 0 } => "null".into(),
             Backend::Null { delay_ms } => format!("null+{delay_ms}ms"),
+            Backend::NullSharded { shards } => format!("null/{shards}"),
             Backend::Kinesalite { shards } => format!("kinesalite/{shards}"),
             Backend::LimitedKinesalite {
                 shards,
@@ -218,6 +224,23 @@ pub fn catalogue() -> Vec<Scenario> {
             name: "null-single",
             about: "512 conns, single-event route, do-nothing Kinesis; vs the bare ceiling",
             backend: Backend::Null { delay_ms: 0 },
+            route: Route::Single,
+            connections: 512,
+            load: LoadKind::Closed,
+            settings: &[],
+            duration_factor: 1.0,
+            ceiling: true,
+            http_floor: false,
+            read_back: false,
+            direct: None,
+            shards: None,
+            disk: None,
+            events: None,
+        },
+        Scenario {
+            name: "null-single-128",
+            about: "null-single against a do-nothing Kinesis of 128 shards (shard-aware lanes); vs the bare ceiling",
+            backend: Backend::NullSharded { shards: 128 },
             route: Route::Single,
             connections: 512,
             load: LoadKind::Closed,

@@ -112,12 +112,18 @@ pub(super) async fn execute(plan: &RunPlan, proxy_exe: &Path) -> Result<Scenario
     let mut faults: Option<FaultProxy> = None;
     let (endpoint, backend_pid) = match plan.backend {
         Backend::None => (String::new(), None),
-        Backend::Null { delay_ms } => {
-            let helper = HelperProcess::spawn(&[
-                "--serve-null-kinesis".into(),
-                "--delay-ms".into(),
-                delay_ms.to_string(),
-            ])?;
+        Backend::Null { .. } | Backend::NullSharded { .. } => {
+            let mut args = vec!["--serve-null-kinesis".to_owned()];
+            match plan.backend {
+                Backend::NullSharded { shards } => {
+                    args.extend(["--shards".to_owned(), shards.to_string()]);
+                }
+                Backend::Null { delay_ms } => {
+                    args.extend(["--delay-ms".to_owned(), delay_ms.to_string()]);
+                }
+                _ => {}
+            }
+            let helper = HelperProcess::spawn(&args)?;
             let endpoint = format!("http://127.0.0.1:{}", helper.port);
             let pid = helper.pid;
             null_endpoint = Some(helper);
