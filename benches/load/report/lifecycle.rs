@@ -51,6 +51,10 @@ pub struct Reference {
     pub requests_per_sec: f64,
     pub events_per_sec: f64,
     pub latency: Option<Latency>,
+    pub server_cpu_s_per_100k_events: Option<f64>,
+    /// The load generator's CPU over the window: on a shared machine its TLS costs cores the
+    /// proxy would otherwise have.
+    pub loadgen_cpu_s: f64,
 }
 
 impl LifecycleFigures {
@@ -67,6 +71,8 @@ impl LifecycleFigures {
             requests_per_sec: reference.requests_per_sec,
             events_per_sec: reference.events_per_sec,
             latency: reference.latency.clone(),
+            server_cpu_s_per_100k_events: reference.server_cpu_s_per_100k_events,
+            loadgen_cpu_s: reference.loadgen_cpu_s,
         });
     }
 }
@@ -84,8 +90,9 @@ pub(super) fn lifecycle_table(out: &mut String, report: &RunReport) {
     out.push_str(
         "\nTLS and reload (issue 19):\n\n\
          | scenario | transport | connections | conns | events/s | handshakes/s | compared with | its events/s | ratio \
-         | p50 / p99 / max ms | its p50 / p99 / max ms | p99 ratio | SIGHUPs sent / reloads ok / failed | TLS |\n\
-         |---|---|---|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|---|\n",
+         | p50 / p99 / max ms | its p50 / p99 / max ms | p99 ratio | proxy CPU s/100k ev (its) \
+         | load generator CPU s (its) | SIGHUPs sent / reloads ok / failed | TLS |\n\
+         |---|---|---|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|---|\n",
     );
     let latency = |l: Option<&Latency>| {
         l.map_or_else(
@@ -97,7 +104,7 @@ pub(super) fn lifecycle_table(out: &mut String, report: &RunReport) {
         let reference = l.reference.as_ref();
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} ({}) | {:.2} ({}) | {} | {} |",
             s.name,
             l.transport,
             l.connections,
@@ -111,6 +118,10 @@ pub(super) fn lifecycle_table(out: &mut String, report: &RunReport) {
             latency(s.latency.as_ref()),
             latency(reference.and_then(|r| r.latency.as_ref())),
             opt(l.p99_ratio, 2),
+            opt(s.server_cpu_s_per_100k_events, 2),
+            opt(reference.and_then(|r| r.server_cpu_s_per_100k_events), 2),
+            s.loadgen_cpu_s,
+            opt(reference.map(|r| r.loadgen_cpu_s), 2),
             l.reload.as_ref().map_or_else(
                 || "-".into(),
                 |r| format!(
