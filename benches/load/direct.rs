@@ -223,6 +223,7 @@ pub async fn run(
         ]),
         shards: None,
         disk: None,
+        lifecycle: None,
         checks: Vec::new(),
     })
 }

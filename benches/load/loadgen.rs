@@ -7,6 +7,10 @@
 //! so a slow answer shows up as latency instead of silently lowering the load (wrk2's way of
 //! avoiding coordinated omission).
 //!
+//! Connection per request (the handshake rate): each request opens a new connection (TCP, and
+//! TLS when the transport is), says `Connection: close`, and drops it after the answer; its
+//! latency counts the connect and handshakes, since a client waits for them too.
+//!
 //! A run has phases: warm-up (not counted), the measured window, then stop (every connection
 //! finishes the request it has in flight). Acknowledgements are kept from all phases, because
 //! every acknowledged event must be in the stream.
@@ -20,10 +24,11 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
-use hyper::header::HeaderValue;
+use hyper::header::{HeaderValue, CONNECTION};
 use hyper::Uri;
 use tokio::task::JoinHandle;
 
+use crate::tls::Transport;
 pub use crate::wire::Route;
 use crate::wire::{build_body, connect, post, read_acks, refusal_code, Ack};
 use crate::{Context, Error};
@@ -56,6 +61,10 @@ pub struct LoadSpec {
     /// Every event's `partition_key` (a client pinned to one shard); `None`: the proxy picks a
     /// random key per event.
     pub partition_key: Option<String>,
+    /// Plain TCP or TLS.
+    pub transport: Transport,
+    /// A new connection for each request, closed after its answer; `false`: keep-alive.
+    pub connection_per_request: bool,
 }
 
 /// Connections opened at once before a run (well under any accept backlog).
@@ -85,6 +94,8 @@ struct ConnStats {
     sent_total: u64,
     /// Requests sent while the window was open (open loop: shows whether the schedule held).
     sent_in_window: u64,
+    /// Connections opened after the start, all phases (reconnections, or one per request).
+    connections_opened: u64,
     first_error: Option<String>,
 }
 
@@ -105,6 +116,7 @@ pub struct LoadResult {
     pub unparsed_acks: u64,
     pub sent_total: u64,
     pub sent_in_window: u64,
+    pub connections_opened: u64,
     pub first_error: Option<String>,
 }
 
@@ -191,13 +203,19 @@ impl RunningLoad {
             phase: phase.clone(),
         });
         let mut senders = Vec::with_capacity(shared.spec.connections);
-        // `buffered` keeps the order, so connection `i` is the one opened to `port_of(i)`.
-        let mut opening = futures_util::stream::iter(
-            (0..shared.spec.connections).map(|i| connect(shared.port_of(i))),
-        )
-        .buffered(CONNECT_CONCURRENCY);
-        while let Some(sender) = opening.next().await {
-            senders.push(sender.context("opening the load connections")?);
+        if shared.spec.connection_per_request {
+            // Each request opens its own.
+            senders.resize_with(shared.spec.connections, || None);
+        } else {
+            // `buffered` keeps the order, so connection `i` is the one opened to `port_of(i)`.
+            let transport = &shared.spec.transport;
+            let mut opening = futures_util::stream::iter(
+                (0..shared.spec.connections).map(|i| connect(shared.port_of(i), transport)),
+            )
+            .buffered(CONNECT_CONCURRENCY);
+            while let Some(sender) = opening.next().await {
+                senders.push(Some(sender.context("opening the load connections")?));
+            }
         }
         let started = tokio::time::Instant::now();
         let tasks = senders
@@ -294,21 +312,21 @@ fn merge(into: &mut LoadResult, stats: ConnStats) {
     into.unparsed_acks += stats.unparsed_acks;
     into.sent_total += stats.sent_total;
     into.sent_in_window += stats.sent_in_window;
+    into.connections_opened += stats.connections_opened;
     if into.first_error.is_none() {
         into.first_error = stats.first_error;
     }
 }
 
-/// One keep-alive connection's loop.
+/// One connection's loop (keep-alive), or one client's (a connection per request).
 async fn connection(
     shared: Arc<Shared>,
     index: usize,
-    sender: SendRequest<Full<Bytes>>,
+    mut sender: Option<SendRequest<Full<Bytes>>>,
     started: tokio::time::Instant,
 ) -> ConnStats {
     let spec = &shared.spec;
     let mut stats = ConnStats::default();
-    let mut sender = Some(sender);
     let mut body = Vec::with_capacity(256 * spec.route.events_per_request());
     let mut next_id: u64 = 0;
     // Open loop: this connection's share of the rate, phase-shifted so connections interleave.
@@ -345,10 +363,14 @@ async fn connection(
                 at.into_std()
             }
             None => {
-                // Closed loop: a reconnection is not the server's latency; open it first.
-                if sender.is_none() {
-                    match connect(shared.port_of(index)).await {
-                        Ok(opened) => sender = Some(opened),
+                // Closed loop: a reconnection is not the server's latency; open it first. (A
+                // connection per request is opened in `send`, and counts.)
+                if sender.is_none() && !spec.connection_per_request {
+                    match connect(shared.port_of(index), &spec.transport).await {
+                        Ok(opened) => {
+                            sender = Some(opened);
+                            stats.connections_opened += 1;
+                        }
                         Err(err) => {
                             note_error(&shared, &mut stats, &err);
                             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -374,7 +396,15 @@ async fn connection(
         if shared.phase.load(Ordering::Relaxed) == MEASURE {
             stats.sent_in_window += 1;
         }
+        let opening = sender.is_none();
         let answer = send(&shared, index, &mut sender, Bytes::copy_from_slice(&body)).await;
+        if opening && sender.is_some() {
+            stats.connections_opened += 1;
+        }
+        if spec.connection_per_request {
+            // Dropping the sender ends the connection's task (the proxy closes it too).
+            sender = None;
+        }
         stats.sent_total += 1;
         let in_window = shared.phase.load(Ordering::Relaxed) == MEASURE;
         match answer {
@@ -442,15 +472,20 @@ async fn send(
 ) -> Result<(u16, Bytes), Error> {
     let ready = match sender {
         Some(s) => s,
-        None => sender.insert(connect(shared.port_of(index)).await?),
+        None => sender.insert(connect(shared.port_of(index), &shared.spec.transport).await?),
     };
     ready.ready().await.context("connection closed")?;
-    let request = post(
+    let mut request = post(
         shared.uri.clone(),
         shared.spec.route,
         shared.api_key.as_ref(),
         body,
     )?;
+    if shared.spec.connection_per_request {
+        request
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
     let response = ready.send_request(request).await.context("send")?;
     let status = response.status().as_u16();
     let body = response

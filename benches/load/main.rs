@@ -18,7 +18,8 @@
 //! The load generator runs in this process, and so does the fault layer that enforces Kinesis'
 //! per-shard limits in front of kinesalite for the shard-awareness scenarios (its CPU counts as
 //! the load generator's). One scenario calls kinesalite directly (no proxy) to show the
-//! emulator's own ceiling.
+//! emulator's own ceiling. The TLS and reload scenarios (issue 19) serve the proxy over TLS
+//! with certificates made per run (`tls.rs`) and signal it with SIGHUP during the window.
 
 mod bare;
 mod child;
@@ -41,6 +42,7 @@ mod prometheus;
 mod proxy_process;
 mod report;
 mod scenarios;
+mod tls;
 mod wire;
 
 use std::fmt::Display;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::child::{self, spawn_until_ready, OutputTail};
+use crate::tls::Transport;
 use crate::wire::http_get;
 use crate::{Context, Error};
 
@@ -80,14 +81,21 @@ impl PinnedBinary {
 pub struct ProxyProcess {
     pub port: u16,
     pub pid: u32,
+    /// How to reach it: over TLS when it serves TLS.
+    pub transport: Transport,
     child: Child,
     /// Its log (JSON lines) and stderr, for telling why it failed.
     tail: OutputTail,
 }
 
 impl ProxyProcess {
-    /// Starts the proxy with `env` (later entries win) and waits until it listens.
-    pub fn start(exe: &Path, env: &[(String, String)]) -> Result<Self, Error> {
+    /// Starts the proxy with `env` (later entries win) and waits until it listens; it is
+    /// reached over `transport` (TLS when `env` gives it certificates).
+    pub fn start(
+        exe: &Path,
+        env: &[(String, String)],
+        transport: Transport,
+    ) -> Result<Self, Error> {
         let mut command = Command::new(exe);
         command
             .arg("--config")
@@ -114,6 +122,7 @@ impl ProxyProcess {
         Ok(Self {
             port: started.ready,
             pid: started.child.id(),
+            transport,
             child: started.child,
             tail: started.tail,
         })
@@ -124,7 +133,7 @@ impl ProxyProcess {
         let deadline = Instant::now() + timeout;
         let mut last = String::new();
         while Instant::now() < deadline {
-            match http_get(self.port, "/readyz").await {
+            match http_get(self.port, &self.transport, "/readyz").await {
                 Ok((200, _)) => return Ok(()),
                 Ok((status, body)) => {
                     last = format!("{status} {}", String::from_utf8_lossy(&body));
@@ -142,7 +151,7 @@ impl ProxyProcess {
 
     /// `/metrics`, as text.
     pub async fn metrics(&self) -> Result<String, Error> {
-        let (status, body) = http_get(self.port, "/metrics").await?;
+        let (status, body) = http_get(self.port, &self.transport, "/metrics").await?;
         if status != 200 {
             return Err(format!("/metrics answered {status}").into());
         }

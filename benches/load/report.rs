@@ -14,9 +14,11 @@ use serde::Serialize;
 use crate::{Context, Error};
 
 mod disk;
+mod lifecycle;
 mod shards;
 
 pub use disk::{DiskBaseline, DiskFigures};
+pub use lifecycle::{LifecycleFigures, ReloadFigures};
 pub use shards::{HotClientFigures, ShardFigures, ShardRate};
 
 #[derive(Debug, Clone, Serialize)]
@@ -177,6 +179,8 @@ pub struct ScenarioReport {
     pub shards: Option<ShardFigures>,
     /// Disk-acknowledgement scenarios only.
     pub disk: Option<DiskFigures>,
+    /// TLS, connection-per-request and reload scenarios only.
+    pub lifecycle: Option<LifecycleFigures>,
     pub checks: Vec<Check>,
 }
 
@@ -349,6 +353,7 @@ pub fn markdown(report: &RunReport) -> String {
     }
     shards::shard_table(&mut out, report);
     disk::disk_table(&mut out, report);
+    lifecycle::lifecycle_table(&mut out, report);
     let checks: Vec<(&str, &Check)> = report
         .scenarios
         .iter()

@@ -2,7 +2,8 @@
 //! and requests (a POST as its route sends it, a one-off GET), request bodies of events with
 //! unique ids (one event, a records body, NDJSON plain or gzip'd), and the proxy's answers:
 //! where each acknowledged event went (200: its sequence number; 202: only that it was taken,
-//! so the read-back looks it up by id) and the `code` of a refusal.
+//! so the read-back looks it up by id) and the `code` of a refusal. Connections go over the
+//! run's `Transport` (plain or TLS, `crate::tls`); the HTTP on top is the same.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -15,6 +16,7 @@ use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use tokio::net::TcpStream;
 
+use crate::tls::{self, Transport};
 use crate::{Context, Error};
 
 /// ~100 bytes of payload per event, as a small tracking event would carry.
@@ -60,13 +62,26 @@ impl Route {
     }
 }
 
-/// Opens a keep-alive HTTP/1.1 connection to `127.0.0.1:port`.
-pub async fn connect(port: u16) -> Result<SendRequest<Full<Bytes>>, Error> {
+/// Opens a keep-alive HTTP/1.1 connection to `127.0.0.1:port`, over TLS when `transport` says
+/// so (the TLS handshake is part of opening it).
+pub async fn connect(port: u16, transport: &Transport) -> Result<SendRequest<Full<Bytes>>, Error> {
     let stream = TcpStream::connect(("127.0.0.1", port))
         .await
         .context("connect")?;
     stream.set_nodelay(true).context("TCP_NODELAY")?;
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    match transport {
+        Transport::Plain => http1(TokioIo::new(stream)).await,
+        Transport::Tls(config) => http1(TokioIo::new(tls::handshake(config, stream).await?)).await,
+    }
+}
+
+/// HTTP/1.1 over `io`, whatever carries it (hyper takes any IO, so the sender's type is the
+/// same over TCP and TLS).
+async fn http1<IO>(io: IO) -> Result<SendRequest<Full<Bytes>>, Error>
+where
+    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (sender, connection) = hyper::client::conn::http1::handshake(io)
         .await
         .context("HTTP handshake")?;
     // The connection's I/O runs on its own task; it ends when the sender is dropped.
@@ -104,8 +119,8 @@ pub fn post(
 }
 
 /// A one-off GET on a fresh connection (`/metrics`, `/readyz`): `(status, body)`.
-pub async fn http_get(port: u16, path: &str) -> Result<(u16, Bytes), Error> {
-    let mut sender = connect(port).await?;
+pub async fn http_get(port: u16, transport: &Transport, path: &str) -> Result<(u16, Bytes), Error> {
+    let mut sender = connect(port, transport).await?;
     let request = Request::get(path)
         .header(HOST, "127.0.0.1")
         .body(Full::new(Bytes::new()))

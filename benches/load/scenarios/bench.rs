@@ -2,7 +2,8 @@
 //! catalogue into runs, with what each one needs (the peak an open-loop scenario is paced
 //! from, the bare-handler ceiling before and after, the HTTP floor, the run without the hot
 //! client a hot-key scenario is compared with, the run answered after Kinesis a disk scenario
-//! is compared with), runs a disturbed scenario again, then has the results judged and the
+//! is compared with, the plain or signal-free run a TLS or reload scenario is compared with),
+//! runs a disturbed scenario again, then has the results judged and the
 //! report printed and written.
 //!
 //! Orchestration only: how one run is carried out is `run.rs`, the targets are `judge.rs`,
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use kinesis_proxy::config::Settings;
 
-use super::catalogue::{catalogue, Backend, LoadKind, Scenario};
+use super::catalogue::{catalogue, Backend, Lifecycle, LoadKind, Scenario};
 use super::judge::evaluate;
 use super::run::{build_runtime, execute, RunPlan, Server, Window};
 use super::settings::{proxy_workers, resolve_settings, settings_env};
@@ -198,6 +199,11 @@ impl Bench<'_> {
         if let Some(disk) = scenario.disk {
             self.run_first(disk.baseline).await?;
         }
+        // A TLS scenario with the same load over plain HTTP, a reload scenario with the same
+        // load without signals: that first, so the two are adjacent in time.
+        if let Some(reference) = scenario.lifecycle.compared_with {
+            self.run_first(reference).await?;
+        }
         // The ceiling is measured right before and right after the proxy, and their mean is
         // what the proxy is compared with: on a shared or virtual machine the speed of the
         // cores drifts over minutes, and the sandwich shows (and halves) that drift.
@@ -243,6 +249,7 @@ impl Bench<'_> {
             proxies: scenario.shards.map_or(1, |s| s.proxies),
             hot: scenario.shards.and_then(|s| s.hot),
             disk: settings.uses_spool(),
+            lifecycle: scenario.lifecycle,
         };
         let mut report = self.measure(&plan).await?;
         println!("{}", one_line(&report));
@@ -261,6 +268,15 @@ impl Bench<'_> {
                 shards.p99_ratio_to_without_hot = p99
                     .zip(baseline_p99)
                     .map(|(with, without)| with / without.max(1e-9));
+            }
+        }
+        if let Some(name) = scenario.lifecycle.compared_with {
+            let reference = self
+                .find(name)
+                .context(format_args!("{name} (the reference) failed"))?;
+            if let Some(mut lifecycle) = report.lifecycle.take() {
+                lifecycle.compare_with(&report, reference);
+                report.lifecycle = Some(lifecycle);
             }
         }
         if let (Some(setup), Some(disk)) = (scenario.disk, &mut report.disk) {
@@ -375,6 +391,7 @@ impl Bench<'_> {
             proxies: 1,
             hot: None,
             disk: false,
+            lifecycle: Lifecycle::PLAIN,
             perf: self.options.perf.then(|| {
                 self.options
                     .report

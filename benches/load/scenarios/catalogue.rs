@@ -2,80 +2,25 @@
 //! settings, window) and what else it needs (ceiling, HTTP floor, read-back), one per target of
 //! the load-benchmark issue.
 //!
+//! The TLS and reload scenarios of issue 19 are `catalogue/lifecycle.rs`; what the proxy
+//! writes to is `catalogue/backend.rs`, the settings it runs with `catalogue/proxy_settings.rs`.
+//!
 //! Pure data: nothing here starts a process, reads a clock or judges a result. Running a
 //! scenario is `bench.rs` and `run.rs`; its targets are checked in `judge.rs`.
 
 use crate::direct::Direct;
 use crate::loadgen::Route;
 
-/// What the proxy writes to.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Backend {
-    /// Nothing (the bare ceiling).
-    None,
-    /// The do-nothing endpoint, answering PutRecords after `delay_ms`.
-    Null {
-        delay_ms: u64,
-    },
-    /// The do-nothing endpoint answering at once for a stream of this many shards: the proxy
-    /// sends shard-aware, a lane per shard.
-    NullSharded {
-        shards: u32,
-    },
-    Kinesalite {
-        shards: u32,
-    },
-    /// kinesalite behind the tests' fault layer enforcing Kinesis' per-shard write limits
-    /// (1,000 records/s and 1 MiB/s per shard, or `records_per_second` when other producers
-    /// are taken to use the rest), which kinesalite alone never does.
-    LimitedKinesalite {
-        shards: u32,
-        records_per_second: u32,
-    },
-    /// kinesalite behind the fault layer answering each call after `delay_ms` ± `jitter_pct`%
-    /// (Kinesis' own latency), without per-shard limits.
-    DelayedKinesalite {
-        shards: u32,
-        delay_ms: u64,
-        jitter_pct: u32,
-    },
-}
+mod backend;
+mod lifecycle;
+mod proxy_settings;
 
-impl Backend {
-    pub(super) fn label(self) -> String {
-        match self {
-            Backend::None => "-".into(),
-            Backend::Null { delay_ms: 0 } => "null".into(),
-            Backend::Null { delay_ms } => format!("null+{delay_ms}ms"),
-            Backend::NullSharded { shards } => format!("null/{shards}"),
-            Backend::Kinesalite { shards } => format!("kinesalite/{shards}"),
-            Backend::LimitedKinesalite {
-                shards,
-                records_per_second: 1000,
-            } => format!("kinesalite/{shards} limited"),
-            Backend::LimitedKinesalite {
-                shards,
-                records_per_second,
-            } => format!("kinesalite/{shards} limited {records_per_second}/s"),
-            Backend::DelayedKinesalite {
-                shards,
-                delay_ms,
-                jitter_pct,
-            } => format!("kinesalite/{shards}+{delay_ms}ms±{jitter_pct}%"),
-        }
-    }
-
-    /// Records per second the stream takes, when the backend enforces Kinesis' limits.
-    pub(super) fn stream_limit_records_per_sec(self) -> Option<f64> {
-        match self {
-            Backend::LimitedKinesalite {
-                shards,
-                records_per_second,
-            } => Some(f64::from(shards) * f64::from(records_per_second)),
-            _ => None,
-        }
-    }
-}
+pub use backend::Backend;
+pub use lifecycle::Lifecycle;
+use proxy_settings::{
+    AGGREGATE_SETTINGS, AGGREGATE_UNLIMITED_SETTINGS, BLIND_SETTINGS, DISK_SETTINGS,
+};
+pub(super) use proxy_settings::{DISK_AGGREGATE_SETTINGS, KINESALITE_SETTINGS};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum LoadKind {
@@ -138,6 +83,8 @@ pub struct Scenario {
     /// A cold start: no warm-up, and the window is the whole run of this many events (not
     /// `--duration`).
     pub(super) events: Option<u64>,
+    /// TLS, a connection per request, SIGHUPs during the window (issue 19).
+    pub(super) lifecycle: Lifecycle,
 }
 
 /// What a disk-acknowledgement scenario adds to the run: a fresh spool directory, and after
@@ -147,47 +94,6 @@ pub struct DiskSetup {
     /// The same load answered 200 (after Kinesis), run first in the same run to compare with.
     pub(super) baseline: &'static str,
 }
-
-/// kinesalite answers a bare 413 above ~5.25 MiB (7 MiB of base64 JSON): stay well below.
-pub(super) const KINESALITE_SETTINGS: &[(&str, &str)] = &[("batching.max_batch_bytes", "4194304")];
-
-/// KPL aggregation on (issue 10): every stream aggregates; against the limited stream.
-const AGGREGATE_SETTINGS: &[(&str, &str)] = &[
-    ("batching.max_batch_bytes", "4194304"),
-    ("streams.aggregate", "*"),
-];
-
-/// KPL aggregation against plain kinesalite, which has no per-shard limits: the proxy's own
-/// per-shard byte budget (Kinesis' 1 MiB/s) would otherwise be what is measured.
-const AGGREGATE_UNLIMITED_SETTINGS: &[(&str, &str)] = &[
-    ("batching.max_batch_bytes", "4194304"),
-    ("streams.aggregate", "*"),
-    ("shards.bytes_per_second", "104857600"),
-];
-
-/// Disk acknowledgement (issue 11), aggregated as against a records-capped Kinesis:
-/// `agg-kinesalite-single`'s settings plus the spool, whose 4 GiB bound a window never reaches.
-pub(super) const DISK_AGGREGATE_SETTINGS: &[(&str, &str)] = &[
-    ("batching.max_batch_bytes", "4194304"),
-    ("streams.aggregate", "*"),
-    ("shards.bytes_per_second", "104857600"),
-    ("streams.ack_on_disk", "*"),
-    ("spool.max_bytes", "4294967296"),
-];
-
-/// Disk acknowledgement without aggregation: `kinesalite-single`'s settings plus the spool.
-const DISK_SETTINGS: &[(&str, &str)] = &[
-    ("batching.max_batch_bytes", "4194304"),
-    ("streams.ack_on_disk", "*"),
-    ("spool.max_bytes", "4294967296"),
-];
-
-/// The shard-blind proxy: every batch takes whatever is queued, and Kinesis' throttling is the
-/// only brake (the proxy as it was before issue 9).
-const BLIND_SETTINGS: &[(&str, &str)] = &[
-    ("batching.max_batch_bytes", "4194304"),
-    ("shards.aware", "false"),
-];
 
 /// The shard-awareness scenarios' stream: 4 shards, so 4,000 records/s.
 const LIMITED: Backend = Backend::LimitedKinesalite {
@@ -219,7 +125,7 @@ const HOT_CLIENT: HotClient = HotClient {
 };
 
 pub fn catalogue() -> Vec<Scenario> {
-    vec![
+    let mut all = vec![
         Scenario {
             name: "null-single",
             about: "512 conns, single-event route, do-nothing Kinesis; vs the bare ceiling",
@@ -236,7 +142,10 @@ pub fn catalogue() -> Vec<Scenario> {
             shards: None,
             disk: None,
             events: None,
+            lifecycle: Lifecycle::PLAIN,
         },
+        // Right after its plain reference, so the two are measured minutes apart at most.
+        lifecycle::tls_single(),
         Scenario {
             name: "null-single-128",
             about: "null-single against a do-nothing Kinesis of 128 shards (shard-aware lanes); vs the bare ceiling",
@@ -253,6 +162,7 @@ pub fn catalogue() -> Vec<Scenario> {
             shards: None,
             disk: None,
             events: None,
+            lifecycle: Lifecycle::PLAIN,
         },
         Scenario {
             name: "null-half",
@@ -270,6 +180,7 @@ pub fn catalogue() -> Vec<Scenario> {
             shards: None,
             disk: None,
             events: None,
+            lifecycle: Lifecycle::PLAIN,
         },
         Scenario {
             name: "null-many",
@@ -287,6 +198,7 @@ pub fn catalogue() -> Vec<Scenario> {
             shards: None,
             disk: None,
             events: None,
+            lifecycle: Lifecycle::PLAIN,
         },
         Scenario {
             name: "null-ndjson",
@@ -307,6 +219,7 @@ pub fn catalogue() -> Vec<Scenario> {
             shards: None,
             disk: None,
             events: None,
+            lifecycle: Lifecycle::PLAIN,
         },
         Scenario {
             name: "null-ndjson-gzip",
@@ -327,6 +240,7 @@ pub fn catalogue() -> Vec<Scenario> {
             shards: None,
             disk: None,
             events: None,
+            lifecycle: Lifecycle::PLAIN,
         },
         Scenario {
             name: "kinesalite-direct",
@@ -348,6 +262,7 @@ pub fn catalogue() -> Vec<Scenario> {
             shards: None,
             disk: None,
             events: None,
+            lifecycle: Lifecycle::PLAIN,
         },
         Scenario {
             name: "kinesalite-single",
@@ -365,6 +280,7 @@ pub fn catalogue() -> Vec<Scenario> {
             shards: None,
             disk: None,
             events: None,
+            lifecycle: Lifecycle::PLAIN,
         },
         Scenario {
             name: "kinesalite-half",
@@ -382,6 +298,7 @@ pub fn catalogue() -> Vec<Scenario> {
             shards: None,
             disk: None,
             events: None,
+            lifecycle: Lifecycle::PLAIN,
         },
         Scenario {
             name: "overload",
@@ -401,6 +318,7 @@ pub fn catalogue() -> Vec<Scenario> {
             shards: None,
             disk: None,
             events: None,
+            lifecycle: Lifecycle::PLAIN,
         },
         aggregate_scenario(
             "agg-kinesalite-single",
@@ -515,7 +433,9 @@ pub fn catalogue() -> Vec<Scenario> {
             },
             ..aggregate_scenario("", "", Route::Single, 512)
         },
-    ]
+    ];
+    all.extend(lifecycle::scenarios());
+    all
 }
 
 /// An aggregation scenario against kinesalite with 4 shards, read back (deaggregated) in full.
@@ -541,6 +461,7 @@ fn aggregate_scenario(
         shards: None,
         disk: None,
         events: None,
+        lifecycle: Lifecycle::PLAIN,
     }
 }
 
@@ -587,5 +508,6 @@ fn shard_scenario(
         shards: Some(setup),
         disk: None,
         events: None,
+        lifecycle: Lifecycle::PLAIN,
     }
 }

@@ -2,9 +2,15 @@
 //! the smoke test's against "the machinery works"), as `Check`s on the reports.
 //!
 //! Pure functions of the reports: nothing here runs anything, prints or writes; the report's
-//! shape and printing are `report.rs`.
+//! shape and printing are `report.rs`. The TLS and reload targets (issue 19) are
+//! `judge/lifecycle.rs`, the smoke test's checks `judge/smoke.rs`.
 
 use crate::report::{self, Check, ScenarioReport};
+
+mod lifecycle;
+mod smoke;
+
+pub(super) use smoke::smoke_checks;
 
 fn check(target: impl Into<String>, measured: impl Into<String>, pass: bool) -> Check {
     Check {
@@ -437,90 +443,7 @@ pub(super) fn evaluate(reports: &mut [ScenarioReport]) {
         if let Some(c) = read_back_check(report) {
             checks.push(c);
         }
+        checks.extend(lifecycle::checks(report));
         report.checks = checks;
     }
-}
-
-/// The smoke test's checks: the run measured something, every figure the benchmark reports
-/// was read, and the proxy behaved (all 2xx, clean exit, read-back).
-pub(super) fn smoke_checks(report: &ScenarioReport) -> Vec<Check> {
-    let mut checks = vec![
-        check(
-            "requests answered 2xx",
-            format!("{:.0} req/s", report.requests_per_sec),
-            report.requests_per_sec > 0.0,
-        ),
-        check(
-            "no other answers",
-            refusals(report).unwrap_or_else(|| "all 2xx".into()),
-            refusals(report).is_none(),
-        ),
-        check(
-            "latency measured",
-            format!("{:?}", report.latency.as_ref().map(|l| l.p99_ms)),
-            report
-                .latency
-                .as_ref()
-                .is_some_and(|l| l.p50_ms > 0.0 && l.max_ms >= l.p99_ms),
-        ),
-        check(
-            "server CPU and memory measured",
-            format!(
-                "{:.3} s CPU, {:.1} MiB peak RSS",
-                report.server_cpu_s, report.memory.peak_rss_mib
-            ),
-            report.server_cpu_s > 0.0 && report.memory.peak_rss_mib > 0.0,
-        ),
-    ];
-    if report.server == "proxy" {
-        let put = report.put_records.as_ref();
-        checks.push(check(
-            "PutRecords calls and records per call read from /metrics",
-            format!(
-                "{:?} calls, {:?} records per call",
-                put.map(|p| p.calls),
-                put.and_then(|p| p.records_per_call)
-            ),
-            put.is_some_and(|p| p.calls > 0.0 && p.records_per_call.is_some_and(|r| r >= 1.0)),
-        ));
-        checks.push(check(
-            "the proxy exits cleanly on SIGTERM",
-            report.proxy_exit.clone().unwrap_or_default(),
-            report.proxy_exit.as_deref() == Some("exit status: 0"),
-        ));
-    }
-    if let Some(disk) = &report.disk {
-        checks.push(check(
-            "the spool's fsyncs counted and the spool drained",
-            format!(
-                "{} records in {} fsyncs; {} left after {:.1} s",
-                disk.records_fsynced, disk.fsyncs, disk.left_after_drain, disk.drain_s
-            ),
-            disk.fsyncs > 0.0 && disk.records_fsynced > 0.0 && disk.left_after_drain <= 0.0,
-        ));
-    }
-    if let Some(shards) = &report.shards {
-        checks.push(check(
-            "the fault layer counted the entries and their shards",
-            format!(
-                "{} entries in {} calls, {} throttled, {} shards seen",
-                shards.entries_sent,
-                shards.put_records_calls,
-                shards.entries_throttled,
-                shards.per_shard.len()
-            ),
-            shards.put_records_calls > 0 && !shards.per_shard.is_empty(),
-        ));
-    }
-    if let Some(read_back) = read_back_check(report) {
-        checks.push(read_back);
-        if let Some(r) = &report.read_back {
-            checks.push(check(
-                "all 200 events acknowledged",
-                r.acknowledged.to_string(),
-                r.acknowledged == 200,
-            ));
-        }
-    }
-    checks
 }

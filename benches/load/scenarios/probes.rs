@@ -19,6 +19,7 @@ use crate::procfs;
 use crate::prometheus::Scrape;
 use crate::proxy_process::ProxyProcess;
 use crate::report::PutRecordsFigures;
+use crate::tls::Transport;
 use crate::{Context, Error};
 
 /// `perf record` of one process (software `cpu-clock` samples with DWARF call graphs, since
@@ -85,7 +86,8 @@ pub(super) struct Scraper {
 }
 
 impl Scraper {
-    pub(super) fn start(port: u16, every: Duration) -> Self {
+    /// Scrapes the proxy on `port`, reached over `transport`, every `every`.
+    pub(super) fn start(port: u16, transport: Transport, every: Duration) -> Self {
         let stop = std::sync::Arc::new(tokio::sync::Notify::new());
         let stopped = stop.clone();
         let task = tokio::spawn(async move {
@@ -98,7 +100,7 @@ impl Scraper {
                     () = stopped.notified() => return Ok(scrapes),
                     // Time for the next scrape.
                     _ = tick.tick() => {
-                        let (status, _) = crate::wire::http_get(port, "/metrics").await?;
+                        let (status, _) = crate::wire::http_get(port, &transport, "/metrics").await?;
                         if status != 200 {
                             return Err(format!("/metrics answered {status}").into());
                         }

@@ -2,9 +2,10 @@
 //! kinesalite, alone or behind the fault layer enforcing Kinesis' per-shard limits), the server
 //! (one or more proxies, or the bare handler), the load (and a hot client's, if any) with its
 //! warm-up and measured window, the snapshots around the window, the read-back, and the
-//! `ScenarioReport` of what was measured. The settings a plan runs with are `settings.rs`, the
-//! shard runs' figures `shard_figures.rs`, the disk runs' spool and drain `disk.rs`, the
-//! read-back `read_back.rs`.
+//! `ScenarioReport` of what was measured. The backend is started by `backends.rs`, the settings
+//! a plan runs with are `settings.rs`, the shard runs' figures `shard_figures.rs`, the disk
+//! runs' spool and drain `disk.rs`, the TLS and reload runs' files and signals `lifecycle.rs`,
+//! the read-back `read_back.rs`.
 //!
 //! One run only: which runs a scenario needs (peaks, ceilings, HTTP floors, reruns) is
 //! `bench.rs`, and whether the figures meet a target is `judge.rs`; nothing here judges.
@@ -12,15 +13,15 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::catalogue::{Backend, HotClient};
+use super::backends::RunningBackend;
+use super::catalogue::{Backend, HotClient, Lifecycle};
 use super::disk::{disk_figures, wait_drained, SpoolDir};
+use super::lifecycle::{self as lifecycle_run, Hangups, LifecycleRun};
 use super::probes::{put_records_figures, FaultSnapshot, Profiler, Scraper, Snapshot};
 use super::read_back::read_back;
 use super::settings::{resolve_settings, settings_in_effect};
 use super::shard_figures::{shard_figures, sleep_sampling};
 use crate::child::HelperProcess;
-use crate::fault_proxy::{FaultProxy, Mode, ShardLimits};
-use crate::kinesalite::Kinesalite;
 use crate::loadgen::{LoadResult, LoadSpec, Pace, Route, RunningLoad};
 use crate::procfs::{self, RssSampler};
 use crate::proxy_process::{self, ProxyProcess, API_KEY};
@@ -83,6 +84,8 @@ pub(super) struct RunPlan {
     /// A disk-acknowledged stream: the proxy gets a fresh spool directory, and after the load
     /// the run waits until the spool has sent everything before the proxy stops.
     pub(super) disk: bool,
+    /// TLS, a connection per request, SIGHUPs through the window (issue 19).
+    pub(super) lifecycle: Lifecycle,
 }
 
 pub(super) fn build_runtime(threads: usize) -> Result<tokio::runtime::Runtime, Error> {
@@ -107,69 +110,17 @@ pub(super) async fn execute(plan: &RunPlan, proxy_exe: &Path) -> Result<Scenario
     eprintln!("load: running {} ({})", plan.name, plan.about);
 
     // The backend first: the proxy checks Kinesis as it starts.
-    let mut null_endpoint = None;
-    let mut emulator = None;
-    let mut faults: Option<FaultProxy> = None;
-    let (endpoint, backend_pid) = match plan.backend {
-        Backend::None => (String::new(), None),
-        Backend::Null { .. } | Backend::NullSharded { .. } => {
-            let mut args = vec!["--serve-null-kinesis".to_owned()];
-            match plan.backend {
-                Backend::NullSharded { shards } => {
-                    args.extend(["--shards".to_owned(), shards.to_string()]);
-                }
-                Backend::Null { delay_ms } => {
-                    args.extend(["--delay-ms".to_owned(), delay_ms.to_string()]);
-                }
-                _ => {}
-            }
-            let helper = HelperProcess::spawn(&args)?;
-            let endpoint = format!("http://127.0.0.1:{}", helper.port);
-            let pid = helper.pid;
-            null_endpoint = Some(helper);
-            (endpoint, Some(pid))
-        }
-        Backend::Kinesalite { shards } => {
-            let k = Kinesalite::start(STREAM, shards)?;
-            let found = (k.endpoint.clone(), Some(k.pid));
-            emulator = Some(k);
-            found
-        }
-        Backend::LimitedKinesalite {
-            shards,
-            records_per_second,
-        } => {
-            let k = Kinesalite::start(STREAM, shards)?;
-            let layer = FaultProxy::start(&k.endpoint);
-            layer.limit_shards(ShardLimits {
-                records_per_second,
-                ..ShardLimits::KINESIS
-            });
-            let found = (layer.endpoint.clone(), Some(k.pid));
-            emulator = Some(k);
-            faults = Some(layer);
-            found
-        }
-        Backend::DelayedKinesalite {
-            shards,
-            delay_ms,
-            jitter_pct,
-        } => {
-            let k = Kinesalite::start(STREAM, shards)?;
-            let layer = FaultProxy::start(&k.endpoint);
-            layer.set_mode(Mode::Jittered {
-                delay: Duration::from_millis(delay_ms),
-                jitter_pct,
-            });
-            let found = (layer.endpoint.clone(), Some(k.pid));
-            emulator = Some(k);
-            faults = Some(layer);
-            found
-        }
-    };
+    let RunningBackend {
+        endpoint,
+        pid: backend_pid,
+        null_endpoint,
+        emulator,
+        faults,
+    } = RunningBackend::start(plan.backend)?;
 
     // Before the proxies: dropped (removed) after them.
     let spool_dir = plan.disk.then(SpoolDir::create).transpose()?;
+    let lifecycle = LifecycleRun::prepare(&plan.lifecycle)?;
     let mut proxies: Vec<ProxyProcess> = Vec::new();
     let mut bare = None;
     let (ports, server_pids) = match plan.server {
@@ -177,8 +128,9 @@ pub(super) async fn execute(plan: &RunPlan, proxy_exe: &Path) -> Result<Scenario
             let mut env = proxy_process::base_env(&endpoint, STREAM);
             env.extend(spool_dir.as_ref().map(SpoolDir::env));
             env.extend(plan.env.iter().cloned());
+            env.extend(lifecycle.env.iter().cloned());
             for _ in 0..plan.proxies.max(1) {
-                let started = ProxyProcess::start(proxy_exe, &env)?;
+                let started = ProxyProcess::start(proxy_exe, &env, lifecycle.transport.clone())?;
                 started.wait_ready(Duration::from_secs(15)).await?;
                 proxies.push(started);
             }
@@ -200,9 +152,13 @@ pub(super) async fn execute(plan: &RunPlan, proxy_exe: &Path) -> Result<Scenario
     let scrapers: Vec<Scraper> = match plan.scrape_every {
         Some(every) => proxies
             .iter()
-            .map(|p| Scraper::start(p.port, every))
+            .map(|p| Scraper::start(p.port, p.transport.clone(), every))
             .collect(),
         None => Vec::new(),
+    };
+    let tls_negotiated = match proxies.first() {
+        Some(proxy) => lifecycle.negotiated(proxy.port).await?,
+        None => None,
     };
     let tag = format!("{}-{:08x}", plan.name, rand::random::<u32>());
     let api_key = (!proxies.is_empty()).then(|| API_KEY.to_owned());
@@ -220,6 +176,8 @@ pub(super) async fn execute(plan: &RunPlan, proxy_exe: &Path) -> Result<Scenario
         collect_acks: plan.read_back,
         tag: tag.clone(),
         partition_key: None,
+        transport: lifecycle.transport.clone(),
+        connection_per_request: plan.lifecycle.connection_per_request,
     })
     .await?;
     let mut hot_load = match plan.hot {
@@ -237,6 +195,8 @@ pub(super) async fn execute(plan: &RunPlan, proxy_exe: &Path) -> Result<Scenario
                 collect_acks: plan.read_back,
                 tag: format!("{tag}-hot"),
                 partition_key: Some(hot.partition_key.to_owned()),
+                transport: lifecycle.transport.clone(),
+                connection_per_request: false,
             })
             .await?,
         ),
@@ -256,6 +216,10 @@ pub(super) async fn execute(plan: &RunPlan, proxy_exe: &Path) -> Result<Scenario
     if let Some(hot) = &mut hot_load {
         hot.begin_window();
     }
+    let hangups = plan
+        .lifecycle
+        .sighup_every_ms
+        .map(|ms| Hangups::start(server_pids.clone(), Duration::from_millis(ms)));
     match plan.window {
         Window::Lasts(duration) => {
             sleep_sampling(duration, faults.as_ref(), &mut stored_so_far).await;
@@ -280,6 +244,10 @@ pub(super) async fn execute(plan: &RunPlan, proxy_exe: &Path) -> Result<Scenario
     if let Some(hot) = &mut hot_load {
         hot.end_window();
     }
+    let signals = match hangups {
+        Some(hangups) => Some(hangups.stop().await?),
+        None => None,
+    };
     let after = Snapshot::take(&server_pids, backend_pid, &proxies).await?;
     let faults_after = faults.as_ref().map(FaultSnapshot::take);
     if let Some(profiler) = profiler {
@@ -310,6 +278,14 @@ pub(super) async fn execute(plan: &RunPlan, proxy_exe: &Path) -> Result<Scenario
         (Err(err), _) | (_, Err(err)) => {
             return Err(format!("{err}; proxy output:\n{}", proxy_output()).into());
         }
+    };
+    let reload = match signals {
+        Some(sent) => Some(
+            lifecycle_run::reload_figures(&proxies, before.metrics.as_ref(), sent)
+                .await
+                .map_err(|err| format!("{err}; proxy output:\n{}", proxy_output()))?,
+        ),
+        None => None,
     };
     // A disk stream answers before Kinesis has its events: wait until the spool has sent them.
     let drained = match &spool_dir {
@@ -475,6 +451,7 @@ pub(super) async fn execute(plan: &RunPlan, proxy_exe: &Path) -> Result<Scenario
         disk: drained
             .as_ref()
             .and_then(|d| disk_figures((&before, &after), d, &result)),
+        lifecycle: lifecycle_run::figures(&plan.lifecycle, tls_negotiated, reload, &result),
         checks: Vec::new(),
     })
 }

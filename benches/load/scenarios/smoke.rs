@@ -1,4 +1,4 @@
-//! The smoke test (`cargo test --bench load`, or `--all-targets`): four short runs proving
+//! The smoke test (`cargo test --bench load`, or `--all-targets`): five short runs proving
 //! the machinery works, judged by `judge::smoke_checks`, failing when any check misses.
 //!
 //! Its runs are fixed plans of its own, not scenarios of the catalogue; carrying them out is
@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use super::catalogue::{Backend, DISK_AGGREGATE_SETTINGS, KINESALITE_SETTINGS};
+use super::catalogue::{Backend, Lifecycle, DISK_AGGREGATE_SETTINGS, KINESALITE_SETTINGS};
 use super::judge::smoke_checks;
 use super::run::{build_runtime, execute, RunPlan, Server, Window};
 use super::settings::{proxy_workers, resolve_settings, settings_env};
@@ -20,8 +20,9 @@ use crate::{Context, Error};
 /// the proxy against the do-nothing endpoint (figures non-zero), a kinesalite read-back of
 /// 200 events through the fault layer that enforces Kinesis' per-shard limits (as the shard
 /// scenarios use it), and 200 events of a disk stream (answered 202, as the disk scenarios
-/// send them), the spool drained and the stream read back by id. Fails when any of it does not
-/// work.
+/// send them), the spool drained and the stream read back by id, and a proxy serving TLS driven
+/// with a new connection per request while it is sent SIGHUPs (as the TLS, handshake and reload
+/// scenarios use it), every signal a counted reload. Fails when any of it does not work.
 pub fn run_smoke(options: &Options) -> Result<(), Error> {
     // Never hang CI: a stuck child or connection ends the smoke test with a failure.
     std::thread::Builder::new()
@@ -58,6 +59,7 @@ pub fn run_smoke(options: &Options) -> Result<(), Error> {
             proxies: 1,
             hot: None,
             disk: false,
+            lifecycle: Lifecycle::PLAIN,
         },
         RunPlan {
             name: "smoke-null".into(),
@@ -77,6 +79,7 @@ pub fn run_smoke(options: &Options) -> Result<(), Error> {
             proxies: 1,
             hot: None,
             disk: false,
+            lifecycle: Lifecycle::PLAIN,
         },
         RunPlan {
             name: "smoke-kinesalite".into(),
@@ -102,6 +105,7 @@ pub fn run_smoke(options: &Options) -> Result<(), Error> {
             proxies: 1,
             hot: None,
             disk: false,
+            lifecycle: Lifecycle::PLAIN,
         },
         RunPlan {
             name: "smoke-disk".into(),
@@ -124,6 +128,33 @@ pub fn run_smoke(options: &Options) -> Result<(), Error> {
             proxies: 1,
             hot: None,
             disk: true,
+            lifecycle: Lifecycle::PLAIN,
+        },
+        RunPlan {
+            name: "smoke-tls".into(),
+            about: "proxy over TLS, API key from a file, a new connection per request, SIGHUP every 250 ms, 1.5 s".into(),
+            server: Server::Proxy,
+            backend: Backend::Null { delay_ms: 0 },
+            route: Route::Single,
+            connections,
+            pace: Pace::Closed,
+            warmup,
+            window: Window::Lasts(Duration::from_millis(1500)),
+            env: env.clone(),
+            read_back: false,
+            wait_quiet: Duration::ZERO,
+            perf: None,
+            scrape_every: None,
+            proxies: 1,
+            hot: None,
+            disk: false,
+            lifecycle: Lifecycle {
+                tls: true,
+                connection_per_request: true,
+                sighup_every_ms: Some(250),
+                keys_file: true,
+                compared_with: None,
+            },
         },
     ];
     let proxy = PinnedBinary::in_place();
