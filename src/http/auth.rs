@@ -25,6 +25,9 @@ pub const API_KEY_HEADER: &str = "x-api-key";
 /// Query parameter a publishable key may come in (for `navigator.sendBeacon`).
 pub const API_KEY_PARAM: &str = "api_key";
 
+/// Most `api_key` parameters one query may repeat.
+const MAX_QUERY_KEYS: usize = 4;
+
 #[derive(Clone)]
 pub struct ApiKeys {
     keys: Vec<ApiKey>,
@@ -147,6 +150,11 @@ impl ApiKeys {
     /// Every `api_key` value of the query must be the same public key. A secret key among them
     /// is refused first, so a URL holding one is always noticed.
     fn authenticate_query(&self, values: &[String]) -> Result<Authenticated<'_>, ApiError> {
+        // Each value costs a comparison with every key: a URL of thousands of `api_key`s
+        // must not buy that much work. One is what clients send.
+        if values.len() > MAX_QUERY_KEYS {
+            return Err(ApiError::InvalidApiKey);
+        }
         let found: Vec<Result<Authenticated<'_>, ApiError>> = values
             .iter()
             .map(|v| self.authenticate(Some(v.as_bytes())))
@@ -346,6 +354,9 @@ mod tests {
             check(from("/e").insert_header((API_KEY_HEADER, "0123456789abcdef"))),
             Ok("web".into())
         );
+        // Repeating the parameter beyond a few times buys no comparisons.
+        let many = format!("/e?{}", ["api_key=pub-0123456789abcdef"; 5].join("&"));
+        assert_eq!(check(page(&many)), Err("invalid_api_key"));
         // An `api_key`-like name is not the parameter.
         assert_eq!(
             check(from("/e?my_api_key=x").insert_header((API_KEY_HEADER, "0123456789abcdef"))),
