@@ -16,10 +16,8 @@ command -v podman >/dev/null 2>&1 || need_install+=(podman)
 command -v runc >/dev/null 2>&1 || need_install+=(runc)
 command -v debootstrap >/dev/null 2>&1 || need_install+=(debootstrap)
 if ((${#need_install[@]})); then
-    echo "setup-containers: installing ${need_install[*]} with apt-get" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null
-    apt-get install -y -qq "${need_install[@]}" >/dev/null
+    source "$(dirname "$0")/lib/apt-install.sh"
+    apt_install "${need_install[@]}"
 fi
 
 if podman image exists "$BASE_IMAGE"; then

@@ -190,6 +190,10 @@ impl Application {
             envelope: crate::domain::StreamPatterns::parse_all(&settings.streams.envelope)
                 .unwrap_or_default(),
             trusted_proxies,
+            public_key_origins: match settings.cors.origins() {
+                Ok(CorsOrigins::Exact(origins)) => origins,
+                _ => Vec::new(),
+            },
         });
 
         // Histograms keep their samples until upkeep folds them in; a scrape does it too, but

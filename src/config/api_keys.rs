@@ -1,6 +1,8 @@
 //! API key entries as configured: `name:key`, or `name:key:PATTERNS` to limit the key to some
-//! streams, from `auth.keys` and `auth.keys_file`. The name is what logs and metrics show; the
-//! key itself is never printed, not even in errors.
+//! streams, from `auth.keys` and `auth.keys_file`, and the publishable keys of
+//! `auth.public_keys` (`name:key:PATTERNS`, the scope required: a key embedded in web pages is
+//! read by anyone, so what it may write must be spelt out). The name is what logs and metrics
+//! show; the key itself is never printed, not even in errors.
 //!
 //! PATTERNS are stream patterns as in `streams.allow`, separated by commas
 //! (`web:KEY:events,clicks-*`). Since the environment form of a list setting is itself
@@ -27,6 +29,16 @@ pub struct ApiKeyEntry {
     pub key: String,
     /// Stream patterns this key may write (within `streams.allow`); empty: every allowed stream.
     pub streams: Vec<String>,
+    /// A publishable key (`auth.public_keys`): also taken from the `api_key` query parameter,
+    /// and only from the pages of `cors.allowed_origins`.
+    pub public: bool,
+}
+
+/// Which list entries come from: secret keys may leave out their scope, public keys may not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Secret,
+    Public,
 }
 
 impl std::fmt::Debug for ApiKeyEntry {
@@ -35,6 +47,7 @@ impl std::fmt::Debug for ApiKeyEntry {
         f.debug_struct("ApiKeyEntry")
             .field("name", &self.name)
             .field("streams", &self.streams)
+            .field("public", &self.public)
             .finish_non_exhaustive()
     }
 }
@@ -53,10 +66,12 @@ impl ApiKeyEntry {
 /// Parses `name:key[:patterns]` entries; names are unique, keys at least `MIN_KEY_LEN` long,
 /// and each scope pattern can match some stream of `allow` (else the key could write nothing
 /// it names, which is a typo, not a policy). Each entry comes with where it was written
-/// ("auth.keys entry 3"), which is how errors name it.
+/// ("auth.keys entry 3"), which is how errors name it. Entries of `KeyKind::Public` must have a
+/// scope.
 pub fn parse_entries(
     entries: &[(String, String)],
     allow: &[String],
+    kind: KeyKind,
 ) -> Result<Vec<ApiKeyEntry>, String> {
     let allow: Vec<StreamPattern> = allow
         .iter()
@@ -107,6 +122,11 @@ pub fn parse_entries(
             return Err(format!("key name {name:?} appears twice"));
         }
         let streams = match streams {
+            None if kind == KeyKind::Public => {
+                return Err(format!(
+                    "{at}: a public key needs a stream scope, `name:key:streams` (anyone can read a key embedded in a page, so it may write only the streams it names); the entry is not shown"
+                ))
+            }
             None => Vec::new(),
             Some(list) => {
                 let patterns: Vec<&str> = list
@@ -129,9 +149,34 @@ pub fn parse_entries(
             name: name.to_owned(),
             key: key.to_owned(),
             streams,
+            public: kind == KeyKind::Public,
         });
     }
     Ok(keys)
+}
+
+/// Secret and public keys together: a name names one key, and a key string is either secret or
+/// public, never both (a key in a page's source is no longer secret, whatever the list says).
+pub fn combine(
+    mut secret: Vec<ApiKeyEntry>,
+    public: Vec<ApiKeyEntry>,
+) -> Result<Vec<ApiKeyEntry>, String> {
+    for p in &public {
+        if let Some(s) = secret.iter().find(|s| s.name == p.name) {
+            return Err(format!(
+                "key name {:?} is used by auth.keys (or auth.keys_file) and auth.public_keys; names must be unique",
+                s.name
+            ));
+        }
+        if let Some(s) = secret.iter().find(|s| s.key == p.key) {
+            return Err(format!(
+                "public key {:?} and secret key {:?} are the same key; a key embedded in pages cannot also be secret: give the secret key a new value (the key is not shown)",
+                p.name, s.name
+            ));
+        }
+    }
+    secret.extend(public);
+    Ok(secret)
 }
 
 /// A part without ':' after a scoped entry, as one more pattern of that entry's scope, if it
@@ -198,7 +243,52 @@ mod tests {
             .map(|(i, s)| (format!("entry {}", i + 1), s.to_string()))
             .collect();
         let allow: Vec<String> = allow.iter().map(|s| s.to_string()).collect();
-        parse_entries(&entries, &allow)
+        parse_entries(&entries, &allow, KeyKind::Secret)
+    }
+
+    fn parse_public(entries: &[&str], allow: &[&str]) -> Result<Vec<ApiKeyEntry>, String> {
+        let entries: Vec<(String, String)> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (format!("auth.public_keys entry {}", i + 1), s.to_string()))
+            .collect();
+        let allow: Vec<String> = allow.iter().map(|s| s.to_string()).collect();
+        parse_entries(&entries, &allow, KeyKind::Public)
+    }
+
+    #[test]
+    fn a_public_key_needs_a_scope_and_is_named_by_position() {
+        let err = parse_public(
+            &["web:pub0123456789abcd:events", "site:pubSECRETISH0123"],
+            &["events"],
+        )
+        .expect_err("no scope");
+        assert!(err.contains("auth.public_keys entry 2"), "{err}");
+        assert!(!err.contains("pubSECRETISH0123"), "{err}");
+        // The environment form, split at commas, reads the same.
+        let keys =
+            parse_public(&["web:pub0123456789abcd:events", "clicks-*"], &["*"]).expect("valid");
+        assert_eq!(keys[0].streams, vec!["events", "clicks-*"]);
+        assert!(keys[0].public);
+    }
+
+    #[test]
+    fn secret_and_public_keys_share_no_name_and_no_key() {
+        let secret = parse(&["a:0123456789abcdef"], &["events"]).expect("valid");
+        let same_name = parse_public(&["a:pub0123456789abcd:events"], &["events"]).expect("ok");
+        let err = combine(secret.clone(), same_name).expect_err("same name");
+        assert!(err.contains("\"a\""), "{err}");
+        let same_key = parse_public(&["p:0123456789abcdef:events"], &["events"]).expect("ok");
+        let err = combine(secret.clone(), same_key).expect_err("same key");
+        assert!(!err.contains("0123456789abcdef"), "{err}");
+        let other = parse_public(&["p:pub0123456789abcd:events"], &["events"]).expect("ok");
+        let all = combine(secret, other).expect("distinct");
+        assert_eq!(
+            all.iter()
+                .map(|k| (k.name.as_str(), k.public))
+                .collect::<Vec<_>>(),
+            [("a", false), ("p", true)]
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod tls;
 mod validate;
 
 pub use api_keys::ApiKeyEntry;
+use api_keys::KeyKind;
 pub use cors::{CorsOrigins, CorsSettings};
 pub use server::ServerSettings;
 pub use shards::{ShardSettings, StreamLimit};
@@ -277,6 +278,9 @@ pub struct AuthSettings {
     /// A file with more entries of the same form, one per line (`#` comments), so keys can stay
     /// out of the configuration; empty for none.
     pub keys_file: String,
+    /// Publishable keys for web pages, `name:key:PATTERNS` (the scope is required): also taken
+    /// from the `api_key` query parameter, and only from an `Origin` of `cors.allowed_origins`.
+    pub public_keys: Vec<String>,
 }
 
 impl Default for AuthSettings {
@@ -285,13 +289,14 @@ impl Default for AuthSettings {
             required: true,
             keys: Vec::new(),
             keys_file: String::new(),
+            public_keys: Vec::new(),
         }
     }
 }
 
 impl AuthSettings {
-    /// `keys` plus the entries of `keys_file`, parsed and checked; every stream scope must be
-    /// able to match some stream of `allow` (`streams.allow`).
+    /// `keys` plus the entries of `keys_file`, then `public_keys`, parsed and checked; every
+    /// stream scope must be able to match some stream of `allow` (`streams.allow`).
     pub fn api_keys(&self, allow: &[String]) -> Result<Vec<ApiKeyEntry>, ConfigError> {
         // Each entry with where it was written: errors name entries by position, never by
         // their text, which may hold a key.
@@ -316,8 +321,18 @@ impl AuthSettings {
                     .map(|(i, l)| (format!("auth.keys_file line {}", i + 1), l.to_owned())),
             );
         }
-        api_keys::parse_entries(&entries, allow)
-            .map_err(|message| invalid("auth.keys / auth.keys_file", message))
+        let secret = api_keys::parse_entries(&entries, allow, KeyKind::Secret)
+            .map_err(|message| invalid("auth.keys / auth.keys_file", message))?;
+        let public: Vec<(String, String)> = self
+            .public_keys
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (format!("auth.public_keys entry {}", i + 1), e.clone()))
+            .collect();
+        let public = api_keys::parse_entries(&public, allow, KeyKind::Public)
+            .map_err(|message| invalid("auth.public_keys", message))?;
+        api_keys::combine(secret, public)
+            .map_err(|message| invalid("auth.keys / auth.public_keys", message))
     }
 }
 

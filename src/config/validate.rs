@@ -221,9 +221,26 @@ impl Settings {
                 "auth.required is true but no keys are configured: add `name:key` entries to auth.keys or auth.keys_file (or KINESIS_PROXY__AUTH__KEYS=\"name:key,...\"), or set auth.required = false deliberately",
             ));
         }
-        self.cors
+        let origins = self
+            .cors
             .origins()
             .map_err(|message| invalid("cors.allowed_origins", message))?;
+        if keys.iter().any(|k| k.public) {
+            // A public key is only as good as the origin check: with no list there is no page
+            // it could be used from, and "*" would accept it from any page.
+            if !matches!(origins, super::CorsOrigins::Exact(_)) {
+                return Err(invalid(
+                    "auth.public_keys",
+                    "public keys are accepted only from the pages of cors.allowed_origins, so it must list their origins (\"*\" is refused: any site could then use the keys)",
+                ));
+            }
+            if !self.auth.required {
+                return Err(invalid(
+                    "auth.public_keys",
+                    "auth.required = false checks no key at all, so the public keys' stream scopes and origin rule would not apply; set auth.required = true or remove them",
+                ));
+            }
+        }
         in_range(
             "cors.max_age_secs",
             usize::try_from(self.cors.max_age_secs).unwrap_or(usize::MAX),

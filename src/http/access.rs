@@ -2,7 +2,8 @@
 //! else a new one) echoed in the response, the request metrics of its route (404s as
 //! "unmatched", 405s under their route), and one access-log line, at info with target `access`
 //! (`log.access`: all, errors, off). The line carries what the handler learned (`RequestFacts`):
-//! stream, API key name, events. Never the key or the body.
+//! stream, API key name, events. Never the key or the body, and never the path as sent: the
+//! route template stands for it, so a query string (which may hold an `api_key`) is not logged.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;

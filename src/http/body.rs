@@ -40,8 +40,10 @@ pub(super) enum BodyKind {
     Ndjson,
 }
 
-/// JSON unless NDJSON is declared; a missing content type, or curl's default form type, is
-/// taken as JSON (the original API accepted both). The content coding is checked here too, so
+/// JSON unless NDJSON is declared; a missing content type, curl's default form type, or
+/// `text/plain` is taken as JSON (the original API accepted the first two; `text/plain` is
+/// what `navigator.sendBeacon` sends with a string, and the one JSON-capable type a CORS
+/// request can have without a preflight). The content coding is checked here too, so
 /// every check that needs no body comes before reading it.
 pub(super) fn body_kind(req: &HttpRequest) -> Result<BodyKind, ApiError> {
     Coding::of(req)?;
@@ -58,7 +60,9 @@ pub(super) fn body_kind(req: &HttpRequest) -> Result<BodyKind, ApiError> {
     match essence.as_str() {
         // curl -d sends form-urlencoded by default; the original API Gateway deployment took
         // such bodies as JSON, so its users' scripts keep working.
-        "application/json" | "application/x-www-form-urlencoded" => Ok(BodyKind::Json),
+        "application/json" | "application/x-www-form-urlencoded" | "text/plain" => {
+            Ok(BodyKind::Json)
+        }
         "application/x-ndjson" | "application/ndjson" | "application/jsonl" => Ok(BodyKind::Ndjson),
         e if e.starts_with("application/") && e.ends_with("+json") => Ok(BodyKind::Json),
         _ => Err(ApiError::UnsupportedMediaType(format!(

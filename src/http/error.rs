@@ -65,8 +65,11 @@ pub enum ApiError {
     UnsupportedContentEncoding(String),
     #[error("missing x-api-key header")]
     MissingApiKey,
-    #[error("the x-api-key header does not match any configured key")]
+    #[error("the API key (x-api-key header, or api_key query parameter) does not match any configured key")]
     InvalidApiKey,
+    /// A secret key (`auth.keys`) in the `api_key` query parameter, where logs keep it.
+    #[error("{0}")]
+    ApiKeyInUrl(String),
     #[error("stream {0:?} is not in the proxy's allow-list (streams.allow)")]
     StreamNotAllowed(String),
     #[error("{0}")]
@@ -150,6 +153,7 @@ impl ApiError {
             Self::UnsupportedContentEncoding(_) => "unsupported_content_encoding",
             Self::MissingApiKey => "missing_api_key",
             Self::InvalidApiKey => "invalid_api_key",
+            Self::ApiKeyInUrl(_) => "api_key_in_url",
             Self::StreamNotAllowed(_) => "stream_not_allowed",
             Self::StreamNotInKeyScope(_) => "stream_not_in_key_scope",
             Self::OriginNotAllowed(_) => "origin_not_allowed",
@@ -256,6 +260,7 @@ impl ResponseError for ApiError {
             | Self::TooManyRecords(_)
             | Self::InvalidCompressedBody(_)
             | Self::InvalidPreflight(_)
+            | Self::ApiKeyInUrl(_)
             | Self::RecordInvalidForKinesis(_) => StatusCode::BAD_REQUEST,
             Self::MissingApiKey | Self::InvalidApiKey => StatusCode::UNAUTHORIZED,
             Self::StreamNotAllowed(_)

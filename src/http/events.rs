@@ -11,7 +11,6 @@ use super::answers::{
     merge_error, records_answer, AcceptedBody, QueuedBody, RecordResultBody, RecordsResponse,
     RejectedRecordBody,
 };
-use super::auth::API_KEY_HEADER;
 use super::body::{body_kind, read_body, BodyKind};
 use super::contracts::{check_schemas, request_meta};
 use super::envelope;
@@ -381,8 +380,7 @@ fn admit_request(
     // The keys as they are now (a SIGHUP may swap them): one lock-free load per request.
     let keys = state.api_keys.load();
     let key = if state.settings.auth.required {
-        let presented = req.headers().get(API_KEY_HEADER).map(|v| v.as_bytes());
-        let key = keys.authenticate(presented)?;
+        let key = keys.authenticate_request(req, &state.public_key_origins)?;
         facts.key = Some(key.name.to_string());
         state.key_metrics.load().authenticated(key.name);
         Some(key)

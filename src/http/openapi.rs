@@ -20,7 +20,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityRequirement, Securi
 use utoipa::openapi::{Components, OpenApi as Document, RefOr, Required, Schema};
 use utoipa::OpenApi;
 
-use super::auth::API_KEY_HEADER;
+use super::auth::{API_KEY_HEADER, API_KEY_PARAM};
 use super::error::{ApiError, ACCEPTED_CODINGS};
 use super::paths::{ROUTE_RECORDS, ROUTE_SHORT, ROUTE_STREAM};
 use super::{events, ops};
@@ -64,6 +64,8 @@ pub fn document(options: DocumentOptions) -> bytes::Bytes {
 }
 
 const API_KEY_SCHEME: &str = "api_key";
+/// Publishable keys (`auth.public_keys`) may come in the query, for `navigator.sendBeacon`.
+const API_KEY_QUERY_SCHEME: &str = "api_key_query";
 
 fn build(options: DocumentOptions) -> Document {
     let mut doc = ApiDoc::openapi();
@@ -82,6 +84,15 @@ fn build(options: DocumentOptions) -> Document {
                 "One of the proxy's API keys (auth.keys); a key may be limited to some streams",
             ))),
         );
+        if options.cors {
+            components.add_security_scheme(
+                API_KEY_QUERY_SCHEME,
+                SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
+                    API_KEY_PARAM,
+                    "A publishable key (auth.public_keys), only from a page of cors.allowed_origins; a secret key here is refused (400 api_key_in_url)",
+                ))),
+            );
+        }
     }
     for (path, item) in doc.paths.paths.iter_mut() {
         let writes = [ROUTE_STREAM, ROUTE_SHORT, ROUTE_RECORDS].contains(&path.as_str());
@@ -141,10 +152,17 @@ fn describe_write(operation: &mut Operation, options: DocumentOptions) {
             .build(),
     );
     if options.auth_required {
-        operation.security = Some(vec![SecurityRequirement::new(
+        let mut security = vec![SecurityRequirement::new(
             API_KEY_SCHEME,
             Vec::<String>::new(),
-        )]);
+        )];
+        if options.cors {
+            security.push(SecurityRequirement::new(
+                API_KEY_QUERY_SCHEME,
+                Vec::<String>::new(),
+            ));
+        }
+        operation.security = Some(security);
     }
     add_errors(operation, &route_errors(true, options));
     if operation.operation_id.as_deref() == Some("put_records") {
@@ -185,6 +203,7 @@ fn route_errors(writes: bool, options: DocumentOptions) -> Vec<ApiError> {
             ApiError::OriginNotAllowed(_) => options.cors,
             ApiError::MissingApiKey
             | ApiError::InvalidApiKey
+            | ApiError::ApiKeyInUrl(_)
             | ApiError::StreamNotInKeyScope(_) => writes && options.auth_required,
             _ => writes,
         })

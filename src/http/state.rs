@@ -72,4 +72,6 @@ pub struct AppState {
     pub envelope: StreamPatterns,
     /// `server.trusted_proxies`, parsed.
     pub trusted_proxies: Vec<IpNet>,
+    /// The origins public keys are accepted from: `cors.allowed_origins` when it lists some.
+    pub public_key_origins: Vec<String>,
 }

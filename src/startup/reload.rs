@@ -1,5 +1,5 @@
-//! SIGHUP: re-reads what can change while the proxy runs (the API keys of `auth.keys` and
-//! `auth.keys_file` with their scopes, the JSON Schemas of `streams.schemas`, and the TLS
+//! SIGHUP: re-reads what can change while the proxy runs (the API keys of `auth.keys`,
+//! `auth.keys_file` and `auth.public_keys` with their scopes, the JSON Schemas of `streams.schemas`, and the TLS
 //! certificate, key and client CA) and swaps
 //! it in whole: requests in flight finish with the old set, new ones use the new. Anything
 //! that fails to load or validate changes nothing and is logged as one ERROR naming the file
@@ -118,7 +118,7 @@ fn unix_now() -> f64 {
 }
 
 /// The settings (as `section.key`) that differ between `running` and `loaded`, leaving out
-/// those a reload applies: `auth.keys` and `auth.keys_file`. (TLS files are re-read from the
+/// those a reload applies: `auth.keys`, `auth.keys_file` and `auth.public_keys`. (TLS files are re-read from the
 /// paths in use; new paths are a restart's.)
 pub fn changed_settings(running: &Settings, loaded: &Settings) -> Vec<String> {
     let table = |s: &Settings| toml::Table::try_from(s).unwrap_or_default();
@@ -135,7 +135,8 @@ pub fn changed_settings(running: &Settings, loaded: &Settings) -> Vec<String> {
             continue;
         };
         for (key, value) in new {
-            let reloadable = (section == "auth" && (key == "keys" || key == "keys_file"))
+            let reloadable = (section == "auth"
+                && (key == "keys" || key == "keys_file" || key == "public_keys"))
                 || (section == "streams" && key == "schemas");
             if !reloadable && old.get(key) != Some(value) {
                 changed.push(format!("{section}.{key}"));
@@ -155,6 +156,7 @@ mod tests {
         let mut loaded = Settings::default();
         loaded.auth.keys = vec!["a:0123456789abcdef".into()];
         loaded.auth.keys_file = "/etc/keys".into();
+        loaded.auth.public_keys = vec!["p:pub0123456789abcd:events".into()];
         assert!(changed_settings(&running, &loaded).is_empty());
         loaded.server.listen = "127.0.0.1:9".into();
         loaded.batching.linger_ms = 1;

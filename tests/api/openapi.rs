@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::helpers::app::API_KEY;
 use crate::helpers::binary::{proxy_command, RunningProxy};
@@ -23,6 +23,58 @@ fn validator() -> std::path::PathBuf {
         "the OpenAPI validator is not installed in scripts/openapi/.venv: run scripts/setup-openapi-validator.sh (needs python3)"
     );
     path
+}
+
+/// Runs openapi-spec-validator on `text`, asserting it accepts it.
+fn validate(text: &str) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("openapi.json");
+    std::fs::write(&file, text).expect("write");
+    let checked = Command::new(validator())
+        .arg(&file)
+        .output()
+        .expect("validator runs");
+    assert!(
+        checked.status.success(),
+        "openapi-spec-validator refused the document:\n{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+}
+
+/// With CORS on (publishable keys possible), the `api_key` query parameter is a second way to
+/// authenticate, and a secret key there is a documented 400.
+#[tokio::test]
+async fn with_cors_on_the_query_key_is_documented_and_the_document_stays_valid() {
+    let emulator = kinesalite().await.endpoint.clone();
+    let mut command = proxy_command(&emulator);
+    command
+        .env(
+            "KINESIS_PROXY__CORS__ALLOWED_ORIGINS",
+            "https://shop.example.com",
+        )
+        .env(
+            "KINESIS_PROXY__AUTH__PUBLIC_KEYS",
+            "site:pub-openapi-key-0123456789:it-*",
+        );
+    let proxy = RunningProxy::spawn(command);
+    let text = reqwest::get(proxy.url("/openapi.json"))
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("body");
+    validate(&text);
+    let doc: Value = serde_json::from_str(&text).expect("JSON");
+    let scheme = &doc["components"]["securitySchemes"]["api_key_query"];
+    assert_eq!(
+        (&scheme["in"], &scheme["name"]),
+        (&json!("query"), &json!("api_key"))
+    );
+    let post = &doc["paths"]["/kinesis/stream/{stream}"]["post"];
+    assert_eq!(post["security"][1]["api_key_query"], json!([]));
+    let bad_request = post["responses"]["400"]["content"]["application/json"]["schema"].to_string();
+    assert!(bad_request.contains("api_key_in_url"), "{bad_request}");
 }
 
 #[tokio::test]
@@ -43,19 +95,7 @@ async fn the_document_is_valid_openapi_3_1_and_matches_the_servers_routes() {
         .as_str()
         .is_some_and(|v| v.starts_with("3.1.")));
 
-    let dir = tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("openapi.json");
-    std::fs::write(&file, &text).expect("write");
-    let checked = Command::new(validator())
-        .arg(&file)
-        .output()
-        .expect("validator runs");
-    assert!(
-        checked.status.success(),
-        "openapi-spec-validator refused the document:\n{}{}",
-        String::from_utf8_lossy(&checked.stdout),
-        String::from_utf8_lossy(&checked.stderr)
-    );
+    validate(&text);
 
     let paths = doc["paths"].as_object().expect("paths");
     let mut documented: Vec<&str> = paths.keys().map(String::as_str).collect();

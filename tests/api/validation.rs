@@ -207,13 +207,22 @@ fn cases() -> Vec<Case> {
             "body_too_large",
         ),
         Case {
-            headers: vec![("content-type", "text/plain".into())],
+            headers: vec![("content-type", "text/csv".into())],
             ..case(
                 "wrong content type",
                 "{\"event\": 1}",
                 415,
                 "unsupported_media_type",
             )
+        },
+        // What navigator.sendBeacon sends with a string, and a CORS request without preflight.
+        Case {
+            headers: vec![("content-type", "text/plain;charset=UTF-8".into())],
+            ..ok("text/plain is read as JSON (sendBeacon)", "{\"event\": 1}")
+        },
+        Case {
+            headers: vec![("content-type", "text/plain".into())],
+            ..ok("text/plain without a charset", "{\"event\": 1}")
         },
         Case {
             headers: vec![],
@@ -262,6 +271,15 @@ fn cases() -> Vec<Case> {
         Case {
             route: Route::Records,
             ..case("zero records", "{\"records\": []}", 400, "no_records")
+        },
+        Case {
+            route: Route::Records,
+            headers: vec![("content-type", "text/plain;charset=UTF-8".into())],
+            ..ok(
+                "text/plain on the records route is read as JSON",
+                // One record: every accepted row is one event in the stream (checked below).
+                "{\"records\": [{\"event\": 1}]}",
+            )
         },
         Case {
             route: Route::Records,

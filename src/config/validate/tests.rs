@@ -164,3 +164,41 @@ fn stream_limits_override_the_shard_limits_of_matching_streams_first_match_wins(
     assert_eq!(limits("audit-us"), (500, 524_288));
     assert_eq!(limits("events"), (1_000, 1_048_576), "the defaults");
 }
+
+#[test]
+fn public_keys_need_an_explicit_origin_list_and_authentication() {
+    let with = |extra: &[(&str, &str)]| {
+        let mut vars = base();
+        vars.extend(env(&[(
+            "KINESIS_PROXY__AUTH__PUBLIC_KEYS",
+            "site:pub0123456789abcd:events",
+        )]));
+        vars.extend(env(extra));
+        Settings::from_sources(None, vars).map_err(|e| e.to_string())
+    };
+    for (extra, why) in [
+        (&[][..], "no origins"),
+        (
+            &[("KINESIS_PROXY__CORS__ALLOWED_ORIGINS", "*")][..],
+            "any origin",
+        ),
+        (
+            &[
+                ("KINESIS_PROXY__CORS__ALLOWED_ORIGINS", "https://a.example"),
+                ("KINESIS_PROXY__AUTH__REQUIRED", "false"),
+            ][..],
+            "auth off",
+        ),
+    ] {
+        let err = with(extra).expect_err(why);
+        assert!(err.contains("auth.public_keys"), "{why}: {err}");
+        assert!(!err.contains("pub0123456789abcd"), "{why}: {err}");
+    }
+    let settings =
+        with(&[("KINESIS_PROXY__CORS__ALLOWED_ORIGINS", "https://a.example")]).expect("valid");
+    let keys = settings
+        .auth
+        .api_keys(&settings.streams.allow)
+        .expect("keys");
+    assert!(keys.iter().any(|k| k.name == "site" && k.public));
+}
