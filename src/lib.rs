@@ -55,9 +55,11 @@ pub fn init_logging(settings: &config::LogSettings) {
         .buffered_lines_limit(LOG_LINES_BUFFERED)
         .thread_name("log-writer")
         .finish(std::io::BufWriter::new(std::io::stdout()));
+    let ansi = std::io::stdout().is_terminal() && !no_color;
+    let access_writer = writer.clone();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stdout().is_terminal() && !no_color)
+        .with_ansi(ansi)
         .with_target(false)
         .with_writer(writer);
     let result = if settings.format == "json" {
@@ -68,6 +70,15 @@ pub fn init_logging(settings: &config::LogSettings) {
     // Already initialised (tests start several apps in one process): keep the first, whose
     // writer thread this guard is not.
     if result.is_ok() {
+        let format = match (settings.format == "json", ansi) {
+            (true, _) => Some(telemetry::access_line::LineFormat::Json),
+            (false, false) => Some(telemetry::access_line::LineFormat::Text),
+            // Coloured lines stay with `tracing`.
+            (false, true) => None,
+        };
+        if let Some(format) = format {
+            telemetry::access_line::install(access_writer, format);
+        }
         *LOG_WRITER.lock().unwrap_or_else(|p| p.into_inner()) = Some(guard);
     }
 }

@@ -11,6 +11,7 @@
 //! metrics keep the standard names every Prometheus client library uses. This module uses no
 //! other module of the crate.
 
+pub mod access_line;
 mod series;
 
 use std::sync::{Arc, OnceLock};

@@ -17,6 +17,7 @@ use actix_web::{web, Error, HttpMessage};
 
 use super::facts::RequestFacts;
 use super::state::{AccessLog, AppState};
+use crate::telemetry::access_line::AccessLine;
 
 /// The request id header, read from clients and always set on answers.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -64,24 +65,39 @@ pub async fn log_and_count(
         AccessLog::Errors => status.as_u16() >= 400,
         AccessLog::Off => false,
     };
-    if log {
+    // Asked only when the line would be written: the filter (`log.level`, `RUST_LOG`) may
+    // have the `access` target off.
+    if log && tracing::enabled!(target: "access", tracing::Level::INFO) {
         let extensions = request.extensions();
         let facts = extensions.get::<RequestFacts>();
-        tracing::info!(
-            target: "access",
-            method = %request.method(),
-            route = route.unwrap_or(super::paths::UNMATCHED),
-            status = status.as_u16(),
-            duration_ms = took.as_secs_f64() * 1000.0,
-            request_id = request_id.to_str().unwrap_or("-"),
-            stream = facts.and_then(|f| f.stream.as_ref()).map(|s| s.as_str()),
-            key = facts.and_then(|f| f.key.as_deref()),
-            client_cert = request
+        let line = AccessLine {
+            method: request.method().as_str(),
+            route: route.unwrap_or(super::paths::UNMATCHED),
+            status: status.as_u16(),
+            duration_ms: took.as_secs_f64() * 1000.0,
+            request_id: request_id.to_str().unwrap_or("-"),
+            stream: facts.and_then(|f| f.stream.as_ref()).map(|s| s.as_str()),
+            key: facts.and_then(|f| f.key.as_deref()),
+            client_cert: request
                 .conn_data::<super::tls::ClientSubject>()
                 .map(|s| s.0.as_str()),
-            events = facts.map(|f| f.events),
-            "access"
-        );
+            events: facts.map(|f| f.events),
+        };
+        if !line.emit() {
+            tracing::info!(
+                target: "access",
+                method = %line.method,
+                route = line.route,
+                status = line.status,
+                duration_ms = line.duration_ms,
+                request_id = line.request_id,
+                stream = line.stream,
+                key = line.key,
+                client_cert = line.client_cert,
+                events = line.events,
+                "access"
+            );
+        }
     }
     Ok(response)
 }
@@ -105,6 +121,41 @@ fn request_id(req: &ServiceRequest) -> HeaderValue {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let prefix = *PREFIX.get_or_init(rand::random::<u32>);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    HeaderValue::from_str(&format!("{prefix:08x}-{n:012x}"))
-        .unwrap_or_else(|_| HeaderValue::from_static("-"))
+    let id = generated_id(prefix, n);
+    HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
+/// `{prefix:08x}-{n:012x}` (the counter's low 48 bits), written without `format!`: this runs
+/// for every request.
+fn generated_id(prefix: u32, n: u64) -> [u8; 21] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = [b'-'; 21];
+    for (i, slot) in id[..8].iter_mut().enumerate() {
+        *slot = HEX[((prefix >> (28 - 4 * i)) & 0xf) as usize];
+    }
+    for (i, slot) in id[9..].iter_mut().enumerate() {
+        *slot = HEX[((n >> (44 - 4 * i)) & 0xf) as usize];
+    }
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::generated_id;
+
+    #[test]
+    fn generated_ids_are_prefix_and_counter_in_hex() {
+        for (prefix, n) in [
+            (0, 0),
+            (0xb615_81c8, 1),
+            (u32::MAX, 0xffff_ffff_ffff),
+            (7, 0xabc),
+        ] {
+            let id = generated_id(prefix, n);
+            assert_eq!(
+                std::str::from_utf8(&id).expect("ASCII"),
+                format!("{prefix:08x}-{n:012x}")
+            );
+        }
+    }
 }

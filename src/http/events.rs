@@ -381,7 +381,7 @@ fn admit_request(
     let keys = state.api_keys.load();
     let key = if state.settings.auth.required {
         let key = keys.authenticate_request(req, &state.public_key_origins)?;
-        facts.key = Some(key.name.to_string());
+        facts.key = Some(key.name.clone());
         state.key_metrics.load().authenticated(key.name);
         Some(key)
     } else {

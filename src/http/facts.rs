@@ -20,7 +20,7 @@ pub(super) struct RequestFacts {
     /// label leaves `/metrics` with the pipeline.
     pub(super) series: Option<Arc<SeriesScope>>,
     /// The name of the API key, never the key.
-    pub(super) key: Option<String>,
+    pub(super) key: Option<Arc<str>>,
     /// Events the request carried, once known (a request refused before its body was parsed
     /// counts as one).
     pub(super) events: u64,

@@ -30,7 +30,7 @@ use super::batch::{Batch, FlushReason, PushError};
 use super::call::Call;
 use super::key_order::KeyOrder;
 use super::lanes::{Eligible, Lanes};
-use super::metrics::StreamMetrics;
+use super::metrics::{ShardSeries, StreamMetrics};
 use super::outcome::{FailureKind, RecordFailure};
 use super::pending::{Completion, PendingRecord, Submission};
 use super::settings::PipelineSettings;
@@ -72,6 +72,8 @@ pub(super) struct Aggregator<K> {
     maps: Option<Receiver<MapUpdate>>,
     /// Asks the refresher for an early reload.
     map_wanted: Arc<Notify>,
+    /// The current map's per-shard counters, by lane.
+    shard_series: ShardSeries,
     /// The "no shard map" warning was logged (once per pipeline).
     map_warned: bool,
     /// When the per-shard gauges were last set (at most once a second).
@@ -138,6 +140,7 @@ impl<K: PutRecordsApi> Aggregator<K> {
             map_wanted,
             map_warned: false,
             shard_gauges_at: Instant::now(),
+            shard_series: ShardSeries::default(),
             backing_off: Vec::new(),
             in_flight: 0,
             call_latency: None,

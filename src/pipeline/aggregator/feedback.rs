@@ -16,7 +16,6 @@ impl<K: PutRecordsApi> Aggregator<K> {
     /// map.
     pub(super) fn follow_shard_feedback(&mut self, feedback: ShardFeedback, now: Instant) {
         if feedback.generation == self.lanes.generation() {
-            let map = self.lanes.map().cloned();
             for (lane, (&sent, &throttled)) in
                 feedback.sent.iter().zip(&feedback.throttled).enumerate()
             {
@@ -29,8 +28,8 @@ impl<K: PutRecordsApi> Aggregator<K> {
                     };
                     self.lanes.feedback(feedback.generation, lane, call, now);
                 }
-                if let Some(shard) = map.as_ref().and_then(|m| m.shard(lane)) {
-                    self.metrics.shard_written(&shard.id, sent, throttled);
+                if sent > 0 || throttled > 0 {
+                    self.shard_series.written(lane, sent, throttled);
                 }
             }
         }
@@ -61,7 +60,8 @@ impl<K: PutRecordsApi> Aggregator<K> {
                 }
                 self.lanes.pause_aggregation(false);
                 tracing::info!(stream = %self.metrics.stream, shards = map.len(), cause = update.cause.as_str(), "shard map loaded");
-                self.metrics
+                self.shard_series = self
+                    .metrics
                     .shard_map_loaded(update.cause.as_str(), map.shards());
                 self.lanes.set_map(Some(map), Instant::now());
                 self.shard_backlogs.follow(self.lanes.map().cloned());
