@@ -118,7 +118,8 @@ fn answer(
         Ok(response) => response,
         Err(Refusal { error, at_the_door }) => {
             if at_the_door {
-                events_rejected(facts.stream_label(state), error.code(), facts.events);
+                let events = facts.events.saturating_sub(facts.rejected_counted);
+                events_rejected(facts.stream_label(state), error.code(), events);
             }
             error.error_response()
         }
@@ -224,6 +225,7 @@ async fn put_many(
         let label = facts.stream_label(state);
         schema_violations(label.clone(), rejected.len() as u64);
         events_rejected(label, "schema_violation", rejected.len() as u64);
+        facts.rejected_counted = rejected.len() as u64;
     }
     if state.envelope.matches(&stream) {
         let suffix = request_meta(req, state, key.as_deref());

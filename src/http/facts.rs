@@ -24,6 +24,9 @@ pub(super) struct RequestFacts {
     /// Events the request carried, once known (a request refused before its body was parsed
     /// counts as one).
     pub(super) events: u64,
+    /// Events of it already counted as rejected one by one (schema violations on the records
+    /// route): a refusal of the whole request counts only the others.
+    pub(super) rejected_counted: u64,
 }
 
 impl RequestFacts {

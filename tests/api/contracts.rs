@@ -141,6 +141,28 @@ async fn the_records_route_refuses_only_the_records_that_violate_the_schema() {
     assert_eq!(response.status(), 400);
     let body: Value = response.json().await.expect("JSON");
     assert_eq!(body["failed_record_count"], 2, "{body}");
+
+    // One record off the schema and one too large: the request is refused whole (413), and
+    // each event is counted as rejected once, under the reason it was refused for.
+    let too_large = "x".repeat(1024 * 1024 + 1);
+    let response = app
+        .post_records(&json!({"records": [
+            {"event": {"id": "three"}},
+            {"event": {"id": 4, "pad": too_large}},
+        ]}))
+        .await;
+    assert_eq!(response.status(), 413);
+    let page = app.metrics_page().await;
+    let rejected = |code: &str| {
+        sample(
+            &page,
+            "kinesis_proxy_events_rejected_total",
+            &[("stream", app.stream.as_str()), ("code", code)],
+        )
+    };
+    // Schema violations so far: 1 + 2 + 1; the 413 covers the other record only.
+    assert_eq!(rejected("schema_violation"), Some(4.0), "{page}");
+    assert_eq!(rejected("record_too_large"), Some(1.0), "{page}");
 }
 
 #[test]
