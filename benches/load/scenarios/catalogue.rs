@@ -12,14 +12,14 @@ use crate::direct::Direct;
 use crate::loadgen::Route;
 
 mod backend;
+mod builders;
 mod lifecycle;
 mod proxy_settings;
 
 pub use backend::Backend;
+use builders::{aggregate_scenario, ceiling_scenario, disk_scenario, shard_scenario};
 pub use lifecycle::Lifecycle;
-use proxy_settings::{
-    AGGREGATE_SETTINGS, AGGREGATE_UNLIMITED_SETTINGS, BLIND_SETTINGS, DISK_SETTINGS,
-};
+use proxy_settings::{AGGREGATE_SETTINGS, BLIND_SETTINGS, DISK_SETTINGS};
 pub(super) use proxy_settings::{DISK_AGGREGATE_SETTINGS, KINESALITE_SETTINGS};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -126,44 +126,18 @@ const HOT_CLIENT: HotClient = HotClient {
 
 pub fn catalogue() -> Vec<Scenario> {
     let mut all = vec![
-        Scenario {
-            name: "null-single",
-            about: "512 conns, single-event route, do-nothing Kinesis; vs the bare ceiling",
-            backend: Backend::Null { delay_ms: 0 },
-            route: Route::Single,
-            connections: 512,
-            load: LoadKind::Closed,
-            settings: &[],
-            duration_factor: 1.0,
-            ceiling: true,
-            http_floor: false,
-            read_back: false,
-            direct: None,
-            shards: None,
-            disk: None,
-            events: None,
-            lifecycle: Lifecycle::PLAIN,
-        },
+        ceiling_scenario(
+            "null-single",
+            "512 conns, single-event route, do-nothing Kinesis; vs the bare ceiling",
+            Backend::Null { delay_ms: 0 },
+        ),
         // Right after its plain reference, so the two are measured minutes apart at most.
         lifecycle::tls_single(),
-        Scenario {
-            name: "null-single-128",
-            about: "null-single against a do-nothing Kinesis of 128 shards (shard-aware lanes); vs the bare ceiling",
-            backend: Backend::NullSharded { shards: 128 },
-            route: Route::Single,
-            connections: 512,
-            load: LoadKind::Closed,
-            settings: &[],
-            duration_factor: 1.0,
-            ceiling: true,
-            http_floor: false,
-            read_back: false,
-            direct: None,
-            shards: None,
-            disk: None,
-            events: None,
-            lifecycle: Lifecycle::PLAIN,
-        },
+        ceiling_scenario(
+            "null-single-128",
+            "null-single against a do-nothing Kinesis of 128 shards (shard-aware lanes); vs the bare ceiling",
+            Backend::NullSharded { shards: 128 },
+        ),
         Scenario {
             name: "null-half",
             about: "open loop at half of null-single's peak: ack p99 vs linger + 2x PutRecords p99",
@@ -436,78 +410,4 @@ pub fn catalogue() -> Vec<Scenario> {
     ];
     all.extend(lifecycle::scenarios());
     all
-}
-
-/// An aggregation scenario against kinesalite with 4 shards, read back (deaggregated) in full.
-fn aggregate_scenario(
-    name: &'static str,
-    about: &'static str,
-    route: Route,
-    connections: usize,
-) -> Scenario {
-    Scenario {
-        name,
-        about,
-        backend: Backend::Kinesalite { shards: 4 },
-        route,
-        connections,
-        load: LoadKind::Closed,
-        settings: AGGREGATE_UNLIMITED_SETTINGS,
-        duration_factor: 1.0,
-        ceiling: false,
-        http_floor: false,
-        read_back: true,
-        direct: None,
-        shards: None,
-        disk: None,
-        events: None,
-        lifecycle: Lifecycle::PLAIN,
-    }
-}
-
-/// A disk-acknowledgement scenario: 64 connections, single-event route, kinesalite with 4
-/// shards; the spool drained after the window, then read back in full; and the HTTP floor (the
-/// bare handler at the measured rate), since its CPU target is near what HTTP alone costs.
-fn disk_scenario(
-    name: &'static str,
-    about: &'static str,
-    settings: &'static [(&'static str, &'static str)],
-    baseline: &'static str,
-) -> Scenario {
-    Scenario {
-        settings,
-        http_floor: true,
-        disk: Some(DiskSetup { baseline }),
-        ..aggregate_scenario(name, about, Route::Single, 64)
-    }
-}
-
-/// A shard-awareness scenario: single-event route against the limited 4-shard stream, read
-/// back in full.
-fn shard_scenario(
-    name: &'static str,
-    about: &'static str,
-    settings: &'static [(&'static str, &'static str)],
-    load: LoadKind,
-    connections: usize,
-    setup: ShardSetup,
-) -> Scenario {
-    Scenario {
-        name,
-        about,
-        backend: LIMITED,
-        route: Route::Single,
-        connections,
-        load,
-        settings,
-        duration_factor: 1.0,
-        ceiling: false,
-        http_floor: false,
-        read_back: true,
-        direct: None,
-        shards: Some(setup),
-        disk: None,
-        events: None,
-        lifecycle: Lifecycle::PLAIN,
-    }
 }
