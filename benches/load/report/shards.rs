@@ -130,11 +130,16 @@ pub(super) fn shard_table(out: &mut String, report: &RunReport) {
         );
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.1}% | {} | {:.2}% | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {:.2}% | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             s.name,
             f.proxies,
             thousands(s.events_per_sec),
-            f.share_of_limit * 100.0,
+            // A backend that only delays calls has no limit to be a share of.
+            if f.stream_limit_records_per_sec > 0.0 {
+                format!("{:.1}%", f.share_of_limit * 100.0)
+            } else {
+                "-".into()
+            },
             thousands(f.delivered_per_sec),
             f.throttled_share * 100.0,
             opt(f.calls_per_1000_events, 1),
