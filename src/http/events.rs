@@ -31,7 +31,10 @@ use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
 /// Writes one event; answers once Kinesis accepted it.
 #[utoipa::path(post, path = ROUTE_STREAM, tag = "events",
-    request_body(content = EventRequest, example = json!({"event": {"type": "page_view", "user": 42}, "partition_key": "user-42"})),
+    request_body(content(
+        (EventRequest = "application/json", example = json!({"event": {"type": "page_view", "user": 42}, "partition_key": "user-42"})),
+        (EventRequest = "text/plain", example = json!({"event": {"type": "page_view", "user": 42}})),
+    )),
     responses(
         (status = 200, description = "Kinesis accepted the event", body = AcceptedBody),
         (status = 202, description = "Stored: fsynced in the disk spool (streams acknowledged on disk), or queued in memory (streams acknowledged at enqueue)", body = QueuedBody),
@@ -48,7 +51,10 @@ pub(super) async fn put_event_stream_route(
 
 /// The original API's form of the single-event route; the same in every way.
 #[utoipa::path(post, path = ROUTE_SHORT, tag = "events",
-    request_body(content = EventRequest, example = json!({"event": {"type": "page_view", "user": 42}})),
+    request_body(content(
+        (EventRequest = "application/json", example = json!({"event": {"type": "page_view", "user": 42}})),
+        (EventRequest = "text/plain", example = json!({"event": {"type": "page_view", "user": 42}})),
+    )),
     responses(
         (status = 200, description = "Kinesis accepted the event", body = AcceptedBody),
         (status = 202, description = "Stored: fsynced in the disk spool (streams acknowledged on disk), or queued in memory (streams acknowledged at enqueue)", body = QueuedBody),
@@ -68,6 +74,7 @@ pub(super) async fn put_event_short_route(
     request_body(content(
         (RecordsRequest = "application/json", example = json!({"records": [{"event": {"n": 1}}, {"event": {"n": 2}, "partition_key": "k"}]})),
         (String = "application/x-ndjson", example = json!("{\"event\": {\"n\": 1}}\n{\"event\": {\"n\": 2}, \"partition_key\": \"k\"}\n")),
+        (RecordsRequest = "text/plain", example = json!({"records": [{"event": {"n": 1}}]})),
     )),
     responses(
         (status = 200, description = "Every record's outcome, in request order; some may have failed", body = RecordsResponse),

@@ -107,6 +107,21 @@ async fn the_document_is_valid_openapi_3_1_and_matches_the_servers_routes() {
         "documented paths vs the server's route table"
     );
 
+    // The content types the write routes read: browsers' beacons send text/plain.
+    for path in [
+        "/kinesis/stream/{stream}",
+        "/kinesis/{stream}",
+        "/kinesis/stream/{stream}/records",
+    ] {
+        let content = &paths[path]["post"]["requestBody"]["content"];
+        for content_type in ["application/json", "text/plain"] {
+            assert!(
+                content[content_type].is_object(),
+                "{path} does not document {content_type}: {content}"
+            );
+        }
+    }
+
     let mut mismatches = Vec::new();
     for (path, item) in paths {
         let url = proxy.url(&path.replace("{stream}", "it-openapi-probe"));
