@@ -123,6 +123,7 @@ pub(super) async fn read_body(
         let mut body = BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(limit));
         while let Some(chunk) = reader.next().await? {
             if body.len() + chunk.len() > limit {
+                reader.abandon();
                 return Err(too_large());
             }
             if let Err(exhausted) = held.grow(chunk.len()) {
@@ -157,12 +158,12 @@ pub(super) async fn read_body(
     while let Some(chunk) = reader.next().await? {
         received += chunk.len();
         if received > limit {
+            reader.abandon();
             return Err(too_large());
         }
         if let Err(error) = decoder.push(&chunk) {
-            if error == DecodeError::BudgetExhausted {
-                reader.abandon();
-            }
+            // Refused mid-body, whatever the reason: the rest is not read (see `abandon`).
+            reader.abandon();
             return Err(decode_error(error));
         }
     }

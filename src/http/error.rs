@@ -312,9 +312,18 @@ impl ResponseError for ApiError {
                 HeaderValue::from_static("ApiKey header=\"x-api-key\""),
             ));
         }
-        if matches!(self, Self::BodyTimeout(_) | Self::BodyBudgetExhausted(_)) {
+        if matches!(
+            self,
+            Self::BodyTimeout(_)
+                | Self::BodyBudgetExhausted(_)
+                | Self::BodyTooLarge(_)
+                | Self::DecodedBodyTooLarge(_)
+                | Self::InvalidCompressedBody(_)
+        ) {
             // The rest of the body is still unread (or never coming): the connection cannot
-            // carry another request, and closing it gives back its buffers.
+            // carry another request, and closing it gives back its buffers. Reading the rest
+            // of a body too large to take would let a client keep the proxy reading for as
+            // long as it likes.
             response.force_close();
         }
         response.json(ErrorBody {

@@ -470,6 +470,68 @@ async fn chunked_body_over_the_limit_is_refused() {
     assert_eq!(body["code"], "body_too_large");
 }
 
+/// A client that keeps streaming a chunked body past the limit, or announces one: once answered
+/// 413 the connection is closed, not read to the end (which a client could make endless).
+#[tokio::test]
+async fn a_body_over_the_limit_closes_its_connection_instead_of_being_read_on() {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+
+    let app = spawn_app_with(AppOptions {
+        customize: Box::new(|s| s.limits.max_body_bytes = MAX_BODY),
+        ..AppOptions::default()
+    })
+    .await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let path = format!("/kinesis/stream/{}", app.stream);
+    let outcomes = tokio::task::spawn_blocking(move || {
+        ["transfer-encoding: chunked", "content-length: 1073741824"].map(|framing| {
+            let mut socket = std::net::TcpStream::connect(&address).expect("connect");
+            socket
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("read timeout");
+            let head = format!(
+                "POST {path} HTTP/1.1\r\nhost: x\r\nx-api-key: {API_KEY}\r\ncontent-type: application/json\r\n{framing}\r\n\r\n"
+            );
+            socket.write_all(head.as_bytes()).expect("head");
+            // More than the limit, but far less than announced or than a client could send.
+            let piece = vec![b' '; 16 * 1024];
+            for _ in 0..(MAX_BODY / piece.len() + 4) {
+                let written = if framing.starts_with("transfer") {
+                    socket
+                        .write_all(format!("{:x}\r\n", piece.len()).as_bytes())
+                        .and_then(|()| socket.write_all(&piece))
+                        .and_then(|()| socket.write_all(b"\r\n"))
+                } else {
+                    socket.write_all(&piece)
+                };
+                if written.is_err() {
+                    break; // Closed by the proxy already.
+                }
+            }
+            // The answer, then the end of the connection (not a wait for the rest of the body).
+            let mut answer = Vec::new();
+            let ended = match socket.read_to_end(&mut answer) {
+                Ok(_) => "closed",
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => "closed",
+                Err(_) => "still open after 10 s",
+            };
+            (String::from_utf8_lossy(&answer).to_lowercase(), ended)
+        })
+    })
+    .await
+    .expect("the clients");
+    let summary: Vec<&str> = outcomes.iter().map(|(_, ended)| *ended).collect();
+    let summary = summary.join(", ");
+    for (answer, ended) in &outcomes {
+        let ended = *ended;
+        assert!(answer.starts_with("http/1.1 413"), "{answer}");
+        assert!(answer.contains("body_too_large"), "{answer}");
+        assert!(answer.contains("connection: close"), "{answer}");
+        assert_eq!(ended, "closed", "{answer}\n(outcomes: {summary})");
+    }
+}
+
 #[tokio::test]
 async fn missing_api_key_is_401() {
     let app = spawn_app_with(AppOptions::default()).await;
