@@ -121,6 +121,14 @@ pub fn parse_entries(
         if keys.iter().any(|k| k.name == name) {
             return Err(format!("key name {name:?} appears twice"));
         }
+        // One key under two names would be counted, limited and logged under whichever comes
+        // first, with the other's scope silently ignored.
+        if let Some(other) = keys.iter().find(|k| k.key == key) {
+            return Err(format!(
+                "keys {:?} and {name:?} are the same key; give each its own value (the key is not shown)",
+                other.name
+            ));
+        }
         let streams = match streams {
             None if kind == KeyKind::Public => {
                 return Err(format!(
@@ -270,6 +278,17 @@ mod tests {
             parse_public(&["web:pub0123456789abcd:events", "clicks-*"], &["*"]).expect("valid");
         assert_eq!(keys[0].streams, vec!["events", "clicks-*"]);
         assert!(keys[0].public);
+    }
+
+    #[test]
+    fn one_key_under_two_names_is_refused_without_showing_it() {
+        let err = parse(
+            &["a:0123456789abcdef", "b:0123456789abcdef:events"],
+            &["events"],
+        )
+        .expect_err("same key twice");
+        assert!(err.contains("\"a\"") && err.contains("\"b\""), "{err}");
+        assert!(!err.contains("0123456789abcdef"), "{err}");
     }
 
     #[test]
