@@ -38,6 +38,26 @@ pub fn run_smoke(options: &Options) -> Result<(), Error> {
     let connections = 8;
     let runtime = build_runtime(2)?;
     let warmup = Duration::from_millis(300);
+    let null_plan = RunPlan {
+        name: "smoke-null".into(),
+        about: "proxy → do-nothing Kinesis, 8 conns, 1.5 s".into(),
+        server: Server::Proxy,
+        backend: Backend::Null { delay_ms: 0 },
+        route: Route::Single,
+        connections,
+        pace: Pace::Closed,
+        warmup,
+        window: Window::Lasts(Duration::from_millis(1500)),
+        env: env.clone(),
+        read_back: false,
+        wait_quiet: Duration::ZERO,
+        perf: None,
+        scrape_every: None,
+        proxies: 1,
+        hot: None,
+        disk: false,
+        lifecycle: Lifecycle::PLAIN,
+    };
     let plans = [
         RunPlan {
             name: "smoke-ceiling".into(),
@@ -61,26 +81,7 @@ pub fn run_smoke(options: &Options) -> Result<(), Error> {
             disk: false,
             lifecycle: Lifecycle::PLAIN,
         },
-        RunPlan {
-            name: "smoke-null".into(),
-            about: "proxy → do-nothing Kinesis, 8 conns, 1.5 s".into(),
-            server: Server::Proxy,
-            backend: Backend::Null { delay_ms: 0 },
-            route: Route::Single,
-            connections,
-            pace: Pace::Closed,
-            warmup,
-            window: Window::Lasts(Duration::from_millis(1500)),
-            env: env.clone(),
-            read_back: false,
-            wait_quiet: Duration::ZERO,
-            perf: None,
-            scrape_every: None,
-            proxies: 1,
-            hot: None,
-            disk: false,
-            lifecycle: Lifecycle::PLAIN,
-        },
+        null_plan.clone(),
         RunPlan {
             name: "smoke-kinesalite".into(),
             about: "proxy → fault layer (Kinesis' per-shard limits) → kinesalite, 200 events, read-back".into(),
@@ -130,24 +131,10 @@ pub fn run_smoke(options: &Options) -> Result<(), Error> {
             disk: true,
             lifecycle: Lifecycle::PLAIN,
         },
+        // The TLS client, a connection per request and reloads, on smoke-null's plan.
         RunPlan {
             name: "smoke-tls".into(),
             about: "proxy over TLS, API key from a file, a new connection per request, SIGHUP every 250 ms, 1.5 s".into(),
-            server: Server::Proxy,
-            backend: Backend::Null { delay_ms: 0 },
-            route: Route::Single,
-            connections,
-            pace: Pace::Closed,
-            warmup,
-            window: Window::Lasts(Duration::from_millis(1500)),
-            env: env.clone(),
-            read_back: false,
-            wait_quiet: Duration::ZERO,
-            perf: None,
-            scrape_every: None,
-            proxies: 1,
-            hot: None,
-            disk: false,
             lifecycle: Lifecycle {
                 tls: true,
                 connection_per_request: true,
@@ -155,6 +142,7 @@ pub fn run_smoke(options: &Options) -> Result<(), Error> {
                 keys_file: true,
                 compared_with: None,
             },
+            ..null_plan
         },
     ];
     let proxy = PinnedBinary::in_place();
