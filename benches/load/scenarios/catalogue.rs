@@ -17,9 +17,11 @@ mod lifecycle;
 mod proxy_settings;
 
 pub use backend::Backend;
-use builders::{aggregate_scenario, ceiling_scenario, disk_scenario, shard_scenario};
+use builders::{
+    aggregate_scenario, ceiling_scenario, disk_scenario, shard_scenario, wide_stream_scenario,
+};
 pub use lifecycle::Lifecycle;
-use proxy_settings::{AGGREGATE_SETTINGS, BLIND_SETTINGS, DISK_SETTINGS};
+use proxy_settings::{AGGREGATE_SETTINGS, BLIND_SETTINGS, DISK_SETTINGS, MEMORY_ACK_SETTINGS};
 pub(super) use proxy_settings::{DISK_AGGREGATE_SETTINGS, KINESALITE_SETTINGS};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -323,6 +325,20 @@ pub fn catalogue() -> Vec<Scenario> {
             "as kinesalite-single (no aggregation), answered 202 once fsynced in the spool",
             DISK_SETTINGS,
             "kinesalite-single",
+        ),
+        wide_stream_scenario(
+            "memory-null-64",
+            "64 conns, single route, 202 once queued, do-nothing Kinesis of 64 shards, unaggregated: <= 0.14 CPU-s/10k events",
+            MEMORY_ACK_SETTINGS,
+            None,
+        ),
+        wide_stream_scenario(
+            "disk-null-64",
+            "as memory-null-64, answered 202 once fsynced in the spool: >= 0.6x its events/s",
+            DISK_SETTINGS,
+            Some(DiskSetup {
+                baseline: "memory-null-64",
+            }),
         ),
         shard_scenario(
             "agg-shards-real",

@@ -76,6 +76,27 @@ pub(super) fn disk_scenario(
     }
 }
 
+/// Issue 21's acknowledgement pair: 64 connections on the single route against the do-nothing
+/// Kinesis standing for a stream of 64 shards, unaggregated, with the HTTP floor; a disk run is
+/// compared with the memory run. Not kinesalite: with 64 shards it stores ~7,000 records/s
+/// here, so a memory-acknowledged run would measure kinesalite (its queue full, 503s) and not
+/// the proxy. The kinesalite disk scenarios read everything back.
+pub(super) fn wide_stream_scenario(
+    name: &'static str,
+    about: &'static str,
+    settings: &'static [(&'static str, &'static str)],
+    disk: Option<DiskSetup>,
+) -> Scenario {
+    Scenario {
+        backend: Backend::NullSharded { shards: 64 },
+        settings,
+        http_floor: true,
+        read_back: false,
+        disk,
+        ..aggregate_scenario(name, about, Route::Single, 64)
+    }
+}
+
 /// A shard-awareness scenario: single-event route against the limited 4-shard stream, read
 /// back in full.
 pub(super) fn shard_scenario(

@@ -29,6 +29,13 @@ pub(in crate::scenarios) const DISK_AGGREGATE_SETTINGS: &[(&str, &str)] = &[
     ("spool.max_bytes", "4294967296"),
 ];
 
+/// Acknowledgement once queued (202, in memory), unaggregated: `kinesalite-single`'s settings
+/// answered at enqueue, issue 21's reference for the disk path.
+pub(in crate::scenarios) const MEMORY_ACK_SETTINGS: &[(&str, &str)] = &[
+    ("batching.max_batch_bytes", "4194304"),
+    ("streams.ack_on_enqueue", "*"),
+];
+
 /// Disk acknowledgement without aggregation: `kinesalite-single`'s settings plus the spool.
 pub(in crate::scenarios) const DISK_SETTINGS: &[(&str, &str)] = &[
     ("batching.max_batch_bytes", "4194304"),
